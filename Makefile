@@ -1,0 +1,35 @@
+# Two commands for a fresh clone:
+#   make run   set up the virtual environment and run the pipeline (dvc repro)
+#   make test  set up the virtual environment and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+# Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup run test bench mlflow-ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "setup: creating $(VENV) and installing imgpipe (a few minutes the first time; log in $(VENV)/pip.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -e '.[dev]' > $(VENV)/pip.log 2>&1 || { tail -n 40 $(VENV)/pip.log; exit 1; }
+	@touch $@
+	@echo "setup: done"
+
+run: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+bench: setup
+	python bench/pipeline.py
+
+mlflow-ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(VENV) data models mlflow.db mlartifacts .pytest_cache

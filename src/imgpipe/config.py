@@ -1,0 +1,274 @@
+"""Project paths and typed, validated params.
+
+Every path the pipeline reads or writes is derived here from the project root, and the
+layout mirrors ``dvc.yaml``. Each stage validates its own slice of ``params.yaml`` into a
+frozen config object before doing any work; an unknown key, a wrong type or an
+out-of-range value stops it with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imgpipe.errors import ParamsError
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` that holds ``dvc.yaml``.
+
+    DVC runs every stage from the folder of ``dvc.yaml``, and tests run copies of the
+    project elsewhere, so the root follows the working directory rather than the location
+    of this file. ``IMGPIPE_ROOT`` overrides the search.
+    """
+    if env := os.environ.get("IMGPIPE_ROOT"):
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where each stage's inputs and outputs live, as declared in ``dvc.yaml``."""
+
+    root: Path
+
+    @classmethod
+    def discover(cls) -> "Paths":
+        return cls(find_project_root())
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def dvc_lock(self) -> Path:
+        return self.root / "dvc.lock"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def ingested(self) -> Path:
+        return self.data / "ingest"
+
+    @property
+    def balanced(self) -> Path:
+        return self.data / "balance"
+
+    @property
+    def augmented(self) -> Path:
+        return self.data / "augment"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.reports / "ingest.json"
+
+    @property
+    def balance_report(self) -> Path:
+        return self.reports / "balance.json"
+
+    @property
+    def augment_preview(self) -> Path:
+        return self.reports / "augment_preview.png"
+
+    @property
+    def train_history(self) -> Path:
+        return self.reports / "train_history.csv"
+
+    @property
+    def confusion_csv(self) -> Path:
+        return self.reports / "confusion.csv"
+
+    @property
+    def confusion_png(self) -> Path:
+        return self.reports / "confusion_matrix.png"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+
+# ---------------------------------------------------------------------------- params
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SectionConfig(_Strict):
+    """One top-level section of params.yaml; ``section`` names it."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def load(cls: type[_C], params_path: Path | None = None) -> _C:
+        path = params_path or Paths.discover().params
+        raw = read_params(path)
+        if cls.section not in raw:
+            raise ParamsError(f"{path.name}: section '{cls.section}' is missing; add it (see README).")
+        try:
+            return cls.model_validate(raw[cls.section] or {})
+        except ValidationError as exc:
+            raise ParamsError(format_validation_error(exc, cls.section, path)) from None
+
+
+_C = TypeVar("_C", bound=SectionConfig)
+
+Fraction = Field(gt=0.0, lt=1.0)
+
+
+class IngestConfig(SectionConfig):
+    section: ClassVar[str] = "ingest"
+
+    source: Literal["digits"]
+    image_size: int = Field(ge=8, le=1024)
+    channels: Literal[1, 3]
+    # Largest class size over smallest; 1 keeps every image.
+    imbalance_ratio: float = Field(ge=1.0)
+    val_fraction: float = Fraction
+    test_fraction: float = Fraction
+    seed: int = Field(ge=0)
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _room_for_train(cls, test: float, info: Any) -> float:
+        val = info.data.get("val_fraction", 0.0)
+        if val + test >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return test
+
+
+class BalanceConfig(SectionConfig):
+    section: ClassVar[str] = "balance"
+
+    method: Literal["none", "random_over", "random_under", "smote"]
+    # imbalanced-learn's sampling_strategy: a named strategy, a minority/majority ratio
+    # (binary tasks), or target counts per class name.
+    sampling_strategy: Union[
+        Literal["auto", "minority", "not minority", "not majority", "all", "majority"],
+        float,
+        dict[str, int],
+    ]
+    k_neighbors: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+
+class AugmentConfig(SectionConfig):
+    section: ClassVar[str] = "augment"
+
+    copies: int = Field(ge=0, le=100)
+    seed: int = Field(ge=0)
+    # Each entry maps one albumentations transform name to its arguments, e.g.
+    # ``- Affine: {rotate: [-10, 10], p: 0.8}``. Names and arguments are checked against
+    # albumentations itself when the stage builds the pipeline.
+    transforms: list[dict[str, Union[dict[str, Any], None]]]
+
+    @field_validator("transforms")
+    @classmethod
+    def _one_name_per_entry(cls, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, entry in enumerate(entries):
+            if len(entry) != 1:
+                raise ValueError(
+                    f"entry {i} must map exactly one transform name to its arguments, "
+                    f"e.g. '- HorizontalFlip: {{p: 0.5}}'; got keys {sorted(entry)}"
+                )
+        return entries
+
+
+class SimpleCnnConfig(_Strict):
+    filters: int = Field(ge=1)
+    kernel_size: int = Field(ge=1)
+    dense_units: int = Field(ge=1)
+
+
+class BaseCnnConfig(_Strict):
+    filters: list[int] = Field(min_length=1)
+    kernel_size: int = Field(ge=1)
+    padding: Literal["same", "valid"]
+
+    @field_validator("filters")
+    @classmethod
+    def _positive(cls, filters: list[int]) -> list[int]:
+        if any(f < 1 for f in filters):
+            raise ValueError("every filter count must be at least 1")
+        return filters
+
+
+class TrainConfig(SectionConfig):
+    section: ClassVar[str] = "train"
+
+    model: Literal["simple_cnn", "base_cnn"]
+    simple_cnn: SimpleCnnConfig
+    base_cnn: BaseCnnConfig
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"]
+    lr: float = Field(gt=0.0, le=10.0)
+    weight_decay: float = Field(ge=0.0)
+    momentum: float = Field(ge=0.0, lt=1.0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"]
+
+
+class EvaluateConfig(SectionConfig):
+    section: ClassVar[str] = "evaluate"
+
+    batch_size: int = Field(ge=1)
+
+
+class MlflowConfig(SectionConfig):
+    section: ClassVar[str] = "mlflow"
+
+    experiment_name: str = Field(min_length=1)
+
+
+SECTIONS: dict[str, type[SectionConfig]] = {
+    c.section: c
+    for c in (IngestConfig, BalanceConfig, AugmentConfig, TrainConfig, EvaluateConfig, MlflowConfig)
+}
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """params.yaml as a dict, with unknown top-level sections refused."""
+    if not path.is_file():
+        raise ParamsError(f"{path} not found: run from the project root, where params.yaml lives.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path.name} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path.name} must be a mapping of sections (ingest, balance, ...).")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ParamsError(
+            f"{path.name}: unknown section(s) {', '.join(unknown)}; "
+            f"expected only {', '.join(SECTIONS)}."
+        )
+    return raw
+
+
+def format_validation_error(exc: ValidationError, section: str, path: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join([section, *(str(p) for p in err["loc"])])
+        given = f" (got {err['input']!r})" if err["type"] != "missing" else ""
+        lines.append(f"{path.name}: {key}: {err['msg']}{given}")
+    return "\n".join(lines)

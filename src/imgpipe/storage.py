@@ -1,0 +1,152 @@
+"""How image sets are stored between stages, and how files are written safely.
+
+A dataset folder holds a few files, never one per image, so DVC hashes a handful of
+objects however many images there are:
+
+- ``<split>.npy``: uint8 pixels, shape (N, H, W, C), memory-mappable;
+- ``manifest.csv``: one row per image (id, label, class_name, split, index, sha256, origin),
+  where ``index`` is the image's row in its split's array;
+- ``classes.json``: class names in label order.
+
+Outputs are written to a temporary sibling and renamed into place, so an interrupted
+stage never leaves a half-written file where a valid one belongs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from imgpipe.errors import ImgpipeError
+
+MANIFEST_COLUMNS = ["id", "label", "class_name", "split", "index", "sha256", "origin"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    Works for files and folders. On failure the temporary is removed and any previous
+    ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staged = tmp / target.name
+    try:
+        yield staged
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ImgpipeError(f"{path} is missing: run the stage that makes it (dvc repro).") from None
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """Content hash of decoded pixels, shape included so a reshape changes it."""
+    h = hashlib.sha256(repr(image.shape).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Split:
+    """One split of a dataset: pixels plus their manifest rows, in the same order."""
+
+    images: np.ndarray  # (N, H, W, C) uint8
+    manifest: pd.DataFrame  # MANIFEST_COLUMNS, row i describes images[i]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.manifest["label"].to_numpy(dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def make_manifest(
+    *,
+    ids: list[str],
+    labels: np.ndarray,
+    classes: list[str],
+    split: str,
+    sha256: list[str],
+    origin: list[str] | str,
+) -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "label": np.asarray(labels, dtype=np.int64),
+            "class_name": [classes[int(y)] for y in labels],
+            "split": [split] * n,
+            "index": np.arange(n, dtype=np.int64),
+            "sha256": sha256,
+            "origin": [origin] * n if isinstance(origin, str) else origin,
+        },
+        columns=MANIFEST_COLUMNS,
+    )
+
+
+def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split]) -> None:
+    """Write a dataset folder atomically. Identical inputs give byte-identical files."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        (tmp / "classes.json").write_text(json.dumps(classes, indent=2) + "\n")
+        frames = []
+        for name, split in splits.items():
+            if split.images.dtype != np.uint8 or split.images.ndim != 4:
+                raise ValueError(f"split {name}: expected uint8 (N, H, W, C), got {split.images.dtype} {split.images.shape}")
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(split.images), allow_pickle=False)
+            frame = split.manifest.copy()
+            frame["split"] = name
+            frame["index"] = np.arange(len(frame), dtype=np.int64)
+            frames.append(frame[MANIFEST_COLUMNS])
+        pd.concat(frames, ignore_index=True).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
+
+
+def read_classes(folder: Path) -> list[str]:
+    return read_json(Path(folder) / "classes.json")
+
+
+def read_split(folder: Path, split: str, mmap: bool = True) -> Split:
+    """Load one split. Pixels are memory-mapped unless ``mmap`` is false."""
+    folder = Path(folder)
+    array_path = folder / f"{split}.npy"
+    manifest_path = folder / "manifest.csv"
+    for path in (array_path, manifest_path):
+        if not path.is_file():
+            raise ImgpipeError(f"{path} is missing: run the stage that makes it (dvc repro).")
+    images = np.load(array_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    manifest = pd.read_csv(manifest_path, dtype={"id": str, "sha256": str})
+    rows = manifest[manifest["split"] == split].sort_values("index").reset_index(drop=True)
+    if len(rows) != len(images):
+        raise ImgpipeError(f"{folder}: manifest lists {len(rows)} {split} images but {array_path.name} holds {len(images)}; rerun with `dvc repro --force`.")
+    return Split(images=images, manifest=rows)
+
+
+def class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    return {name: int(c) for name, c in zip(classes, counts)}

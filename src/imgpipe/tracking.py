@@ -1,0 +1,132 @@
+"""MLflow tracking: one run per trained model, shared by the train and evaluate stages.
+
+Train opens the run and records what made the model: every param, the git commit, the
+DVC hashes of the data it saw, per-epoch metrics, the upstream reports and the model.
+It leaves the run id in ``models/run.json`` so that evaluate adds its metrics and
+plots to the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imgpipe.errors import ImgpipeError
+
+
+def tracking_uri(root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the zero-setup SQLite file at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def dvc_hashes(lock_path: Path, paths: list[str]) -> dict[str, str]:
+    """The md5 that dvc.lock records for each output path (as written in dvc.yaml).
+
+    Upstream stages have finished and been locked by the time train runs, so these are
+    exactly the versions of the data this run reads.
+    """
+    if not lock_path.is_file():
+        return {}
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    found: dict[str, str] = {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs", []):
+            if out.get("path") in paths and "md5" in out:
+                found[out["path"]] = out["md5"]
+    return found
+
+
+def connect(root: Path, experiment_name: str) -> str:
+    """Point MLflow at the tracking store and select the experiment; return the URI.
+
+    New experiments keep their artifacts in ``mlartifacts/`` beside the SQLite file, so
+    ``mlflow ui`` run from the project root can show them.
+    """
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    try:
+        if mlflow.get_experiment_by_name(experiment_name) is None:
+            location = (root / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+            mlflow.create_experiment(experiment_name, artifact_location=location)
+        mlflow.set_experiment(experiment_name)
+    except Exception as exc:  # any store error: unreachable server, bad URI, permissions
+        raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {exc}") from None
+    return uri
+
+
+def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], tags: dict[str, str]) -> Any:
+    """Open the run for a training job, named after the DVC experiment when there is one."""
+    import mlflow
+
+    connect(root, experiment_name)
+    run = mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
+    flat = flatten(params)
+    mlflow.log_params({k: str(v) for k, v in flat.items()})
+    all_tags = dict(tags)
+    if commit := git_commit(root):
+        all_tags["mlflow.source.git.commit"] = commit
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        all_tags["dvc.exp_name"] = exp
+    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+        all_tags["dvc.exp_baseline_rev"] = baseline
+    mlflow.set_tags(all_tags)
+    return run
+
+
+def resume_run(root: Path, run_info: dict[str, str]) -> Any:
+    """Re-open the training run recorded in ``models/run.json``."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.start_run(run_id=run_info["run_id"])
+    except Exception as exc:
+        raise ImgpipeError(
+            f"cannot reopen MLflow run {run_info['run_id']} in {uri}: {exc}. "
+            "If the tracking store was reset, rerun training: dvc repro --force train"
+        ) from None
+
+
+def log_model(model: Any, example: Any, name: str = "model") -> None:
+    """Log a torch model with a signature and an input example.
+
+    MLflow exports torch models with torch.export, which fixes any dimension that the
+    example shows with size 1; an example of two images keeps the batch size free.
+    """
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.ascontiguousarray(example[:2])
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    signature = infer_signature(example, output)
+    mlflow.pytorch.log_model(model, name=name, signature=signature, input_example=example)

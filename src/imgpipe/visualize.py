@@ -1,0 +1,43 @@
+"""Pictures people look at instead of reading numbers: image grids.
+
+Plain PIL, so stages that draw a grid need not load matplotlib.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from imgpipe.storage import atomic_path
+
+
+def _to_pil(image: np.ndarray, cell: int) -> Image.Image:
+    image = np.asarray(image)
+    pil = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
+    # Nearest keeps small images crisp: a 32 px digit should look like its pixels.
+    return pil.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
+
+
+def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str], cell: int = 96) -> Image.Image:
+    """A labelled grid: one row per entry in ``rows``, images left to right."""
+    label_w, label_h, pad = 70, 18, 4
+    ncols = max((len(r) for r in rows), default=0)
+    width = label_w + ncols * (cell + pad) + pad
+    height = label_h + len(rows) * (cell + pad) + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, text in enumerate(col_labels[:ncols]):
+        draw.text((label_w + pad + c * (cell + pad), 3), text, fill="black")
+    for r, (images, text) in enumerate(zip(rows, row_labels)):
+        y = label_h + pad + r * (cell + pad)
+        draw.text((4, y + cell // 2 - 6), text[:18], fill="black")
+        for c, image in enumerate(images):
+            canvas.paste(_to_pil(image, cell), (label_w + pad + c * (cell + pad), y))
+    return canvas
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    with atomic_path(Path(path)) as tmp:
+        image.save(tmp, format="PNG", optimize=False)

@@ -1,0 +1,65 @@
+"""The whole pipeline through DVC, on tiny settings, as a user drives it."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def test_dvc_repro_end_to_end(project):
+    project.commit("tiny project")
+    first = project.run("dvc", "repro")
+    assert ran(first.stdout) == STAGES
+
+    metrics = json.loads((project.root / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert set(metrics[split]) >= {"accuracy", "balanced_accuracy", "f1_macro", "per_class"}
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+        assert set(metrics[split]["per_class"]) == {str(d) for d in range(10)}
+        assert set(metrics[split]["per_class"]["3"]) == {"precision", "recall", "support"}
+    ingest = json.loads((project.root / "reports/ingest.json").read_text())
+    balance = json.loads((project.root / "reports/balance.json").read_text())
+    assert balance["before"] == ingest["counts"]["train"]
+    assert len(set(balance["after"].values())) == 1  # random_over evens the classes
+    for name in ("augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv"):
+        assert (project.root / "reports" / name).stat().st_size > 0
+
+    # MLflow: one run with every param, per-epoch metrics, the model and the confusion matrix.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("imgpipe").experiment_id])
+    assert run.data.params["train.lr"] == "0.001" and run.data.params["ingest.image_size"] == "16"
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
+    assert run.data.tags["dvc.md5.data/augment"].endswith(".dir")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts
+    assert client.search_logged_models([run.info.experiment_id])  # the model, logged with the run
+
+    # Nothing changed: nothing runs.
+    again = project.run("dvc", "repro")
+    assert ran(again.stdout) == []
+
+    # A training param reruns training and evaluation only, and metrics diff sees it.
+    project.commit("baseline with lock")
+    exp = project.run("dvc", "exp", "run", "-S", "train.lr=0.003")
+    assert ran(exp.stdout) == ["train", "evaluate"]
+    diff = project.run("dvc", "metrics", "diff", "--json")
+    assert "metrics.json" in json.loads(diff.stdout)
+
+
+@pytest.mark.parametrize("section, value, key", [("train", {"lr": -1}, "train.lr"),
+                                                 ("balance", {"method": "magic"}, "balance.method")])
+def test_bad_params_stop_the_stage_with_the_key(project, section, value, key):
+    project.set_params({section: value})
+    proc = project.run("python", "-m", f"stages.{section}", check=False)
+    assert proc.returncode != 0
+    assert key in proc.stderr and "Traceback" not in proc.stderr

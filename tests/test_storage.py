@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from imgpipe.storage import Split, atomic_path, make_manifest, read_split, write_dataset
+
+
+def _split(n: int, split: str, seed: int = 0) -> Split:
+    images = np.random.default_rng(seed).integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
+    manifest = make_manifest(ids=[f"img{i}" for i in range(n)], labels=np.arange(n) % 2, classes=["a", "b"],
+                             split=split, sha256=["x"] * n, origin="original")
+    return Split(images, manifest)
+
+
+def test_dataset_round_trip_and_identical_bytes(tmp_path):
+    splits = {"train": _split(6, "train"), "test": _split(3, "test", seed=1)}
+    write_dataset(tmp_path / "a", ["a", "b"], splits)
+    write_dataset(tmp_path / "b", ["a", "b"], splits)
+    for name in ("train.npy", "test.npy", "manifest.csv", "classes.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    back = read_split(tmp_path / "a", "test")
+    assert np.array_equal(back.images, splits["test"].images)
+    assert back.manifest["id"].tolist() == ["img0", "img1", "img2"]
+    assert back.labels.tolist() == [0, 1, 0]
+
+
+def test_failed_write_leaves_previous_output_and_no_temporaries(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("good")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from imgpipe import tracking
+from imgpipe.models import ModelSpec, build_model
+
+
+def test_flatten_params():
+    assert tracking.flatten({"train": {"lr": 0.1, "cnn": {"filters": [4, 8]}}, "x": {}}) == {
+        "train.lr": 0.1, "train.cnn.filters": [4, 8], "x": {}}
+
+
+def test_dvc_hashes_read_from_lock(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingest\n      md5: abc.dir\n"
+                    "    - path: reports/ingest.json\n      md5: def\n")
+    assert tracking.dvc_hashes(lock, ["data/ingest", "data/augment"]) == {"data/ingest": "abc.dir"}
+    assert tracking.dvc_hashes(tmp_path / "missing.lock", ["data/ingest"]) == {}
+
+
+def test_tracking_uri_defaults_to_sqlite_at_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.as_posix()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+@pytest.mark.slow
+def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = ModelSpec(name="base_cnn", options={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
+                     classes=list("abc"), image_size=16, channels=1)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
+    run = tracking.start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}}, {"extra": "tag"})
+    with run:
+        tracking.log_model(model, images)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert loaded.metadata.signature is not None
+    batch = images[:5]
+    got = np.asarray(loaded.predict(batch))
+    with torch.no_grad():
+        want = model(torch.from_numpy(batch)).numpy()
+    assert got.shape == (5, 3)
+    assert np.allclose(got, want, atol=1e-5)
+    stored = mlflow.get_run(run.info.run_id)
+    assert stored.data.params["train.lr"] == "0.1" and stored.data.tags["extra"] == "tag"
+
+
+def test_unusable_tracking_store_is_a_clear_error(tmp_path, monkeypatch):
+    from imgpipe.errors import ImgpipeError
+
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/blocker/mlflow.db")
+    with pytest.raises(ImgpipeError, match="blocker/mlflow.db"):
+        tracking.connect(tmp_path, "x")
