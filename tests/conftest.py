@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvcignore", ".gitignore"]
+SHARED = REPO.parent / "shared" / "datasets"
 
 # Small but real: every stage does its actual work, only on fewer and smaller images.
 TINY = {
@@ -90,3 +91,32 @@ def digits_small() -> tuple[np.ndarray, np.ndarray]:
     bunch = load_digits()
     images = np.clip(bunch.images[:300] * 16, 0, 255).astype(np.uint8)[..., None]
     return images, bunch.target[:300].astype(np.int64)
+
+
+def write_digit_folder(root: Path, per_class: int = 12, classes: tuple[str, ...] = ("zero", "one", "two")) -> dict[str, list[Path]]:
+    """An ImageFolder tree of real digit scans in mixed formats, modes and sizes.
+
+    Class ``k`` holds scans of digit ``k``, upscaled, so a model can learn them. Formats
+    rotate through JPEG, PNG (some named .jpg), BMP, WebP, GIF and TIFF, with upper-case
+    extensions and a nested subfolder, as real collections have.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    written: dict[str, list[Path]] = {}
+    kinds = [("JPEG", ".jpg", "RGB"), ("PNG", ".png", "L"), ("PNG", ".jpg", "RGBA"), ("BMP", ".BMP", "RGB"),
+             ("WEBP", ".webp", "RGB"), ("GIF", ".gif", "P"), ("TIFF", ".tif", "RGB"), ("JPEG", ".JPEG", "L")]
+    for label, name in enumerate(classes):
+        scans = bunch.images[bunch.target == label][:per_class]
+        for i, scan in enumerate(scans):
+            fmt, ext, mode = kinds[i % len(kinds)]
+            pixels = np.clip(scan * 16, 0, 255).astype(np.uint8)
+            size = 40 + 7 * (i % 5)
+            image = Image.fromarray(pixels, "L").resize((size, size + 3 * (i % 3)), Image.Resampling.BICUBIC).convert(mode)
+            folder = root / name / ("more" if i % 4 == 3 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{name}_{i:03d}{ext}"
+            image.save(path, format=fmt)
+            written.setdefault(name, []).append(path)
+    return written

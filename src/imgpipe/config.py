@@ -54,6 +54,11 @@ class Paths:
         return self.root / "dvc.lock"
 
     @property
+    def raw(self) -> Path:
+        """Where users keep (and `dvc add`) their own images; ingest depends on it."""
+        return self.root / "raw"
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 
@@ -80,6 +85,10 @@ class Paths:
     @property
     def ingest_report(self) -> Path:
         return self.reports / "ingest.json"
+
+    @property
+    def ingest_samples(self) -> Path:
+        return self.reports / "ingest_samples.png"
 
     @property
     def balance_report(self) -> Path:
@@ -135,17 +144,35 @@ _C = TypeVar("_C", bound=SectionConfig)
 Fraction = Field(gt=0.0, lt=1.0)
 
 
+TORCHVISION_NAMES = ("CIFAR10", "CIFAR100", "MNIST", "FashionMNIST")
+
+
 class IngestConfig(SectionConfig):
     section: ClassVar[str] = "ingest"
 
-    source: Literal["digits"]
+    # digits | torchvision:<Name> | a folder of class folders | a .csv manifest
+    source: str = Field(min_length=1)
     image_size: int = Field(ge=8, le=1024)
     channels: Literal[1, 3]
-    # Largest class size over smallest; 1 keeps every image.
+    resize: Literal["squash", "center_crop", "letterbox"]
+    # Thins the built-in datasets to a long tail (largest class / smallest); 1 keeps all.
+    # A user's own folder or manifest is taken as it is.
     imbalance_ratio: float = Field(ge=1.0)
     val_fraction: float = Fraction
     test_fraction: float = Fraction
     seed: int = Field(ge=0)
+    workers: int = Field(ge=0)  # decoding processes; 0 = every available core
+    max_pixels: int = Field(ge=1)  # larger images are skipped as decompression bombs
+    max_bad_fraction: float = Field(ge=0.0, le=1.0)
+    torchvision_root: str = Field(min_length=1)
+    download: bool
+
+    @field_validator("source")
+    @classmethod
+    def _known_torchvision(cls, source: str) -> str:
+        if source.startswith("torchvision:") and source.split(":", 1)[1] not in TORCHVISION_NAMES:
+            raise ValueError(f"torchvision datasets are {', '.join('torchvision:' + n for n in TORCHVISION_NAMES)}")
+        return source
 
     @field_validator("test_fraction")
     @classmethod

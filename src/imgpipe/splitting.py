@@ -60,3 +60,64 @@ def stratified_split(
 def imbalance_ratio(counts: dict[str, int]) -> float:
     sizes = [n for n in counts.values() if n > 0]
     return round(max(sizes) / min(sizes), 3) if sizes else 0.0
+
+
+def assign_splits(
+    labels: np.ndarray, given: np.ndarray, val_fraction: float, test_fraction: float, seed: int, classes: list[str]
+) -> dict[str, np.ndarray]:
+    """Train/val/test indices that respect any split the source already chose.
+
+    With no split given, it is a stratified three-way split. When the source is
+    pre-split, its splits are kept, images without one join train, and a missing val or
+    test split is carved from train (``val_fraction``/``test_fraction`` of train).
+    """
+    labels, given = np.asarray(labels), np.asarray(given, dtype=object)
+    if not (given != "").any():
+        return stratified_split(labels, val_fraction, test_fraction, seed, classes)
+    parts = {name: np.flatnonzero(given == name) for name in ("val", "test")}
+    train = np.flatnonzero((given == "train") | (given == ""))
+    missing = {name: frac for name, frac in (("val", val_fraction), ("test", test_fraction)) if len(parts[name]) == 0}
+    if len(missing) == 2:
+        carved = stratified_split(labels[train], val_fraction, test_fraction, seed, classes)
+        return {name: train[idx] for name, idx in carved.items()}
+    for name, fraction in missing.items():
+        train, parts[name] = _carve(train, labels, fraction, seed, name, classes)
+    return {"train": np.sort(train), "val": parts["val"], "test": parts["test"]}
+
+
+def _carve(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int, name: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.bincount(labels[pool], minlength=len(classes))
+    too_small = [f"{classes[c]} ({n})" for c, n in enumerate(counts) if 0 < n < 2]
+    if too_small:
+        raise ImgpipeError(
+            f"cannot carve a {name} split from train: these classes have fewer than 2 training images: "
+            + ", ".join(too_small) + f". Add images or provide a {name}/ folder."
+        )
+    try:
+        keep, carved = train_test_split(pool, test_size=fraction, stratify=labels[pool], random_state=seed)
+    except ValueError as exc:
+        raise ImgpipeError(f"cannot carve a stratified {name} split from train: {exc}. Raise ingest.{name}_fraction or add images.") from None
+    return np.sort(keep), np.sort(carved)
+
+
+def check_classes(counts: dict[str, dict[str, int]]) -> None:
+    """Stop when a class has no training images: a model cannot learn it."""
+    empty = [name for name, n in counts["train"].items() if n == 0]
+    if empty:
+        raise ImgpipeError(
+            f"class(es) {', '.join(empty)} have no usable training images (every file was skipped, "
+            "a duplicate or missing); see reports/ingest.json, then fix or remove those class folders."
+        )
+
+
+def long_tail_pool(labels: np.ndarray, given: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Sorted indices left after thinning the trainable pool to a long tail.
+
+    Images the source already placed in val or test are all kept, so the evaluation
+    splits stay balanced, as in CIFAR-10-LT.
+    """
+    given = np.asarray(given, dtype=object)
+    fixed_eval = np.flatnonzero((given == "val") | (given == "test"))
+    pool = np.flatnonzero((given != "val") & (given != "test"))
+    thinned = pool[long_tail_indices(np.asarray(labels)[pool], ratio, seed)]
+    return np.sort(np.concatenate([thinned, fixed_eval]))

@@ -71,11 +71,31 @@ def pixel_hash(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
+class Rows:
+    """Chosen rows of a larger array, copied out only chunk by chunk as they are written.
+
+    Ingest decodes every image into one array and then writes each split from it; a
+    view like this keeps peak memory at one copy of the data rather than two.
+    """
+
+    def __init__(self, base: np.ndarray, index: np.ndarray):
+        self.base, self.index = base, np.asarray(index, dtype=np.int64)
+        self.shape = (len(self.index), *base.shape[1:])
+        self.dtype = base.dtype
+        self.ndim = base.ndim
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        return self.base[self.index[key]]
+
+
 @dataclass
 class Split:
     """One split of a dataset: pixels plus their manifest rows, in the same order."""
 
-    images: np.ndarray  # (N, H, W, C) uint8
+    images: np.ndarray | Rows  # (N, H, W, C) uint8
     manifest: pd.DataFrame  # MANIFEST_COLUMNS, row i describes images[i]
 
     @property
@@ -119,12 +139,21 @@ def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split]) ->
         for name, split in splits.items():
             if split.images.dtype != np.uint8 or split.images.ndim != 4:
                 raise ValueError(f"split {name}: expected uint8 (N, H, W, C), got {split.images.dtype} {split.images.shape}")
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(split.images), allow_pickle=False)
+            _save_array(tmp / f"{name}.npy", split.images)
             frame = split.manifest.copy()
             frame["split"] = name
             frame["index"] = np.arange(len(frame), dtype=np.int64)
             frames.append(frame[MANIFEST_COLUMNS])
         pd.concat(frames, ignore_index=True).to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
+
+
+def _save_array(path: Path, images: np.ndarray | Rows, chunk: int = 4096) -> None:
+    """Write an .npy file chunk by chunk (the same bytes as ``np.save``)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=images.dtype, shape=images.shape)
+    for start in range(0, len(images), chunk):
+        out[start : start + chunk] = images[start : start + chunk]
+    out.flush()
+    del out
 
 
 def read_classes(folder: Path) -> list[str]:

@@ -41,3 +41,13 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: 
 def save_png(image: Image.Image, path: Path) -> None:
     with atomic_path(Path(path)) as tmp:
         image.save(tmp, format="PNG", optimize=False)
+
+
+def class_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], per_class: int = 8) -> Image.Image:
+    """One row per class with its first ``per_class`` images: a quick look at what each label means."""
+    rows, names = [], []
+    for label, name in enumerate(classes):
+        members = np.flatnonzero(np.asarray(labels) == label)[:per_class]
+        rows.append([np.asarray(images[i]) for i in members])
+        names.append(f"{name} ({len(np.flatnonzero(np.asarray(labels) == label))})")
+    return image_grid(rows, names, [str(k + 1) for k in range(per_class)], cell=64)
