@@ -63,7 +63,8 @@ def main() -> None:
         with atomic_path(paths.train_history) as tmp:
             pd.DataFrame([r.as_dict() for r in history]).to_csv(tmp, index=False, lineterminator="\n")
 
-        for report in (paths.ingest_report, paths.ingest_samples, paths.balance_report, paths.augment_preview, paths.train_history):
+        reports = (paths.ingest_report, paths.ingest_samples, paths.balance_report, paths.augment_preview, paths.train_history)
+        for report in reports:
             mlflow.log_artifact(str(report), artifact_path="reports")
         mlflow.log_artifact(str(paths.augmented / "pipeline.json"), artifact_path="reports")
         mlflow.log_dict(spec.to_dict(), "model_spec.json")

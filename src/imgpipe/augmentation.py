@@ -70,7 +70,7 @@ def augment_copies(images: np.ndarray, pipeline: Any, copies: int) -> np.ndarray
     """
     n = len(images)
     out = np.empty((n * copies, *images.shape[1:]), dtype=np.uint8)
-    for i in tqdm(range(n), desc="augment", unit="img", disable=n == 0 or copies == 0):
+    for i in tqdm(range(n), desc="augment", unit="img", mininterval=1.0, disable=n == 0 or copies == 0):
         image = np.asarray(images[i])
         for k in range(copies):
             variant = pipeline(image=image)["image"]

@@ -148,12 +148,16 @@ def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split]) ->
 
 
 def _save_array(path: Path, images: np.ndarray | Rows, chunk: int = 4096) -> None:
-    """Write an .npy file chunk by chunk (the same bytes as ``np.save``)."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=images.dtype, shape=images.shape)
-    for start in range(0, len(images), chunk):
-        out[start : start + chunk] = images[start : start + chunk]
-    out.flush()
-    del out
+    """Write an .npy file chunk by chunk, the same bytes as ``np.save``.
+
+    Plain writes rather than a memory map: dirty mapped pages count towards the
+    process's resident memory, and the point is to keep that at one copy of the data.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(images.dtype), "fortran_order": False, "shape": tuple(images.shape)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, len(images), chunk):
+            f.write(np.ascontiguousarray(images[start : start + chunk]).tobytes())
 
 
 def read_classes(folder: Path) -> list[str]:

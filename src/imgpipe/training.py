@@ -103,7 +103,7 @@ def fit(
         model.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=True)
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=True, mininterval=1.0)
         for start in bar:
             idx = order[start : start + cfg.batch_size]
             x, y = x_train[idx], y_train[idx]
@@ -116,7 +116,7 @@ def fit(
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)  # the bar redraws on its own clock
         val_loss, val_acc = evaluate_loss(model, x_val, y_val, cfg.batch_size * 4)
         result = EpochResult(epoch, loss_sum / seen, correct / seen, val_loss, val_acc)
         bar.write(f"epoch {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | val loss {val_loss:.4f} acc {val_acc:.3f}")
