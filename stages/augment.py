@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imgpipe.augmentation import augment_copies, build_pipeline, pipeline_dict
+from imgpipe.augmentation import augment_variants, build_pipeline, pipeline_dict, variants_per_image
 from imgpipe.config import AugmentConfig, Paths
 from imgpipe.errors import run_stage
-from imgpipe.storage import Split, pixel_hash, read_classes, read_split, write_dataset, write_json
+from imgpipe.storage import Split, class_counts, pixel_hash, read_classes, read_split, write_dataset, write_json
 from imgpipe.visualize import image_grid, save_png
 
 PREVIEW_COPIES = 4
@@ -27,11 +27,12 @@ def main() -> None:
 
     classes = read_classes(paths.ingested)
     train = read_split(paths.balanced, "train")
-    print(f"augment: {len(train)} training images, {cfg.copies} augmented copies each")
+    per_image = variants_per_image(train.labels, cfg.copies, cfg.mode)
+    print(f"augment: {len(train)} training images, {per_image.sum()} augmented variants ({cfg.mode} mode)")
 
-    variants = augment_copies(train.images, pipeline, cfg.copies)
-    parent = np.repeat(np.arange(len(train)), cfg.copies)
-    copy_no = np.tile(np.arange(cfg.copies), len(train))
+    variants = augment_variants(train.images, pipeline, per_image)
+    parent = np.repeat(np.arange(len(train)), per_image)
+    copy_no = np.concatenate([np.arange(k) for k in per_image]) if len(per_image) else np.array([], dtype=np.int64)
     extra = train.manifest.iloc[parent].reset_index(drop=True)
     extra["id"] = [f"{i}#aug{k}" for i, k in zip(extra["id"], copy_no)]
     extra["sha256"] = [pixel_hash(v) for v in variants]
@@ -43,7 +44,8 @@ def main() -> None:
     write_json(paths.augmented / "pipeline.json", pipeline_dict(pipeline))
 
     save_png(preview(train, classes, cfg), paths.augment_preview)
-    print(f"augment: wrote {len(images)} training images; preview in {paths.augment_preview.name}")
+    after = class_counts(manifest["label"], classes)
+    print(f"augment: wrote {len(images)} training images; per class: {after}; preview in {paths.augment_preview.name}")
 
 
 def preview(train: Split, classes: list[str], cfg: AugmentConfig):

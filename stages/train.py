@@ -13,8 +13,8 @@ import torch
 from imgpipe.config import MlflowConfig, Paths, TrainConfig, read_params
 from imgpipe.errors import run_stage
 from imgpipe.models import ModelSpec, build_model
-from imgpipe.storage import atomic_path, read_classes, read_split, write_json
-from imgpipe.training import channel_stats, fit, select_device, seed_everything
+from imgpipe.storage import atomic_path, read_classes, read_json, read_split, write_json
+from imgpipe.training import Balancing, channel_stats, fit, select_device, seed_everything
 from imgpipe import tracking
 
 # The data this stage reads, as dvc.yaml names it; their DVC hashes go on the MLflow run.
@@ -30,6 +30,14 @@ def main() -> None:
     classes = read_classes(paths.ingested)
     train = read_split(paths.augmented, "train", mmap=False)
     val = read_split(paths.ingested, "val", mmap=False)
+
+    # class_weight and weighted_sampler left the data alone; their weights act here.
+    balancing = Balancing.from_json(read_json(paths.balanced / "training.json"), classes)
+    augment = None
+    if cfg.augment_online:
+        from imgpipe.augmentation import load_pipeline
+
+        augment = load_pipeline(paths.augmented / "pipeline.json", cfg.seed)
 
     spec = ModelSpec.from_train_config(cfg, classes, train.images.shape[1:])
     spec.mean, spec.std = channel_stats(train.images)
@@ -52,6 +60,8 @@ def main() -> None:
             cfg,
             device,
             on_epoch=lambda r: mlflow.log_metrics({k: v for k, v in r.as_dict().items() if k != "epoch"}, step=r.epoch),
+            balancing=balancing,
+            augment=augment,
         )
 
         model.cpu().eval()
@@ -63,7 +73,10 @@ def main() -> None:
         with atomic_path(paths.train_history) as tmp:
             pd.DataFrame([r.as_dict() for r in history]).to_csv(tmp, index=False, lineterminator="\n")
 
-        reports = (paths.ingest_report, paths.ingest_samples, paths.balance_report, paths.augment_preview, paths.train_history)
+        reports = (
+            paths.ingest_report, paths.ingest_samples, paths.balance_report, paths.balance_counts,
+            paths.balance_synthetic, paths.augment_preview, paths.train_history,
+        )
         for report in reports:
             mlflow.log_artifact(str(report), artifact_path="reports")
         mlflow.log_artifact(str(paths.augmented / "pipeline.json"), artifact_path="reports")

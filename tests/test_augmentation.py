@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgpipe.augmentation import augment_copies, build_pipeline, pipeline_dict
+from imgpipe.augmentation import augment_variants, build_pipeline, load_pipeline, pipeline_dict, variants_per_image
 from imgpipe.errors import ParamsError
 
 SPEC = [{"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "p": 1.0}},
@@ -34,9 +34,10 @@ def test_bad_argument_is_named(args, hint):
 
 
 def test_copies_are_seeded_and_really_augmented(images):
-    a = augment_copies(images, build_pipeline(SPEC, seed=3), copies=2)
-    b = augment_copies(images, build_pipeline(SPEC, seed=3), copies=2)
-    c = augment_copies(images, build_pipeline(SPEC, seed=4), copies=2)
+    two = variants_per_image(np.zeros(len(images), dtype=int), 2, "copies")
+    a = augment_variants(images, build_pipeline(SPEC, seed=3), two)
+    b = augment_variants(images, build_pipeline(SPEC, seed=3), two)
+    c = augment_variants(images, build_pipeline(SPEC, seed=4), two)
     assert a.shape == (80, 32, 32, 1) and a.dtype == np.uint8
     assert a.tobytes() == b.tobytes()
     assert a.tobytes() != c.tobytes()
@@ -51,3 +52,23 @@ def test_pipeline_serialises_with_albumentations(images):
     d = pipeline_dict(build_pipeline(SPEC, seed=0))
     assert [t["__class_fullname__"] for t in d["transform"]["transforms"]] == ["Affine", "RandomBrightnessContrast"]
     assert isinstance(A.from_dict(d), A.Compose)
+
+
+def test_balance_mode_tops_rare_classes_up_with_variants():
+    labels = np.array([0] * 10 + [1] * 4 + [2] * 1)
+    per_image = variants_per_image(labels, copies=1, mode="balance")
+    totals = [int((labels == c).sum() + per_image[labels == c].sum()) for c in range(3)]
+    assert totals == [20, 20, 20]  # (1 + copies) x the largest class
+    assert per_image[labels == 1].tolist() == [4, 4, 4, 4] and per_image[labels == 2].tolist() == [19]
+    assert variants_per_image(labels, copies=0, mode="balance")[labels == 0].sum() == 0
+
+
+def test_saved_pipeline_loads_back_seeded(images, tmp_path):
+    import json
+
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(pipeline_dict(build_pipeline(SPEC, seed=0))))
+    first, second = load_pipeline(path, seed=5), load_pipeline(path, seed=5)
+    a = [first(image=images[0])["image"] for _ in range(2)]
+    b = [second(image=images[0])["image"] for _ in range(2)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], a[1])

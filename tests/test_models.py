@@ -4,7 +4,7 @@ import torch
 
 from imgpipe.config import TrainConfig
 from imgpipe.models import ModelSpec, build_model, predict_proba
-from imgpipe.training import fit
+from imgpipe.training import Balancing, epoch_order, fit
 
 
 def spec(name: str, options: dict, channels: int = 1, size: int = 32) -> ModelSpec:
@@ -39,7 +39,8 @@ def test_too_many_poolings_for_the_image_size_is_a_clear_error():
 def _train_cfg(**kw) -> TrainConfig:
     base = dict(model="simple_cnn", simple_cnn={"filters": 8, "kernel_size": 3, "dense_units": 32},
                 base_cnn={"filters": [4, 8], "kernel_size": 3, "padding": "same"}, optimizer="adam", lr=0.003,
-                weight_decay=0.0, momentum=0.9, epochs=4, batch_size=32, seed=0, device="cpu")
+                weight_decay=0.0, momentum=0.9, epochs=4, batch_size=32, seed=0, device="cpu",
+                augment_online=False, workers=0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -68,3 +69,29 @@ def test_same_seed_same_history(digits_small):
         runs.append(fit(build_model(s), (images[:200], labels[:200]), (images[200:], labels[200:]),
                         _train_cfg(model="base_cnn", epochs=2), torch.device("cpu")))
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
+
+
+def test_weighted_sampler_draws_rare_classes_as_often_as_common_ones():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    weights = torch.tensor([100 / 180, 100 / 20], dtype=torch.float64)[labels]
+    order = epoch_order(100, torch.Generator().manual_seed(0), weights)
+    drawn = torch.bincount(labels[order], minlength=2).tolist()
+    assert 30 <= drawn[1] <= 70  # about half, against 10 without weights
+    assert sorted(epoch_order(100, torch.Generator().manual_seed(0), None).tolist()) == list(range(100))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_online_augmentation_and_class_weights_train_reproducibly(digits_small, workers):
+    from imgpipe.augmentation import build_pipeline
+
+    images, labels = digits_small
+    s = ModelSpec(name="simple_cnn", options={"filters": 8, "kernel_size": 3, "dense_units": 32},
+                  classes=[str(i) for i in range(10)], image_size=8, channels=1)
+    balancing = Balancing(loss_weights=[1.0] * 9 + [3.0])
+    runs = []
+    for _ in range(2):
+        pipeline = build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0)
+        runs.append(fit(build_model(s), (images[:200], labels[:200]), (images[200:], labels[200:]),
+                        _train_cfg(epochs=2, workers=workers), torch.device("cpu"), balancing=balancing, augment=pipeline))
+    assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
+    assert runs[0][-1].train_loss < runs[0][0].train_loss

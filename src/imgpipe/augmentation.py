@@ -8,7 +8,9 @@ signature and its pydantic schema before any image is touched.
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,17 +64,50 @@ def pipeline_dict(pipeline: Any) -> dict[str, Any]:
     return A.to_dict(pipeline)
 
 
-def augment_copies(images: np.ndarray, pipeline: Any, copies: int) -> np.ndarray:
-    """``copies`` augmented variants of each image, image-major: row ``i * copies + k``.
+def load_pipeline(path: Path, seed: int) -> Any:
+    """The augment stage's exact pipeline, from its albumentations ``to_dict`` output."""
+    import albumentations as A
+
+    pipeline = A.from_dict(json.loads(Path(path).read_text()))
+    pipeline.set_random_seed(seed)
+    return pipeline
+
+
+def variants_per_image(labels: np.ndarray, copies: int, mode: str) -> np.ndarray:
+    """How many augmented variants each image gets.
+
+    ``copies``: the same number for every image. ``balance``: each class is topped up to
+    ``(1 + copies) * n_max`` images, spread as evenly as possible over its members, so
+    rare classes grow by new variations rather than duplicates.
+    """
+    labels = np.asarray(labels)
+    if mode == "copies":
+        return np.full(len(labels), copies, dtype=np.int64)
+    counts = np.bincount(labels)
+    target = (1 + copies) * counts.max()
+    per_image = np.zeros(len(labels), dtype=np.int64)
+    for label, n in enumerate(counts):
+        if n == 0:
+            continue
+        members = np.flatnonzero(labels == label)
+        extra = target - n
+        per_image[members] = extra // n
+        per_image[members[: extra % n]] += 1
+    return per_image
+
+
+def augment_variants(images: np.ndarray, pipeline: Any, per_image: np.ndarray) -> np.ndarray:
+    """``per_image[i]`` augmented variants of image ``i``, image-major.
 
     The pipeline's seed fixes the whole sequence, so the same images and params give the
     same bytes on every run.
     """
-    n = len(images)
-    out = np.empty((n * copies, *images.shape[1:]), dtype=np.uint8)
-    for i in tqdm(range(n), desc="augment", unit="img", mininterval=1.0, disable=n == 0 or copies == 0):
+    n, total = len(images), int(np.sum(per_image))
+    out = np.empty((total, *images.shape[1:]), dtype=np.uint8)
+    row = 0
+    for i in tqdm(range(n), desc="augment", unit="img", mininterval=1.0, disable=total == 0):
         image = np.asarray(images[i])
-        for k in range(copies):
-            variant = pipeline(image=image)["image"]
-            out[i * copies + k] = variant.reshape(image.shape)
+        for _ in range(int(per_image[i])):
+            out[row] = pipeline(image=image)["image"].reshape(image.shape)
+            row += 1
     return out

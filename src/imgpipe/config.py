@@ -95,6 +95,14 @@ class Paths:
         return self.reports / "balance.json"
 
     @property
+    def balance_counts(self) -> Path:
+        return self.reports / "balance_counts.png"
+
+    @property
+    def balance_synthetic(self) -> Path:
+        return self.reports / "balance_synthetic.png"
+
+    @property
     def augment_preview(self) -> Path:
         return self.reports / "augment_preview.png"
 
@@ -186,7 +194,12 @@ class IngestConfig(SectionConfig):
 class BalanceConfig(SectionConfig):
     section: ClassVar[str] = "balance"
 
-    method: Literal["none", "random_over", "random_under", "smote"]
+    # none | imbalanced-learn resamplers | class_weight and weighted_sampler, which keep
+    # the data and act in training (a weighted loss, or a WeightedRandomSampler).
+    method: Literal[
+        "none", "random_over", "random_under", "smote", "borderline_smote", "adasyn",
+        "smote_tomek", "smote_enn", "class_weight", "weighted_sampler",
+    ]
     # imbalanced-learn's sampling_strategy: a named strategy, a minority/majority ratio
     # (binary tasks), or target counts per class name.
     sampling_strategy: Union[
@@ -194,13 +207,16 @@ class BalanceConfig(SectionConfig):
         float,
         dict[str, int],
     ]
-    k_neighbors: int = Field(ge=1)
+    k_neighbors: int = Field(ge=1)  # the SMOTE family's neighbours (ADASYN's n_neighbors)
     seed: int = Field(ge=0)
 
 
 class AugmentConfig(SectionConfig):
     section: ClassVar[str] = "augment"
 
+    # copies: `copies` variants of every image. balance: rarer classes get more variants,
+    # until every class has (1 + copies) x as many images as the largest one had.
+    mode: Literal["copies", "balance"]
     copies: int = Field(ge=0, le=100)
     seed: int = Field(ge=0)
     # Each entry maps one albumentations transform name to its arguments, e.g.
@@ -253,6 +269,9 @@ class TrainConfig(SectionConfig):
     batch_size: int = Field(ge=1)
     seed: int = Field(ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"]
+    # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
+    augment_online: bool
+    workers: int = Field(ge=0)
 
 
 class EvaluateConfig(SectionConfig):

@@ -130,10 +130,15 @@ def make_manifest(
     )
 
 
-def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split]) -> None:
-    """Write a dataset folder atomically. Identical inputs give byte-identical files."""
+def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split], extra: dict[str, Any] | None = None) -> None:
+    """Write a dataset folder atomically. Identical inputs give byte-identical files.
+
+    ``extra`` maps file names to JSON-able data written alongside, in the same atomic step.
+    """
     with atomic_path(folder) as tmp:
         tmp.mkdir()
+        for name, data in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
         (tmp / "classes.json").write_text(json.dumps(classes, indent=2) + "\n")
         frames = []
         for name, split in splits.items():

@@ -51,3 +51,32 @@ def class_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], pe
         rows.append([np.asarray(images[i]) for i in members])
         names.append(f"{name} ({len(np.flatnonzero(np.asarray(labels) == label))})")
     return image_grid(rows, names, [str(k + 1) for k in range(per_class)], cell=64)
+
+
+def plot_class_counts(before: dict[str, int], after: dict[str, int], title: str, path: Path) -> None:
+    """Grouped bars of images per class before and after balancing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(before)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(names) + 2), 3.6), dpi=100)
+    ax.bar(x - 0.2, [before[n] for n in names], width=0.4, label="before", color="#9aa5b1")
+    ax.bar(x + 0.2, [after[n] for n in names], width=0.4, label="after", color="#2f6fbd")
+    ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    ax.set_ylabel("training images")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})  # no version stamp: stable bytes
+    plt.close(fig)
+
+
+def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
+    """A small picture that says why there is nothing to show, so a PNG output always exists."""
+    canvas = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(canvas).text((10, height // 2 - 6), message, fill="black")
+    return canvas

@@ -1,0 +1,75 @@
+"""Every balance method and augment mode through the real pipeline (dvc), on tiny settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+METHODS = [
+    "none", "random_over", "random_under", "smote", "borderline_smote", "adasyn",
+    "smote_tomek", "smote_enn", "class_weight", "weighted_sampler",
+]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_every_balance_method_runs_through_dvc_and_leaves_val_and_test_alone(project):
+    root = project.root
+    project.set_params({"balance": {"k_neighbors": 2}, "train": {"epochs": 1}})
+    project.run("dvc", "repro")
+    project.commit("baseline")
+    frozen = {name: digest(root / "data" / "ingest" / f"{name}.npy") for name in ("val", "test")}
+    eval_hashes = set(pd.read_csv(root / "data" / "ingest" / "manifest.csv").query("split != 'train'")["sha256"])
+    ingest_counts = json.loads((root / "reports" / "ingest.json").read_text())["counts"]["train"]
+
+    for method in METHODS:
+        out = project.run("dvc", "exp", "run", "-S", f"balance.method={method}")
+        assert "Running stage 'ingest'" not in out.stdout, method
+        assert f"balance: {method}:" in out.stdout  # before -> after counts are printed
+        report = json.loads((root / "reports" / "balance.json").read_text())
+        assert report["method"] == method and report["before"] == ingest_counts
+        after = list(report["after"].values())
+        if method in ("none", "class_weight", "weighted_sampler"):
+            assert report["after"] == report["before"]
+        elif method in ("random_over", "random_under", "smote"):
+            assert len(set(after)) == 1, (method, after)  # evened out exactly
+        else:
+            assert report["after"] != report["before"], method
+        training = json.loads((root / "data" / "balance" / "training.json").read_text())
+        assert (training["loss_weights"] is not None) == (method == "class_weight")
+        assert (training["sampler_weights"] is not None) == (method == "weighted_sampler")
+        # val and test are the ingest stage's, byte for byte, and nothing synthetic reached them.
+        assert {n: digest(root / "data" / "ingest" / f"{n}.npy") for n in frozen} == frozen
+        train_manifest = pd.read_csv(root / "data" / "augment" / "manifest.csv")
+        assert set(train_manifest["split"]) == {"train"}
+        assert not set(train_manifest["sha256"]) & eval_hashes
+        assert (root / "reports" / "balance_counts.png").stat().st_size > 1000
+        assert json.loads((root / "metrics.json").read_text())["test"]["accuracy"] >= 0.0
+
+
+@pytest.mark.slow
+def test_augment_modes_online_augmentation_and_byte_identical_reruns(project):
+    root = project.root
+    project.set_params({"balance": {"method": "none"}, "augment": {"mode": "balance", "copies": 1},
+                        "train": {"epochs": 1, "augment_online": True, "workers": 2}})
+    out = project.run("dvc", "repro")
+    assert "epoch 1:" in out.stdout
+    labels = pd.read_csv(root / "data" / "augment" / "manifest.csv")["label"]
+    counts = np.bincount(labels)
+    assert len(set(counts)) == 1  # every class topped up to the same size
+    ingest_counts = json.loads((root / "reports" / "ingest.json").read_text())["counts"]["train"]
+    assert counts[0] == 2 * max(ingest_counts.values())
+    before = {p.name: digest(p) for p in (root / "data" / "augment").iterdir()}
+
+    forced = project.run("dvc", "repro", "--force", "augment").stdout
+    assert "Running stage 'augment'" in forced
+    assert {p.name: digest(p) for p in (root / "data" / "augment").iterdir()} == before
+    again = project.run("dvc", "repro").stdout
+    assert "Running stage" not in again, again
