@@ -41,11 +41,11 @@ def test_folder_source_decodes_every_readable_file(tmp_path):
 
 
 def test_presplit_folder_keeps_its_splits(tmp_path):
-    for split in ("train", "val"):
+    for split in ("Train", "val"):
         write_digit_folder(tmp_path / "imgs" / split, per_class=6)
     found = scan_folder(tmp_path / "imgs")
     assert {c.split for c in found} == {"train", "val"}
-    assert all(c.id.startswith(c.split + "/") for c in found)
+    assert all(c.id.lower().startswith(c.split + "/") for c in found)
     assert {c.class_name for c in found} == {"zero", "one", "two"}
 
 

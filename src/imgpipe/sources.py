@@ -93,7 +93,8 @@ def scan_folder(root: Path) -> list[Candidate]:
     really is an image is decided later from its bytes.
     """
     top = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    presplit = "train" in top and all(name.lower() in SPLIT_FOLDERS for name in top)
+    lowered = [name.lower() for name in top]
+    presplit = "train" in lowered and all(name in SPLIT_FOLDERS for name in lowered)
     groups = [(root / name, SPLIT_FOLDERS[name.lower()]) for name in top] if presplit else [(root, "")]
     found = []
     for base, split in groups:

@@ -1,6 +1,7 @@
-"""Pictures people look at instead of reading numbers: image grids.
+"""Pictures people look at instead of reading numbers: image grids and class-count bars.
 
-Plain PIL, so stages that draw a grid need not load matplotlib.
+Grids are plain PIL; only the bar chart imports matplotlib, inside the function, so a
+stage that draws grids alone never pays for loading it.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def save_png(image: Image.Image, path: Path) -> None:
 def class_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], per_class: int = 8) -> Image.Image:
     """One row per class with its first ``per_class`` images: a quick look at what each label means."""
     rows, names = [], []
+    labels = np.asarray(labels)
     for label, name in enumerate(classes):
-        members = np.flatnonzero(np.asarray(labels) == label)[:per_class]
-        rows.append([np.asarray(images[i]) for i in members])
-        names.append(f"{name} ({len(np.flatnonzero(np.asarray(labels) == label))})")
+        members = np.flatnonzero(labels == label)
+        rows.append([np.asarray(images[i]) for i in members[:per_class]])
+        names.append(f"{name} ({len(members)})")
     return image_grid(rows, names, [str(k + 1) for k in range(per_class)], cell=64)
 
 
