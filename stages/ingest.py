@@ -30,7 +30,7 @@ def main() -> None:
     # Exact duplicates go before splitting, so no image can sit in two splits.
     dedup = deduplicate(source.sha256, source.labels, source.ids, source.classes)
     keep = dedup.keep
-    if source.builtin and cfg.imbalance_ratio > 1:
+    if cfg.imbalance_ratio > 1 and (source.builtin or cfg.long_tail == "all"):
         keep = keep[long_tail_pool(source.labels[keep], source.splits[keep], cfg.imbalance_ratio, cfg.seed)]
     parts = assign_splits(source.labels[keep], source.splits[keep], cfg.val_fraction, cfg.test_fraction, cfg.seed, source.classes)
 

@@ -88,6 +88,21 @@ def test_identical_inputs_give_byte_identical_outputs(folder_project):
     assert file_hashes(root / "data" / "ingest") == first
 
 
+def test_own_folder_is_taken_as_it_is_unless_long_tail_all(folder_project):
+    root = folder_project.root
+    folder_project.set_params({"ingest": {"imbalance_ratio": 2}})  # long_tail: builtin
+    folder_project.run("python", "-m", "stages.ingest")
+    report = json.loads((root / "reports" / "ingest.json").read_text())
+    assert report["summary"]["dropped_for_long_tail"] == 0 and report["summary"]["kept"] == 48
+
+    folder_project.set_params({"ingest": {"long_tail": "all"}})
+    folder_project.run("python", "-m", "stages.ingest")
+    report = json.loads((root / "reports" / "ingest.json").read_text())
+    per_class = {c: sum(report["counts"][s][c] for s in ("train", "val", "test")) for c in report["classes"]}
+    assert sorted(per_class.values(), reverse=True) == [16, 11, 8]  # 16 * 2 ** (-i / 2)
+    assert report["summary"]["dropped_for_long_tail"] == 48 - 35
+
+
 def test_too_many_bad_files_stop_the_stage_and_keep_old_outputs(folder_project):
     root = folder_project.root
     folder_project.run("python", "-m", "stages.ingest")

@@ -163,9 +163,11 @@ class IngestConfig(SectionConfig):
     image_size: int = Field(ge=8, le=1024)
     channels: Literal[1, 3]
     resize: Literal["squash", "center_crop", "letterbox"]
-    # Thins the built-in datasets to a long tail (largest class / smallest); 1 keeps all.
-    # A user's own folder or manifest is taken as it is.
+    # Thins the trainable pool to a long tail (largest class / smallest); 1 keeps all.
     imbalance_ratio: float = Field(ge=1.0)
+    # Which sources imbalance_ratio thins: builtin (digits, torchvision:*) takes a user's own
+    # folder or manifest as it is; all thins those too, e.g. CIFAR-10-LT from image files.
+    long_tail: Literal["builtin", "all"]
     val_fraction: float = Fraction
     test_fraction: float = Fraction
     seed: int = Field(ge=0)

@@ -47,7 +47,7 @@ class SourceImages:
     ids: list[str]  # stable identifiers: a path relative to the source
     sha256: list[str]  # content hashes, for duplicate detection and the manifest
     splits: np.ndarray  # (N,) str: the split the source put the image in, or "" for none
-    builtin: bool = False  # a built-in benchmark set, which ingest.imbalance_ratio may thin
+    builtin: bool = False  # a built-in benchmark set, which ingest.imbalance_ratio thins by default
     scanned: int = 0  # candidate files looked at (decoded or skipped)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
 
