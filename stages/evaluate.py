@@ -1,21 +1,24 @@
 """Evaluate: score the trained model on the val and test splits.
 
-Outputs (see dvc.yaml): ``metrics.json`` (DVC metrics), ``reports/confusion.csv`` (a DVC
-confusion plot) and ``reports/confusion_matrix.png``. Metrics and the picture are added
-to the training run in MLflow.
+Outputs (see dvc.yaml): ``metrics.json`` (DVC metrics for val and test), the DVC plot files
+``reports/confusion.csv``, ``reports/roc.csv`` and ``reports/precision_recall.csv``, and the
+pictures ``reports/confusion_matrix.png`` and ``reports/misclassified.png``. Metrics, plots
+and pictures are added to the training run in MLflow.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from imgpipe import tracking
 from imgpipe.config import EvaluateConfig, Paths
 from imgpipe.errors import run_stage
-from imgpipe.evaluation import classification_metrics, confusion_table, plot_confusion_matrix
+from imgpipe.evaluation import classification_metrics, confusion_table, curves, most_confident_mistakes, plot_confusion_matrix
 from imgpipe.models import ModelSpec, build_model, predict_proba
 from imgpipe.storage import atomic_path, read_json, read_split, write_json
 from imgpipe.training import select_device
-from imgpipe import tracking
+from imgpipe.visualize import captioned_grid, save_png
 
 
 def main() -> None:
@@ -28,29 +31,38 @@ def main() -> None:
     model.load_state_dict(torch.load(paths.model_dir / "model.pt", map_location="cpu", weights_only=True))
     model.to(device)
 
-    metrics, predictions = {}, {}
+    metrics, proba = {}, {}
     for split in ("val", "test"):
         data = read_split(paths.ingested, split)
-        predictions[split] = predict_proba(model, data.images, cfg.batch_size, device).argmax(axis=1)
-        metrics[split] = classification_metrics(data.labels, predictions[split], spec.classes)
-        m = metrics[split]
-        print(f"evaluate: {split}: accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}")
-
+        proba[split] = predict_proba(model, data.images, cfg.batch_size, device, tta=cfg.tta)
+        metrics[split] = m = classification_metrics(data.labels, proba[split], spec.classes)
+        print(f"evaluate: {split}: accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f}, "
+              f"macro F1 {m['f1_macro']:.4f}, ROC-AUC {m['roc_auc_ovr']:.4f}, log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}")
     write_json(paths.metrics, metrics)
+
     test = read_split(paths.ingested, "test")
-    with atomic_path(paths.confusion_csv) as tmp:
-        confusion_table(test.labels, predictions["test"], spec.classes).to_csv(tmp, index=False, lineterminator="\n")
-    plot_confusion_matrix(test.labels, predictions["test"], spec.classes, paths.confusion_png,
-                          title=f"test: accuracy {metrics['test']['accuracy']:.3f}")
+    predicted = proba["test"].argmax(axis=1)
+    roc, pr = curves(test.labels, proba["test"], spec.classes)
+    for table, path in ((confusion_table(test.labels, predicted, spec.classes), paths.confusion_csv), (roc, paths.roc_csv), (pr, paths.pr_csv)):
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+    plot_confusion_matrix(test.labels, predicted, spec.classes, paths.confusion_png,
+                          title=f"test: accuracy {metrics['test']['accuracy']:.3f}, balanced {metrics['test']['balanced_accuracy']:.3f}")
+
+    # The mistakes the model was surest about: mislabelled images and real blind spots.
+    worst = most_confident_mistakes(test.labels, proba["test"], cfg.misclassified)
+    captions = [f"{spec.classes[test.labels[i]]}>{spec.classes[predicted[i]]} {proba['test'][i].max():.2f}" for i in worst]
+    save_png(captioned_grid([np.asarray(test.images[i]) for i in worst], captions), paths.misclassified_png)
 
     import mlflow
 
     with tracking.resume_run(paths.root, read_json(paths.model_dir / "run.json")):
         flat = tracking.flatten(metrics)
-        mlflow.log_metrics({k.replace("per_class.", "class_"): v for k, v in flat.items()})
-        mlflow.log_artifact(str(paths.confusion_png), artifact_path="evaluation")
-        mlflow.log_artifact(str(paths.metrics), artifact_path="evaluation")
-    print(f"evaluate: wrote {paths.metrics.name} and {paths.confusion_png.name}")
+        mlflow.log_metrics({k.replace("per_class.", "class_"): v for k, v in flat.items() if v == v})  # NaN AUC: skip
+        for path in (paths.metrics, paths.confusion_png, paths.misclassified_png, paths.confusion_csv, paths.roc_csv, paths.pr_csv):
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, and "
+          f"{paths.misclassified_png.name} ({len(worst)} confident mistakes, true>predicted)")
 
 
 if __name__ == "__main__":

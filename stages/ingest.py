@@ -7,10 +7,12 @@ reasons, duplicates, conflicts, imbalance ratio) and ``reports/ingest_samples.pn
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from imgpipe.config import IngestConfig, Paths
 from imgpipe.duplicates import deduplicate
 from imgpipe.errors import run_stage
-from imgpipe.sources import check_bad_files, load_source
+from imgpipe.sources import check_bad_files, decode_settings, load_source
 from imgpipe.splitting import assign_splits, check_classes, imbalance_ratio, long_tail_pool
 from imgpipe.storage import Rows, Split, class_counts, make_manifest, write_dataset, write_json
 from imgpipe.visualize import class_samples, save_png
@@ -49,7 +51,9 @@ def main() -> None:
     counts = {name: class_counts(s.labels, source.classes) for name, s in splits.items()}
     check_classes(counts)
 
-    write_dataset(paths.ingested, source.classes, splits)
+    # How the pixels were made, so `imgpipe predict` prepares new images the same way.
+    preprocessing = asdict(decode_settings(cfg))
+    write_dataset(paths.ingested, source.classes, splits, extra={"preprocessing.json": preprocessing})
     report = {
         "source": cfg.source,
         "image_shape": list(source.images.shape[1:]),

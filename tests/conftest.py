@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 SHARED = REPO.parent / "shared" / "datasets"
 
 # Small but real: every stage does its actual work, only on fewer and smaller images.

@@ -74,7 +74,7 @@ def test_bad_files_are_skipped_with_reasons_and_duplicates_reported(folder_proje
     train = np.load(root / "data" / "ingest" / "train.npy", mmap_mode="r")
     assert train.dtype == np.uint8 and train.shape[1:] == (16, 16, 3)
     assert sorted(p.name for p in (root / "data" / "ingest").iterdir()) == [
-        "classes.json", "manifest.csv", "test.npy", "train.npy", "val.npy"
+        "classes.json", "manifest.csv", "preprocessing.json", "test.npy", "train.npy", "val.npy"
     ]
 
 

@@ -20,16 +20,26 @@ def test_dvc_repro_end_to_end(project):
 
     metrics = json.loads((project.root / "metrics.json").read_text())
     for split in ("val", "test"):
-        assert set(metrics[split]) >= {"accuracy", "balanced_accuracy", "f1_macro", "per_class"}
+        assert set(metrics[split]) == {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr",
+                                       "log_loss", "ece", "per_class"}
         assert 0.0 <= metrics[split]["accuracy"] <= 1.0
         assert set(metrics[split]["per_class"]) == {str(d) for d in range(10)}
-        assert set(metrics[split]["per_class"]["3"]) == {"precision", "recall", "support"}
+        assert set(metrics[split]["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
     balance = json.loads((project.root / "reports/balance.json").read_text())
     assert balance["before"] == ingest["counts"]["train"]
     assert len(set(balance["after"].values())) == 1  # random_over evens the classes
-    for name in ("augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv"):
+    for name in ("augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv", "roc.csv",
+                 "precision_recall.csv", "misclassified.png", "training_curves.png"):
         assert (project.root / "reports" / name).stat().st_size > 0
+
+    # dvc plots show renders the confusion matrix, the ROC curves and the training curves.
+    shown = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
+    for plot_id in ("Confusion matrix (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)", "Loss", "Accuracy",
+                    "reports/training_curves.png", "reports/misclassified.png"):
+        assert shown.get(plot_id), plot_id
+    roc = json.dumps(shown["ROC, one-vs-rest (test)"])
+    assert '"class": "3"' in roc and '"fpr"' in roc
 
     # MLflow: one run with every param, per-epoch metrics, the model and the confusion matrix.
     import mlflow
@@ -41,7 +51,8 @@ def test_dvc_repro_end_to_end(project):
     assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
     assert run.data.tags["dvc.md5.data/augment"].endswith(".dir")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert "evaluation/confusion_matrix.png" in artifacts
+    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv"} <= artifacts
+    assert "reports/training_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert client.search_logged_models([run.info.experiment_id])  # the model, logged with the run
 
     # Nothing changed: nothing runs.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar, Union, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -109,6 +109,26 @@ class Paths:
     @property
     def train_history(self) -> Path:
         return self.reports / "train_history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def training_curves(self) -> Path:
+        return self.reports / "training_curves.png"
+
+    @property
+    def roc_csv(self) -> Path:
+        return self.reports / "roc.csv"
+
+    @property
+    def pr_csv(self) -> Path:
+        return self.reports / "precision_recall.csv"
+
+    @property
+    def misclassified_png(self) -> Path:
+        return self.reports / "misclassified.png"
 
     @property
     def confusion_csv(self) -> Path:
@@ -248,6 +268,7 @@ class BaseCnnConfig(_Strict):
     filters: list[int] = Field(min_length=1)
     kernel_size: int = Field(ge=1)
     padding: Literal["same", "valid"]
+    dense_units: int = Field(default=0, ge=0)  # 0: straight from the last block to the output
 
     @field_validator("filters")
     @classmethod
@@ -257,35 +278,108 @@ class BaseCnnConfig(_Strict):
         return filters
 
 
+class UnfreezeLast(_Strict):
+    unfreeze_last: int = Field(ge=1)  # train the head and the last N feature blocks
+
+
+class SchedulerConfig(_Strict):
+    # cosine: linear warmup then cosine decay, per batch | step: x gamma every step_size
+    # epochs | onecycle: torch's OneCycleLR peaking at lr | plateau: x gamma when the
+    # early-stopping metric stalls for `patience` epochs
+    name: Literal["none", "cosine", "step", "onecycle", "plateau"]
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+    step_size: int = Field(default=10, ge=1)
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0)
+    patience: int = Field(default=2, ge=0)
+
+
+class EarlyStoppingConfig(_Strict):
+    metric: Literal["val_loss", "val_accuracy", "val_balanced_accuracy"]
+    patience: int = Field(ge=0)  # epochs without improvement before stopping; 0 = never stop early
+    restore_best: bool  # end with the weights of the best epoch by `metric`
+
+
+class DeviceAugmentConfig(_Strict):
+    # Batched on the training device, on uint8 tensors: cheap enough for every epoch.
+    hflip: bool = False
+    crop_padding: int = Field(default=0, ge=0)  # random crop after padding by this many pixels
+
+
 class TrainConfig(SectionConfig):
     section: ClassVar[str] = "train"
 
-    model: Literal["simple_cnn", "base_cnn"]
+    model: Literal[
+        "simple_cnn", "base_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0",
+        "convnext_tiny", "efficientnet_lite0",
+    ]
     simple_cnn: SimpleCnnConfig
     base_cnn: BaseCnnConfig
+    dropout: float = Field(ge=0.0, lt=1.0)  # before the output layer, for every model
+    # Transfer learning: true = the default ImageNet weights, or a torchvision weights name.
+    pretrained: Union[bool, str]
+    weights_path: Optional[str] = None  # a local state dict for the backbone, instead of a download
+    freeze: Union[Literal["none", "backbone"], UnfreezeLast]
+    backbone_lr_mult: float = Field(gt=0.0, le=1.0)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"]
     lr: float = Field(gt=0.0, le=10.0)
     weight_decay: float = Field(ge=0.0)
     momentum: float = Field(ge=0.0, lt=1.0)
+    nesterov: bool
+    scheduler: SchedulerConfig
+    label_smoothing: float = Field(ge=0.0, lt=1.0)
+    grad_clip_norm: float = Field(ge=0.0)  # 0 = no clipping
+    early_stopping: EarlyStoppingConfig
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     seed: int = Field(ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"]
+    precision: Literal["fp32", "bf16", "fp16"]  # mixed precision on CUDA; fp32 elsewhere
+    channels_last: bool  # CUDA memory format for convolutions
+    device_augment: DeviceAugmentConfig
     # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
     augment_online: bool
     workers: int = Field(ge=0)
+    nproc: int = Field(ge=1)  # processes for DistributedDataParallel (torchrun); 1 = plain
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_needs_backbone(cls, pretrained: Union[bool, str], info: Any) -> Union[bool, str]:
+        if pretrained is not False and info.data.get("model") in ("simple_cnn", "base_cnn"):
+            raise ValueError(f"{info.data['model']} has no pretrained weights; use false, or a backbone "
+                             "such as resnet18 or efficientnet_lite0 (or weights_path for your own)")
+        return pretrained
+
+    @field_validator("nesterov")
+    @classmethod
+    def _nesterov_needs_sgd(cls, nesterov: bool, info: Any) -> bool:
+        if nesterov and (info.data.get("optimizer") != "sgd" or not info.data.get("momentum")):
+            raise ValueError("nesterov needs optimizer: sgd with a momentum above 0")
+        return nesterov
+
+    def model_options(self) -> dict[str, Any]:
+        """The chosen architecture's options, as ModelSpec records them."""
+        options = getattr(self, self.model).model_dump() if self.model in ("simple_cnn", "base_cnn") else {}
+        return {**options, "dropout": self.dropout}
+
+    @property
+    def unfrozen_blocks(self) -> Union[str, int]:
+        return self.freeze.unfreeze_last if isinstance(self.freeze, UnfreezeLast) else self.freeze
 
 
 class EvaluateConfig(SectionConfig):
     section: ClassVar[str] = "evaluate"
 
     batch_size: int = Field(ge=1)
+    tta: bool  # test-time augmentation: average each image's prediction with its mirror's
+    misclassified: int = Field(ge=0)  # how many of the most confident mistakes to show
 
 
 class MlflowConfig(SectionConfig):
     section: ClassVar[str] = "mlflow"
 
     experiment_name: str = Field(min_length=1)
+    # Register each trained model under this name in the MLflow model registry; null = don't.
+    registered_model: Optional[str] = None
 
 
 SECTIONS: dict[str, type[SectionConfig]] = {

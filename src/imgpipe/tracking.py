@@ -80,11 +80,21 @@ def connect(root: Path, experiment_name: str) -> str:
     return uri
 
 
-def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], tags: dict[str, str]) -> Any:
-    """Open the run for a training job, named after the DVC experiment when there is one."""
+def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], tags: dict[str, str],
+                       run_id: str | None = None) -> Any:
+    """Open the run for a training job, named after the DVC experiment when there is one.
+
+    ``run_id`` reopens the run of an interrupted training job that is resuming, so its
+    epochs stay in one run.
+    """
     import mlflow
 
     connect(root, experiment_name)
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id)
+        except Exception:  # the store was reset since: record the resumed job afresh
+            pass
     run = mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
     flat = flatten(params)
     mlflow.log_params({k: str(v) for k, v in flat.items()})
@@ -97,6 +107,16 @@ def start_training_run(root: Path, experiment_name: str, params: dict[str, Any],
         all_tags["dvc.exp_baseline_rev"] = baseline
     mlflow.set_tags(all_tags)
     return run
+
+
+def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
+    """Log the epochs a resumed checkpoint holds that the run lacks (killed between the two)."""
+    import mlflow
+
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_loss")}
+    for row in history:
+        if row["epoch"] not in logged:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
 
 def resume_run(root: Path, run_info: dict[str, str]) -> Any:

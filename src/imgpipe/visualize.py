@@ -82,3 +82,49 @@ def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
     canvas = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(canvas).text((10, height // 2 - 6), message, fill="black")
     return canvas
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})  # no version stamp: stable bytes
+    plt.close(fig)
+
+
+def plot_training_curves(history, best_epoch: int, path: Path) -> None:
+    """Loss and accuracy per epoch, train against val, with the restored epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.plot(history["epoch"], history[f"train_{metric}"], marker="o", label="train")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="val")
+        if metric == "accuracy":
+            ax.plot(history["epoch"], history["val_balanced_accuracy"], marker=".", linestyle="--", label="val balanced")
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend(fontsize=8)
+    _save_figure(fig, path)
+
+
+def captioned_grid(images: list[np.ndarray], captions: list[str], per_row: int = 8, cell: int = 96) -> Image.Image:
+    """Images in rows of ``per_row``, each with a caption line above it."""
+    if not images:
+        return text_card("nothing to show: no misclassified images")
+    caption_h, pad = 14, 4
+    rows = -(-len(images) // per_row)
+    cols = min(per_row, len(images))
+    canvas = Image.new("RGB", (pad + cols * (cell + pad), pad + rows * (cell + caption_h + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        x = pad + (i % per_row) * (cell + pad)
+        y = pad + (i // per_row) * (cell + caption_h + pad)
+        draw.text((x, y), caption[: cell // 6], fill="black")
+        canvas.paste(_to_pil(image, cell), (x, y + caption_h))
+    return canvas
