@@ -79,7 +79,8 @@ def main() -> None:
     # Open (or reopen, when resuming) the run before training, so an unreachable tracking
     # store fails in seconds rather than after the last epoch.
     tags = {f"dvc.md5.{path}": md5 for path, md5 in data_hashes.items()}
-    run = tracking.start_training_run(paths.root, MlflowConfig.load(paths.params).experiment_name,
+    mlflow_cfg = MlflowConfig.load(paths.params)
+    run = tracking.start_training_run(paths.root, mlflow_cfg.experiment_name,
                                       read_params(paths.params), tags, run_id=resume and resume.get("run_id"))
     checkpoint.extra["run_id"] = run.info.run_id
     import mlflow
@@ -116,7 +117,7 @@ def main() -> None:
             mlflow.log_artifact(str(report), artifact_path="reports")
         mlflow.log_artifact(str(paths.augmented / "pipeline.json"), artifact_path="reports")
         mlflow.log_dict(spec.to_dict(), "model_spec.json")
-        tracking.log_model(model, train.images)
+        tracking.log_model(model, train.images, spec.to_dict(), mlflow_cfg.registered_model)
     dist.close()
     print(f"train: done; MLflow run {run.info.run_id}")
 

@@ -38,8 +38,9 @@ def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
     images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
     run = tracking.start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}}, {"extra": "tag"})
     with run:
-        tracking.log_model(model, images)
-    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+        tracking.log_model(model, images, spec.to_dict(), registered_model="tiny")
+    loaded = mlflow.pyfunc.load_model("models:/tiny/1")
+    assert loaded.metadata.metadata["imgpipe_spec"]["classes"] == ["a", "b", "c"]
     assert loaded.metadata.signature is not None
     batch = images[:5]
     got = np.asarray(loaded.predict(batch))

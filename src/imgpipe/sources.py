@@ -98,7 +98,7 @@ def scan_folder(root: Path) -> list[Candidate]:
     groups = [(root / name, SPLIT_FOLDERS[name.lower()]) for name in top] if presplit else [(root, "")]
     found = []
     for base, split in groups:
-        for path in _walk(base):
+        for path in walk_images(base):
             rel = path.relative_to(base)
             if len(rel.parts) < 2:
                 continue  # a file beside the class folders belongs to no class
@@ -109,7 +109,8 @@ def scan_folder(root: Path) -> list[Candidate]:
     return found
 
 
-def _walk(base: Path) -> list[Path]:
+def walk_images(base: Path) -> list[Path]:
+    """Image files under ``base`` (by extension), sorted; hidden files and folders skipped."""
     files = []
     for folder, dirs, names in os.walk(base):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

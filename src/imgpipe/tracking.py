@@ -134,11 +134,13 @@ def resume_run(root: Path, run_info: dict[str, str]) -> Any:
         ) from None
 
 
-def log_model(model: Any, example: Any, name: str = "model") -> None:
-    """Log a torch model with a signature and an input example.
+def log_model(model: Any, example: Any, spec: dict[str, Any], registered_model: str | None = None, name: str = "model") -> None:
+    """Log a torch model with a signature, an input example and the imgpipe spec.
 
     MLflow exports torch models with torch.export, which fixes any dimension that the
-    example shows with size 1; an example of two images keeps the batch size free.
+    example shows with size 1; an example of two images keeps the batch size free. The
+    spec (classes, preprocessing) rides in the model's metadata, so ``imgpipe predict
+    models:/<name>/<version>`` needs nothing else. ``registered_model`` also registers it.
     """
     import mlflow
     import numpy as np
@@ -149,4 +151,5 @@ def log_model(model: Any, example: Any, name: str = "model") -> None:
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     signature = infer_signature(example, output)
-    mlflow.pytorch.log_model(model, name=name, signature=signature, input_example=example)
+    mlflow.pytorch.log_model(model, name=name, signature=signature, input_example=example,
+                             metadata={"imgpipe_spec": spec}, registered_model_name=registered_model)

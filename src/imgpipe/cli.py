@@ -1,0 +1,52 @@
+"""The ``imgpipe`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imgpipe.config import find_project_root
+from imgpipe.errors import ImgpipeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify image files or folders with a trained model",
+                                  description="Print the predicted class and its probability for each image.")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument("--model", default="models", help="a model folder (default: models/ of this project) "
+                         "or an MLflow URI such as models:/<name>/<version> or runs:/<run_id>/model")
+    predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
+    args = parser.parse_args(argv)
+    try:
+        return _predict(args)
+    except ImgpipeError as exc:
+        print(f"imgpipe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from imgpipe.predict import image_paths, load_predictor, predict_files
+
+    files = image_paths(args.paths)
+    if not files:
+        raise ImgpipeError(f"no image files in {', '.join(args.paths)}")
+    predictor = load_predictor(args.model, find_project_root(Path.cwd()))
+    table = predict_files(predictor, files)
+    if args.csv:
+        table.to_csv(sys.stdout, index=False, lineterminator="\n")
+    else:
+        width = max(len(f) for f in table["file"])
+        for row in table.itertuples():
+            verdict = f"{row[2]}\t{row.probability:.4f}" if not row.error else f"skipped: {row.error}"
+            print(f"{row.file:<{width}}\t{verdict}")
+    skipped = int((table["error"] != "").sum())
+    if skipped:
+        print(f"imgpipe: {skipped} of {len(table)} files could not be read", file=sys.stderr)
+    return 1 if skipped == len(table) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
