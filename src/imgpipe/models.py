@@ -171,6 +171,11 @@ def build_model(spec: ModelSpec) -> ImageClassifier:
         net, in_ch = timm_efficientnet_lite0(n, options.get("dropout", 0.0)), 3
     else:
         raise ImgpipeError(f"unknown model '{spec.name}'; choose one of {', '.join(SMALL_CNNS + BACKBONES)}")
+    if spec.name in BACKBONES:
+        # A new head starts small. timm's TF-style init scales by 1/sqrt(classes), which for
+        # two classes gives logits of +-30 on pretrained features and wrecks fine-tuning.
+        nn.init.normal_(net.head[-1].weight, std=0.01)
+        nn.init.zeros_(net.head[-1].bias)
     mean = spec.mean or [0.5] * in_ch
     std = spec.std or [0.5] * in_ch
     if len(mean) != in_ch:  # grayscale statistics for an RGB backbone
