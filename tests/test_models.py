@@ -40,6 +40,7 @@ def digits_spec(name="simple_cnn", options=None) -> ModelSpec:
     ("simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128, "dropout": 0.2}),
     ("base_cnn", {"filters": [4, 8, 16], "kernel_size": 7, "padding": "same"}),
     ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "valid", "dense_units": 64, "dropout": 0.5}),
+    ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same", "batch_norm": True}),
     *[(name, {}) for name in BACKBONES],
 ])
 @pytest.mark.parametrize("channels", [1, 3])
@@ -285,3 +286,11 @@ def test_online_augmentation_and_class_weights_train_reproducibly(digits_small, 
                         train_cfg(epochs=2, workers=workers), CPU, balancing=balancing, augment=pipeline).history)
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
     assert runs[0][-1].train_loss < runs[0][0].train_loss
+
+
+def test_test_time_augmentation_averages_an_image_and_its_mirror():
+    model = build_model(spec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, size=16)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 1), dtype=np.uint8)
+    plain = predict_proba(model, images, 4, CPU)
+    mirrored = predict_proba(model, images[:, :, ::-1].copy(), 4, CPU)
+    assert np.allclose(predict_proba(model, images, 4, CPU, tta=True), (plain + mirrored) / 2, atol=1e-6)

@@ -269,6 +269,7 @@ class BaseCnnConfig(_Strict):
     kernel_size: int = Field(ge=1)
     padding: Literal["same", "valid"]
     dense_units: int = Field(default=0, ge=0)  # 0: straight from the last block to the output
+    batch_norm: bool = False  # after each convolution: faster, steadier training of wider nets
 
     @field_validator("filters")
     @classmethod

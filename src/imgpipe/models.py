@@ -91,13 +91,15 @@ def simple_cnn(channels: int, num_classes: int, image_size: int, filters: int, k
 
 
 def base_cnn(channels: int, num_classes: int, image_size: int, filters: list[int], kernel_size: int,
-             padding: str, dense_units: int = 0, dropout: float = 0.0) -> Classifier:
-    """One conv + ReLU + max-pool block per entry of ``filters``, then an optional dense
-    layer, then the output layer."""
+             padding: str, dense_units: int = 0, dropout: float = 0.0, batch_norm: bool = False) -> Classifier:
+    """One conv (+ batch norm) + ReLU + max-pool block per entry of ``filters``, then an
+    optional dense layer, then the output layer."""
     blocks: list[nn.Module] = []
     in_ch = channels
     for out_ch in filters:
-        blocks.append(nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding), nn.ReLU(), nn.MaxPool2d(2)))
+        conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, bias=not batch_norm)
+        norm = [nn.BatchNorm2d(out_ch)] if batch_norm else []
+        blocks.append(nn.Sequential(conv, *norm, nn.ReLU(), nn.MaxPool2d(2)))
         in_ch = out_ch
     flat = _flat_size(blocks, channels, image_size)
     layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
