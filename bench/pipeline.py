@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ["dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvcignore", ".gitignore"]
+FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
 
 
