@@ -31,6 +31,12 @@ def train_cfg(**changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+def seeded_model(model_spec: ModelSpec):
+    """Built after seeding, as the train stage does, so repeated runs start from the same weights."""
+    torch.manual_seed(0)
+    return build_model(model_spec)
+
+
 def digits_spec(name="simple_cnn", options=None) -> ModelSpec:
     options = options or {"filters": 8, "kernel_size": 3, "dense_units": 32}
     return ModelSpec(name=name, options=options, classes=[str(i) for i in range(10)], image_size=8, channels=1)
@@ -208,7 +214,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(digits_small):
 def test_same_seed_same_history(digits_small):
     images, labels = digits_small
     opts = {"filters": [4, 8], "kernel_size": 3, "padding": "same"}
-    runs = [fit(build_model(digits_spec("base_cnn", opts)), (images[:200], labels[:200]), (images[200:], labels[200:]),
+    runs = [fit(seeded_model(digits_spec("base_cnn", opts)), (images[:200], labels[:200]), (images[200:], labels[200:]),
                 train_cfg(model="base_cnn", epochs=2, dropout=0.3, device_augment={"hflip": True, "crop_padding": 1}), CPU).history
             for _ in range(2)]
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
@@ -224,19 +230,19 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_
     data = dict(train=(images[:200], labels[:200]), val=(images[200:], labels[200:]), cfg=cfg, device=CPU)
     pipeline = lambda: build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0) if online else None  # noqa: E731
 
-    whole = build_model(digits_spec())
+    whole = seeded_model(digits_spec())
     expected = fit(whole, **data, augment=pipeline()).history
 
     # Interrupted: only two epochs ran (the checkpoint says so), then a fresh process resumes.
     checkpoint = Checkpoint(tmp_path, "fp")
-    partial = build_model(digits_spec())
+    partial = seeded_model(digits_spec())
     try:
         fit(partial, **data, augment=pipeline(), checkpoint=checkpoint, on_epoch=lambda r, s: _stop_after(r, 2))
     except _Killed:
         pass
     state = checkpoint.load()
     assert state is not None and len(state["history"]) == 2 and not state["complete"]
-    resumed_model = build_model(digits_spec())
+    resumed_model = build_model(digits_spec())  # any weights: the checkpoint replaces them
     resumed = fit(resumed_model, **data, augment=pipeline(), checkpoint=checkpoint, resume=state)
     assert resumed.resumed_from == 2
     assert [r.as_dict() for r in resumed.history] == [r.as_dict() for r in expected]
@@ -282,7 +288,7 @@ def test_online_augmentation_and_class_weights_train_reproducibly(digits_small, 
     runs = []
     for _ in range(2):
         pipeline = build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0)
-        runs.append(fit(build_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
+        runs.append(fit(seeded_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
                         train_cfg(epochs=2, workers=workers), CPU, balancing=balancing, augment=pipeline).history)
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
     assert runs[0][-1].train_loss < runs[0][0].train_loss

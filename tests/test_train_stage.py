@@ -39,7 +39,7 @@ def test_same_params_same_metrics_and_a_killed_run_resumes_to_the_same_end(proje
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=False)
+    saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=True)
     assert 2 <= len(saved["history"]) < 5 and not saved["complete"]
 
     rerun = project.run("dvc", "repro")

@@ -34,7 +34,7 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)  # plain data only: no code runs
         except Exception as exc:  # a file cut short by a crash of the disk, not of training
             print(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
             return None
