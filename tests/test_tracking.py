@@ -59,3 +59,20 @@ def test_unusable_tracking_store_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/blocker/mlflow.db")
     with pytest.raises(ImgpipeError, match="blocker/mlflow.db"):
         tracking.connect(tmp_path, "x")
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from imgpipe.errors import ImgpipeError
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    start = time.perf_counter()
+    with pytest.raises(ImgpipeError, match=f"tracking server at {uri} does not answer"):
+        tracking.start_training_run(tmp_path, "x", {}, {})
+    assert time.perf_counter() - start < 30

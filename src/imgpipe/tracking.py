@@ -60,6 +60,29 @@ def dvc_hashes(lock_path: Path, paths: list[str]) -> dict[str, str]:
     return found
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when an HTTP tracking server does not answer.
+
+    MLflow's own client retries with exponential backoff for minutes; a training job
+    should learn that its record cannot be kept before it starts, not after.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except urllib.error.HTTPError:
+        return  # it answered: a server is there (some proxies have no /health)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImgpipeError(
+            f"the MLflow tracking server at {uri} does not answer ({reason}). Start the server, "
+            "fix MLFLOW_TRACKING_URI, or unset it to use the local sqlite:///mlflow.db."
+        ) from None
+
+
 def connect(root: Path, experiment_name: str) -> str:
     """Point MLflow at the tracking store and select the experiment; return the URI.
 
@@ -69,6 +92,7 @@ def connect(root: Path, experiment_name: str) -> str:
     import mlflow
 
     uri = tracking_uri(root)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
         if mlflow.get_experiment_by_name(experiment_name) is None:
@@ -124,6 +148,7 @@ def resume_run(root: Path, run_info: dict[str, str]) -> Any:
     import mlflow
 
     uri = tracking_uri(root)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
         return mlflow.start_run(run_id=run_info["run_id"])
