@@ -19,12 +19,27 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", default="models", help="a model folder (default: models/ of this project) "
                          "or an MLflow URI such as models:/<name>/<version> or runs:/<run_id>/model")
     predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
+    commands.add_parser("doctor", help="check the device, DVC, MLflow and the data source, with fixes",
+                        description="Check that this machine and project can run the pipeline; say how to fix what cannot.")
     args = parser.parse_args(argv)
     try:
-        return _predict(args)
+        return _doctor() if args.command == "doctor" else _predict(args)
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _doctor() -> int:
+    from imgpipe.doctor import run_checks
+
+    checks = run_checks(find_project_root(Path.cwd()))
+    for check in checks:
+        print(f"[{'ok' if check.ok else 'FAIL':>4}] {check.name:<7} {check.detail}")
+        if check.fix:
+            print(f"{'':15}-> {check.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    print("doctor: all checks passed" if not failed else f"doctor: {len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def _predict(args: argparse.Namespace) -> int:

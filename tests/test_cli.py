@@ -1,0 +1,24 @@
+"""The `imgpipe` console script's housekeeping commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
+
+
+def test_doctor_passes_on_a_fresh_project_and_says_what_would_rerun(project):
+    out = project.run(IMGPIPE, "doctor")
+    assert "doctor: all checks passed" in out.stdout
+    for name in ("params", "device", "dvc", "mlflow", "source"):
+        assert f"[  ok] {name}" in out.stdout
+    assert "ingest" in out.stdout and "dvc repro" in out.stdout  # nothing has run yet
+
+
+def test_doctor_names_a_missing_source_and_the_fix(project):
+    project.set_params({"ingest": {"source": "raw/nowhere"}})
+    out = project.run(IMGPIPE, "doctor", check=False)
+    assert out.returncode == 1
+    assert "[FAIL] source" in out.stdout and "raw/nowhere does not exist" in out.stdout
+    assert "point ingest.source at a folder" in out.stdout
