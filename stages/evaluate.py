@@ -9,13 +9,12 @@ and pictures are added to the training run in MLflow.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from imgpipe import tracking
 from imgpipe.config import EvaluateConfig, Paths
 from imgpipe.errors import run_stage
 from imgpipe.evaluation import classification_metrics, confusion_table, curves, most_confident_mistakes, plot_confusion_matrix
-from imgpipe.models import ModelSpec, build_model, predict_proba
+from imgpipe.models import load_trained, predict_proba
 from imgpipe.storage import atomic_path, read_json, read_split, write_json
 from imgpipe.training import select_device
 from imgpipe.visualize import captioned_grid, save_png
@@ -26,9 +25,7 @@ def main() -> None:
     cfg = EvaluateConfig.load(paths.params)
     device = select_device("auto")
 
-    spec = ModelSpec(**read_json(paths.model_dir / "model.json"))
-    model = build_model(spec)
-    model.load_state_dict(torch.load(paths.model_dir / "model.pt", map_location="cpu", weights_only=True))
+    spec, model = load_trained(paths.model_dir)
     model.to(device)
 
     metrics, proba = {}, {}

@@ -93,7 +93,7 @@ def main() -> None:
                            "model.parameters": n_params, "model.trainable_parameters": trainable, "model.weights": origin})
         result = fit(
             model, (train.images, train.labels), (val.images, val.labels), cfg, device,
-            on_epoch=lambda r, s: mlflow.log_metrics({**{k: v for k, v in r.as_dict().items() if k != "epoch"}, "epoch_seconds": s}, step=r.epoch),
+            on_epoch=lambda r, seconds: tracking.log_epoch(r.as_dict(), epoch_seconds=seconds),
             balancing=balancing, augment=augment, checkpoint=checkpoint, resume=resume, dist=dist,
         )
         mlflow.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def check_mlflow(root: Path) -> Check:
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         folder = db.parent
-        if not folder.is_dir() or not (db.exists() or _writable(folder)):
+        if not folder.is_dir() or not (db.exists() or os.access(folder, os.W_OK)):
             return Check("mlflow", False, f"{uri}: {folder} is not writable", "fix the permissions or set MLFLOW_TRACKING_URI")
         state = "exists" if db.exists() else "will be created by the first run"
         return Check("mlflow", True, f"{uri} ({state}); browse with `make mlflow-ui`")
@@ -114,9 +115,3 @@ def check_source(root: Path) -> Check:
     classes = sorted({c.class_name for c in files})
     return Check("source", True, f"{path}: {len(files)} image files in {len(classes)} classes ({', '.join(classes[:8])}"
                                  f"{', ...' if len(classes) > 8 else ''})")
-
-
-def _writable(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)

@@ -185,6 +185,18 @@ def build_model(spec: ModelSpec) -> ImageClassifier:
     return ImageClassifier(net, mean, std, in_ch)
 
 
+def load_trained(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
+    """The spec and model that the train stage wrote to ``folder`` (``models/``), on the CPU."""
+    import json
+
+    if not (folder / "model.json").is_file():
+        raise ImgpipeError(f"{folder} holds no trained model (model.json is missing); run `dvc repro` first.")
+    spec = ModelSpec(**json.loads((folder / "model.json").read_text()))
+    model = build_model(spec)
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    return spec, model.eval()
+
+
 # --- pretrained weights --------------------------------------------------------------------
 
 

@@ -31,19 +31,11 @@ def load_predictor(ref: str, root: Path) -> Predictor:
     (``models:/<name>/<version>``, ``runs:/<run_id>/model``)."""
     if ref.startswith(("models:/", "runs:/")):
         return _mlflow_predictor(ref, root)
-    import torch
-
-    from imgpipe.models import build_model, predict_proba
-    from imgpipe.storage import read_json
+    from imgpipe.models import load_trained, predict_proba
     from imgpipe.training import select_device
 
-    folder = (root / ref) if not Path(ref).is_absolute() else Path(ref)
-    if not (folder / "model.json").is_file():
-        raise ImgpipeError(f"{folder} holds no trained model (model.json is missing); run `dvc repro` first, "
-                           "or pass --model models:/<name>/<version>.")
-    spec = ModelSpec(**read_json(folder / "model.json"))
-    model = build_model(spec)
-    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    folder = root / ref  # an absolute ref stays as it is
+    spec, model = load_trained(folder)
     device = select_device("auto")
     model.to(device)
     return Predictor(spec, lambda images: predict_proba(model, images, 64, device), str(folder))
@@ -65,11 +57,11 @@ def _mlflow_predictor(uri: str, root: Path) -> Predictor:
         raise ImgpipeError(f"{uri} was not logged by imgpipe (its metadata has no imgpipe_spec).")
 
     def proba(images: np.ndarray) -> np.ndarray:
-        # The served model returns logits, as the network does; softmax them here.
+        from scipy.special import softmax
+
+        # The served model returns logits, as the network does.
         logits = np.concatenate([np.asarray(model.predict(images[i : i + 64])) for i in range(0, len(images), 64)])
-        logits = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1)
 
     return Predictor(ModelSpec(**spec_dict), proba, uri)
 

@@ -133,6 +133,13 @@ def start_training_run(root: Path, experiment_name: str, params: dict[str, Any],
     return run
 
 
+def log_epoch(row: dict[str, float], **extra: float) -> None:
+    """One epoch's metrics (an EpochResult as a dict), at step = epoch."""
+    import mlflow
+
+    mlflow.log_metrics({**{k: v for k, v in row.items() if k != "epoch"}, **extra}, step=int(row["epoch"]))
+
+
 def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
     """Log the epochs a resumed checkpoint holds that the run lacks (killed between the two)."""
     import mlflow
@@ -140,7 +147,7 @@ def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
     logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_loss")}
     for row in history:
         if row["epoch"] not in logged:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            log_epoch(row)
 
 
 def resume_run(root: Path, run_info: dict[str, str]) -> Any:
