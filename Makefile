@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench mlflow-ui clean
+.PHONY: setup run test bench mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -31,5 +31,10 @@ bench: setup
 mlflow-ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+# A team tracking server: Debian's PostgreSQL for runs, mlflow-server/artifacts for files.
+# Then, in each shell that runs the pipeline: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+mlflow-server: setup
+	imgpipe server --port 5000
+
 clean:
-	rm -rf $(VENV) data models mlflow.db mlartifacts .pytest_cache
+	rm -rf $(VENV) data models mlflow.db mlartifacts mlflow-server .pytest_cache

@@ -78,10 +78,9 @@ def main() -> None:
 
     # Open (or reopen, when resuming) the run before training, so an unreachable tracking
     # store fails in seconds rather than after the last epoch.
-    tags = {f"dvc.md5.{path}": md5 for path, md5 in data_hashes.items()}
     mlflow_cfg = MlflowConfig.load(paths.params)
-    run = tracking.start_training_run(paths.root, mlflow_cfg.experiment_name,
-                                      read_params(paths.params), tags, run_id=resume and resume.get("run_id"))
+    params = read_params(paths.params)
+    run = tracking.start_training_run(paths.root, mlflow_cfg.experiment_name, params, run_id=resume and resume.get("run_id"))
     checkpoint.extra["run_id"] = run.info.run_id
     import mlflow
 
@@ -89,8 +88,12 @@ def main() -> None:
         if resume:
             print(f"train: resuming from {checkpoint.path}, epoch {len(resume['history'])} of {cfg.epochs}")
             tracking.log_missing_epochs(run.info.run_id, resume["history"])
-        mlflow.log_params({"data.train_images": len(train), "data.val_images": len(val),
-                           "model.parameters": n_params, "model.trainable_parameters": trainable, "model.weights": origin})
+        if not (resume and resume.get("run_id") == run.info.run_id):  # a reopened run holds these already
+            mlflow.log_params({"data.train_images": len(train), "data.val_images": len(val), "model.parameters": n_params,
+                               "model.trainable_parameters": trainable, "model.weights": origin})
+            tracking.log_data_inputs(paths.root, data_hashes, {"training": ("data/augment", train.images, train.labels),
+                                                               "validation": ("data/ingest", val.images, val.labels)},
+                                     origin=params["ingest"]["source"])
         result = fit(
             model, (train.images, train.labels), (val.images, val.labels), cfg, device,
             on_epoch=lambda r, seconds: tracking.log_epoch(r.as_dict(), epoch_seconds=seconds),
@@ -116,7 +119,6 @@ def main() -> None:
         for report in reports:
             mlflow.log_artifact(str(report), artifact_path="reports")
         mlflow.log_artifact(str(paths.augmented / "pipeline.json"), artifact_path="reports")
-        mlflow.log_dict(spec.to_dict(), "model_spec.json")
         tracking.log_model(model, train.images, spec.to_dict(), mlflow_cfg.registered_model)
     dist.close()
     print(f"train: done; MLflow run {run.info.run_id}")

@@ -2,6 +2,8 @@
 
 import json
 
+import yaml
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -49,7 +51,19 @@ def test_dvc_repro_end_to_end(project):
     assert run.data.params["train.lr"] == "0.001" and run.data.params["ingest.image_size"] == "16"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
     assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
-    assert run.data.tags["dvc.md5.data/augment"].endswith(".dir")
+    # The data it saw: each split as a dataset input, digested by its DVC hash, with its source.
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"data/augment", "data/ingest"}
+    augment_md5 = next(o["md5"] for o in lock["augment"]["outs"] if o["path"] == "data/augment")
+    assert {t.key: t.value for t in inputs["data/augment"].tags}["dvc.md5"] == augment_md5
+    assert inputs["data/augment"].dataset.digest == augment_md5.removesuffix(".dir")
+    source = json.loads(inputs["data/augment"].dataset.source)
+    assert source["origin"] == "digits" and source["git_commit"] == run.data.tags["mlflow.source.git.commit"]
+    # The upstream reports, attached once each.
+    reports = [a.path for a in client.list_artifacts(run.info.run_id, "reports")]
+    assert {"reports/ingest.json", "reports/balance.json", "reports/augment_preview.png"} <= set(reports)
+    assert len(reports) == len(set(reports))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv"} <= artifacts
     assert "reports/training_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}

@@ -36,7 +36,10 @@ def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = build_model(spec).eval()
     images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
-    run = tracking.start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}}, {"extra": "tag"})
+    # As under `dvc exp run`, which names the experiment in the stage's environment.
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
+    run = tracking.start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}})
     with run:
         tracking.log_model(model, images, spec.to_dict(), registered_model="tiny")
     loaded = mlflow.pyfunc.load_model("models:/tiny/1")
@@ -49,7 +52,9 @@ def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
     assert got.shape == (5, 3)
     assert np.allclose(got, want, atol=1e-5)
     stored = mlflow.get_run(run.info.run_id)
-    assert stored.data.params["train.lr"] == "0.1" and stored.data.tags["extra"] == "tag"
+    assert stored.data.params["train.lr"] == "0.1"
+    assert stored.info.run_name == "brisk-lark" and stored.data.tags["dvc.exp_name"] == "brisk-lark"
+    assert stored.data.tags["dvc.exp_baseline_rev"] == "a" * 40
 
 
 def test_unusable_tracking_store_is_a_clear_error(tmp_path, monkeypatch):
@@ -74,5 +79,5 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     start = time.perf_counter()
     with pytest.raises(ImgpipeError, match=f"tracking server at {uri} does not answer"):
-        tracking.start_training_run(tmp_path, "x", {}, {})
+        tracking.start_training_run(tmp_path, "x", {})
     assert time.perf_counter() - start < 30

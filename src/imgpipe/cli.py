@@ -21,8 +21,27 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
     commands.add_parser("doctor", help="check the device, DVC, MLflow and the data source, with fixes",
                         description="Check that this machine and project can run the pipeline; say how to fix what cannot.")
+    server = commands.add_parser("server", help="run a team MLflow tracking server (PostgreSQL, artifacts on disk)",
+                                 description="Start Debian's PostgreSQL if it is down, create the MLflow database "
+                                 "if missing, and run `mlflow server` in the foreground.")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--database", default="mlflow", help="PostgreSQL database (created if missing)")
+    server.add_argument("--artifacts", type=Path, default=Path("mlflow-server/artifacts"),
+                        help="folder the server stores artifacts in (default: mlflow-server/artifacts)")
+    server.add_argument("--workers", type=int, default=4)
+    report = commands.add_parser("report", help="write a Markdown or HTML summary of an MLflow run, plots included",
+                                 description="Summarise the latest run of the experiment in params.yaml (or --run): "
+                                 "params, metrics, the data it saw, and its plots.")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                        help="report.html (self-contained) or report.md (images in report_files/); default report.html")
+    report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "server":
+            return _server(args)
+        if args.command == "report":
+            return _report(args)
         return _doctor() if args.command == "doctor" else _predict(args)
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
@@ -40,6 +59,21 @@ def _doctor() -> int:
     failed = [c.name for c in checks if not c.ok]
     print("doctor: all checks passed" if not failed else f"doctor: {len(failed)} problem(s): {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    from imgpipe.server import ServerSettings, serve
+
+    return serve(ServerSettings(host=args.host, port=args.port, database=args.database, artifacts=args.artifacts,
+                                workers=args.workers))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from imgpipe.report import write_report
+
+    path = write_report(find_project_root(Path.cwd()), args.output, args.run)
+    print(f"report: wrote {path}")
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -60,6 +60,63 @@ def dvc_hashes(lock_path: Path, paths: list[str]) -> dict[str, str]:
     return found
 
 
+def _dvc_source_class() -> type:
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DvcDatasetSource(DatasetSource):
+        """Where a DVC-tracked dataset came from: its path in the repo, commit and origin.
+
+        ``load`` gives the path; ``dvc checkout`` at the commit restores the exact bytes.
+        """
+
+        def __init__(self, path: str, md5: str, commit: str | None, origin: str):
+            self.path, self.md5, self.commit, self.origin = path, md5, commit, origin
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self, dst_path: str | None = None) -> str:
+            return self.path
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> "DvcDatasetSource":
+            raise NotImplementedError("DVC dataset sources are built from dvc.lock, not resolved from strings")
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"path": self.path, "md5": self.md5, "git_commit": self.commit, "origin": self.origin}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[str, Any]) -> "DvcDatasetSource":
+            return cls(source_dict["path"], source_dict["md5"], source_dict.get("git_commit"), source_dict["origin"])
+
+    return DvcDatasetSource
+
+
+def log_data_inputs(root: Path, hashes: dict[str, str], splits: dict[str, tuple[str, Any, Any]], origin: str) -> None:
+    """Record each split a run used as an MLflow dataset input, digested by its DVC hash.
+
+    ``splits`` maps a context (training, validation) to (DVC path, images, labels). The
+    MLflow UI then shows, per run, which version of which data it saw, and runs that saw
+    the same data share a digest.
+    """
+    import mlflow
+
+    source_cls = _dvc_source_class()
+    commit = git_commit(root)
+    for context, (path, images, labels) in splits.items():
+        md5 = hashes.get(path)
+        if md5 is None:  # a stage run by hand, outside dvc repro: no locked version to name
+            continue
+        source = source_cls(path, md5, commit, origin)
+        dataset = mlflow.data.from_numpy(images, targets=labels, source=source, name=path, digest=md5.removesuffix(".dir"))
+        mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds when an HTTP tracking server does not answer.
 
@@ -104,8 +161,7 @@ def connect(root: Path, experiment_name: str) -> str:
     return uri
 
 
-def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], tags: dict[str, str],
-                       run_id: str | None = None) -> Any:
+def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], run_id: str | None = None) -> Any:
     """Open the run for a training job, named after the DVC experiment when there is one.
 
     ``run_id`` reopens the run of an interrupted training job that is resuming, so its
@@ -122,7 +178,7 @@ def start_training_run(root: Path, experiment_name: str, params: dict[str, Any],
     run = mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
     flat = flatten(params)
     mlflow.log_params({k: str(v) for k, v in flat.items()})
-    all_tags = dict(tags)
+    all_tags = {}
     if commit := git_commit(root):
         all_tags["mlflow.source.git.commit"] = commit
     if exp := os.environ.get("DVC_EXP_NAME"):
