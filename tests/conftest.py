@@ -65,9 +65,8 @@ class Project:
         self.run("git", "commit", "-q", "-m", message)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    root = tmp_path / "proj"
+def make_project(root: Path) -> Project:
+    """Copy the project's tracked files to ``root``, git-initialised, with TINY params."""
     for name in PROJECT_FILES:
         src, dst = REPO / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +80,11 @@ def project(tmp_path: Path) -> Project:
     proj.run("git", "config", "user.name", "imgpipe tests")
     proj.set_params(TINY)
     return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path / "proj")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import yaml
 
 import pytest
@@ -23,10 +24,12 @@ def test_dvc_repro_end_to_end(project):
     metrics = json.loads((project.root / "metrics.json").read_text())
     for split in ("val", "test"):
         assert set(metrics[split]) == {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr",
-                                       "log_loss", "ece", "per_class"}
+                                       "log_loss", "ece"}
         assert 0.0 <= metrics[split]["accuracy"] <= 1.0
-        assert set(metrics[split]["per_class"]) == {str(d) for d in range(10)}
-        assert set(metrics[split]["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
+    per_class = pd.read_csv(project.root / "reports/per_class.csv", dtype={"class": str})
+    assert list(per_class["class"]) == [str(d) for d in range(10)]
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert per_class["support"].sum() == json.loads((project.root / "reports/ingest.json").read_text())["total"]["test"]
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
     balance = json.loads((project.root / "reports/balance.json").read_text())
     assert balance["before"] == ingest["counts"]["train"]
@@ -37,7 +40,7 @@ def test_dvc_repro_end_to_end(project):
 
     # dvc plots show renders the confusion matrix, the ROC curves and the training curves.
     shown = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
-    for plot_id in ("Confusion matrix (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)", "Loss", "Accuracy",
+    for plot_id in ("Confusion matrix (test)", "Recall by class (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)", "Loss", "Accuracy",
                     "reports/training_curves.png", "reports/misclassified.png"):
         assert shown.get(plot_id), plot_id
     roc = json.dumps(shown["ROC, one-vs-rest (test)"])

@@ -131,6 +131,10 @@ class Paths:
         return self.reports / "misclassified.png"
 
     @property
+    def per_class_csv(self) -> Path:
+        return self.reports / "per_class.csv"
+
+    @property
     def confusion_csv(self) -> Path:
         return self.reports / "confusion.csv"
 

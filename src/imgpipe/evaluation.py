@@ -44,6 +44,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     }
 
 
+def per_class_table(per_class: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """classification_metrics' per-class block as a table, one row per class."""
+    return pd.DataFrame([{"class": name, **values} for name, values in per_class.items()])
+
+
 def roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Macro one-vs-rest ROC-AUC over the classes present; NaN with fewer than two."""
     present = np.unique(y_true)

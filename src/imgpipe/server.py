@@ -101,6 +101,13 @@ def ensure_database(cluster: Cluster, settings: ServerSettings) -> None:
         _psql(cluster, f"CREATE DATABASE {settings.database} OWNER {settings.user}")
 
 
+def drop_database(cluster: Cluster, database: str) -> None:
+    """Remove a database (and end its connections): for throwaway servers such as the tests'."""
+    if not _NAME.match(database):
+        raise ImgpipeError(f"{database!r} is not a plain PostgreSQL name")
+    _psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
 def backend_uri(cluster: Cluster, settings: ServerSettings) -> str:
     return f"postgresql+psycopg://{settings.user}:{settings.password}@127.0.0.1:{cluster.port}/{settings.database}"
 

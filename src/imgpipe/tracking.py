@@ -18,9 +18,18 @@ import yaml
 from imgpipe.errors import ImgpipeError
 
 
+def store_root(root: Path) -> Path:
+    """Where the local store lives: the user's repo, even for a queued experiment.
+
+    ``dvc queue`` runs each experiment in a temporary copy of the repo, deleted when it
+    ends; DVC points ``DVC_ROOT`` at the parent repo there, so runs are not lost with it.
+    """
+    return Path(os.environ.get("DVC_ROOT") or root)
+
+
 def tracking_uri(root: Path) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the zero-setup SQLite file at the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(store_root(root) / 'mlflow.db').as_posix()}"
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -153,7 +162,7 @@ def connect(root: Path, experiment_name: str) -> str:
     mlflow.set_tracking_uri(uri)
     try:
         if mlflow.get_experiment_by_name(experiment_name) is None:
-            location = (root / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+            location = (store_root(root) / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
             mlflow.create_experiment(experiment_name, artifact_location=location)
         mlflow.set_experiment(experiment_name)
     except Exception as exc:  # any store error: unreachable server, bad URI, permissions

@@ -99,6 +99,7 @@ def plot_training_curves(history, best_epoch: int, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
@@ -108,6 +109,7 @@ def plot_training_curves(history, best_epoch: int, path: Path) -> None:
             ax.plot(history["epoch"], history["val_balanced_accuracy"], marker=".", linestyle="--", label="val balanced")
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.legend(fontsize=8)
     _save_figure(fig, path)

@@ -1,0 +1,231 @@
+"""The team workflow: queued DVC experiments logging in parallel to a PostgreSQL-backed
+MLflow server, then compared with dvc exp show, metrics/params/plots diff and exp apply."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, make_project
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENTS = {"fast-lr": "train.lr=0.003", "sgd": "train.optimizer=sgd"}
+EPOCHS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> str:
+    """``imgpipe server`` on a free port with a throwaway database; its URI."""
+    if shutil.which("pg_lsclusters") is None:
+        pytest.skip("Debian's postgresql is not installed (.ci/run installs it: apt-get install postgresql)")
+    from imgpipe.server import drop_database, find_cluster
+
+    folder = tmp_path_factory.mktemp("server")
+    port, database = free_port(), f"imgpipe_test_{uuid.uuid4().hex[:8]}"
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("imgpipe")), "server", "--port", str(port),
+                             "--database", database, "--artifacts", str(folder / "artifacts"), "--workers", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"imgpipe server exited {proc.returncode}:\n{(folder / 'server.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"imgpipe server did not answer in 180 s:\n{(folder / 'server.log').read_text()[-3000:]}")
+                time.sleep(1)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        drop_database(find_cluster(), database)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, server):
+    """A committed baseline, then two experiments queued and run two at a time."""
+    proj = make_project(tmp_path_factory.mktemp("team") / "proj")
+    env = {"MLFLOW_TRACKING_URI": server}
+    proj.set_params({"train": {"epochs": EPOCHS}, "mlflow": {"experiment_name": "team"}})
+    proj.commit("tiny project")
+    proj.run("dvc", "repro", env=env)
+    proj.commit("baseline")
+    for name, setting in EXPERIMENTS.items():
+        proj.run("dvc", "exp", "run", "--queue", "--name", name, "-S", setting, env=env)
+    proj.run("dvc", "queue", "start", "-j", "2", env=env)
+    deadline = time.monotonic() + 900
+    while True:
+        status = proj.run("dvc", "queue", "status", env=env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == len(EXPERIMENTS), status + "".join(
+        proj.run("dvc", "queue", "logs", name, check=False).stdout[-3000:] for name in EXPERIMENTS)
+    return proj, env
+
+
+def runs_by_name(uri: str) -> dict:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("team")
+    return client, {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_queued_experiments_log_completely_and_concurrently_to_the_server(team, server):
+    proj, env = team
+    client, runs = runs_by_name(server)
+    assert set(EXPERIMENTS) <= set(runs)
+    baseline = proj.run("git", "rev-parse", "HEAD").stdout.strip()
+    for name in EXPERIMENTS:
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        for metric in ("train_loss", "val_loss", "val_accuracy", "lr"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == list(range(1, EPOCHS + 1))
+        assert "test.accuracy" in run.data.metrics and "val.balanced_accuracy" in run.data.metrics  # evaluate's
+        assert run.data.tags["dvc.exp_name"] == name
+        assert run.data.tags["dvc.exp_baseline_rev"] == baseline == run.data.tags["mlflow.source.git.commit"]
+        assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"data/augment", "data/ingest"}
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert "evaluation/confusion_matrix.png" in artifacts
+        assert client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id='{run.info.run_id}'")
+        assert "database is locked" not in proj.run("dvc", "queue", "logs", name).stdout
+    first, second = (runs[name].info for name in EXPERIMENTS)
+    assert first.start_time < second.end_time and second.start_time < first.end_time, "the two did not overlap"
+
+    # dvc exp show: one row per experiment, with the changed params and headline metrics.
+    table = pd.read_csv(io.StringIO(proj.run("dvc", "exp", "show", "--csv", "--only-changed").stdout))
+    rows = table.set_index("Experiment").loc[list(EXPERIMENTS)]
+    assert list(rows["train.lr"]) == [0.003, 0.001] and list(rows["train.optimizer"]) == ["adam", "sgd"]
+    assert rows["test.accuracy"].between(0, 1).all()
+    assert not [c for c in table.columns if "per_class" in c]  # per-class lives in reports/per_class.csv
+    mlflow_accuracy = [runs[name].data.metrics["test.accuracy"] for name in EXPERIMENTS]
+    assert list(rows["test.accuracy"]) == pytest.approx(mlflow_accuracy)
+
+
+def points(plots: dict, plot_id: str) -> list[dict]:
+    """The data points of one plot in ``dvc plots diff --json``, each tagged with its rev."""
+    return plots[plot_id][0]["content"]["data"]["values"]
+
+
+def test_diffs_between_experiments_commits_and_the_workspace(team):
+    proj, env = team
+    a, b = EXPERIMENTS
+
+    metrics = json.loads(proj.run("dvc", "metrics", "diff", a, b, "--json").stdout)["metrics.json"]
+    assert metrics["test.log_loss"]["old"] != metrics["test.log_loss"]["new"]
+    params = json.loads(proj.run("dvc", "params", "diff", a, b, "--json").stdout)["params.yaml"]
+    assert (params["train.lr"]["old"], params["train.lr"]["new"]) == (0.003, 0.001)
+    assert params["train.optimizer"] == {"old": "adam", "new": "sgd"}
+    plots = json.loads(proj.run("dvc", "plots", "diff", a, b, "--json").stdout)["data"]
+    for plot_id in ("Loss", "Recall by class (test)", "ROC, one-vs-rest (test)"):
+        assert {d["rev"] for d in points(plots, plot_id)} == {a, b}, plot_id
+    loss = {rev: [d["val_loss"] for d in points(plots, "Loss") if d["rev"] == rev] for rev in (a, b)}
+    assert len(loss[a]) >= EPOCHS and loss[a] != loss[b]
+
+    # Apply one experiment to the workspace: diffs against HEAD show what it changed.
+    proj.run("dvc", "exp", "apply", a)
+    assert proj.params["train"]["lr"] == 0.003
+    params = json.loads(proj.run("dvc", "params", "diff", "--json").stdout)["params.yaml"]
+    assert list(params) == ["train.lr"] and (params["train.lr"]["old"], params["train.lr"]["new"]) == (0.001, 0.003)
+    workspace = json.loads(proj.run("dvc", "metrics", "diff", "--json").stdout)["metrics.json"]
+    assert workspace["test.log_loss"]["old"] != workspace["test.log_loss"]["new"]
+    plots = json.loads(proj.run("dvc", "plots", "diff", "--json").stdout)["data"]
+    assert {d["rev"] for d in points(plots, "Loss")} == {"workspace", "HEAD"}
+    text = proj.run("dvc", "metrics", "diff").stdout
+    assert "test.accuracy" in text and "Change" in text
+
+    # Committed, the same change shows between two commits.
+    proj.commit(f"adopt experiment {a}")
+    commits = json.loads(proj.run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)["metrics.json"]
+    assert commits == workspace
+    assert json.loads(proj.run("dvc", "params", "diff", "HEAD~1", "HEAD", "--json").stdout)["params.yaml"] == params
+    html = proj.run("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", "plots_diff").stdout
+    assert (proj.root / "plots_diff" / "index.html").stat().st_size > 1000, html
+
+
+# Debian's chromium in a closed network: no first-run, sync or update traffic to wait on.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("IMGPIPE_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def test_mlflow_ui_shows_the_run_in_a_real_browser(team, server):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra: make setup")
+    _, runs = runs_by_name(server)
+    run = runs["fast-lr"]
+    page_url = f"{server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(page_url)
+            page.get_by_role("heading", name="fast-lr").wait_for(timeout=60_000)
+            # The overview lists the run's metrics, evaluate's test accuracy among them.
+            page.get_by_text("test.accuracy", exact=True).first.wait_for(timeout=30_000)
+            accuracy = f"{run.data.metrics['test.accuracy']:g}"[:5]
+            assert accuracy in page.inner_text("body")
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-run-page.png"), full_page=True)
+
+            # The confusion matrix opens from the artifact tree and is a loaded image.
+            page.goto(f"{page_url}/artifacts/evaluation/confusion_matrix.png")
+            page.get_by_text("confusion_matrix.png", exact=True).first.wait_for(timeout=30_000)
+            image = page.locator("img[src^='blob:']").first
+            image.wait_for(timeout=30_000)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle(), timeout=30_000)
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-run-confusion-matrix.png"))
+        finally:
+            browser.close()
+    assert (SCREENSHOTS / "mlflow-run-page.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", ["report.html", "report.md"])
+def test_report_summarises_the_latest_run_with_its_plots(team, server, name):
+    import base64
+
+    proj, env = team
+    _, runs = runs_by_name(server)
+    latest = max(runs.values(), key=lambda r: r.info.start_time)
+    proj.set_params({"mlflow": {"experiment_name": "team"}})
+    proc = proj.run(str(Path(sys.executable).with_name("imgpipe")), "report", "-o", name, env=env)
+    assert name in proc.stdout
+    text = (proj.root / name).read_text()
+    assert latest.info.run_name in text and latest.info.run_id in text
+    assert f"{latest.data.metrics['test.accuracy']:.4f}" in text
+    assert "data/augment" in text  # the data it saw, with its DVC hash
+    if name.endswith(".html"):
+        images = [part.split("'")[0] for part in text.split("src='data:image/png;base64,")[1:]]
+        assert len(images) >= 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    else:
+        assert "![Confusion matrix (test)](report_files/confusion_matrix.png)" in text
+        assert (proj.root / "report_files" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
