@@ -22,3 +22,19 @@ def test_doctor_names_a_missing_source_and_the_fix(project):
     assert out.returncode == 1
     assert "[FAIL] source" in out.stdout and "raw/nowhere does not exist" in out.stdout
     assert "point ingest.source at a folder" in out.stdout
+
+
+def test_report_needs_a_run_and_a_known_format(project):
+    out = project.run(IMGPIPE, "report", "-o", "summary.pdf", check=False)
+    assert out.returncode == 2 and "name it .html or .md" in out.stderr
+    out = project.run(IMGPIPE, "report", check=False)  # nothing has been trained yet
+    assert out.returncode == 2 and "no runs in MLflow experiment 'imgpipe'" in out.stderr and "dvc repro" in out.stderr
+    assert not (project.root / "report.html").exists()
+
+
+def test_server_without_postgresql_says_how_to_install_it(project, tmp_path):
+    bare = tmp_path / "bin"  # a PATH with python but no PostgreSQL tools
+    bare.mkdir()
+    out = project.run(IMGPIPE, "server", check=False, env={"PATH": str(bare)})
+    assert out.returncode == 2
+    assert "apt-get install postgresql" in out.stderr and "MLFLOW_TRACKING_URI" in out.stderr

@@ -52,6 +52,7 @@ def test_dvc_repro_end_to_end(project):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("imgpipe").experiment_id])
     assert run.data.params["train.lr"] == "0.001" and run.data.params["ingest.image_size"] == "16"
+    assert run.info.run_name == f"repro@{run.data.tags['mlflow.source.git.commit'][:7]}"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
     assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
     # The data it saw: each split as a dataset input, digested by its DVC hash, with its source.

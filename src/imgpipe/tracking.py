@@ -184,11 +184,14 @@ def start_training_run(root: Path, experiment_name: str, params: dict[str, Any],
             return mlflow.start_run(run_id=run_id)
         except Exception:  # the store was reset since: record the resumed job afresh
             pass
-    run = mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
+    commit = git_commit(root)
+    # The DVC experiment's name; for a plain `dvc repro`, the commit it ran on.
+    name = os.environ.get("DVC_EXP_NAME") or (f"repro@{commit[:7]}" if commit else None)
+    run = mlflow.start_run(run_name=name)
     flat = flatten(params)
     mlflow.log_params({k: str(v) for k, v in flat.items()})
     all_tags = {}
-    if commit := git_commit(root):
+    if commit:
         all_tags["mlflow.source.git.commit"] = commit
     if exp := os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc.exp_name"] = exp
