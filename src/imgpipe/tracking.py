@@ -70,6 +70,8 @@ def dvc_hashes(lock_path: Path, paths: list[str]) -> dict[str, str]:
 
 
 def _dvc_source_class() -> type:
+    # Built on first use: subclassing at import time would import mlflow (seconds) at the
+    # start of every stage that imports this module, most of which never log a dataset.
     from mlflow.data.dataset_source import DatasetSource
 
     class DvcDatasetSource(DatasetSource):
