@@ -4,7 +4,8 @@ Outputs (see dvc.yaml): ``metrics.json`` (DVC metrics for val and test), the DVC
 ``reports/per_class.csv`` (test precision, recall and F1 by class), ``reports/confusion.csv``,
 ``reports/roc.csv`` and ``reports/precision_recall.csv``, and the
 pictures ``reports/confusion_matrix.png`` and ``reports/misclassified.png``. Metrics, plots
-and pictures are added to the training run in MLflow.
+and pictures are added to the training run in MLflow (to a run nested under it when
+that model was evaluated before).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgpipe import tracking
-from imgpipe.config import EvaluateConfig, Paths
+from imgpipe.config import EvaluateConfig, Paths, read_params
 from imgpipe.errors import run_stage
 from imgpipe.evaluation import (
     classification_metrics, confusion_table, curves, most_confident_mistakes, per_class_table, plot_confusion_matrix,
@@ -62,7 +63,8 @@ def main() -> None:
 
     import mlflow
 
-    with tracking.resume_run(paths.root, read_json(paths.model_dir / "run.json")):
+    # Into the training run; a model evaluated before gets a new run nested under it.
+    with tracking.start_evaluation_run(paths.root, read_json(paths.model_dir / "run.json"), read_params(paths.params)):
         flat = tracking.flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})
         mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # NaN AUC: skip
         for path in (paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv, paths.roc_csv, paths.pr_csv):

@@ -23,6 +23,8 @@ from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
 
+# Characters that must be escaped in a database URI and quoted in SQL.
+PASSWORD = "t3st/p@ss:w'rd%"
 EXPERIMENTS = {"fast-lr": "train.lr=0.003", "sgd": "train.optimizer=sgd"}
 EPOCHS = 3
 
@@ -41,11 +43,13 @@ def server(tmp_path_factory) -> str:
     from imgpipe.server import drop_database, find_cluster
 
     folder = tmp_path_factory.mktemp("server")
+    # A role and database of its own, so a developer's running server is left alone.
     port, database = free_port(), f"imgpipe_test_{uuid.uuid4().hex[:8]}"
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("imgpipe")), "server", "--port", str(port),
-                             "--database", database, "--artifacts", str(folder / "artifacts"), "--workers", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             "--database", database, "--user", database, "--artifacts", str(folder / "artifacts"),
+                             "--workers", "2"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "IMGPIPE_MLFLOW_DB_PASSWORD": PASSWORD})
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -63,7 +67,7 @@ def server(tmp_path_factory) -> str:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-        drop_database(find_cluster(), database)
+        drop_database(find_cluster(), database, user=database)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +92,18 @@ def team(tmp_path_factory, server):
     assert status.count("Success") == len(EXPERIMENTS), status + "".join(
         proj.run("dvc", "queue", "logs", name, check=False).stdout[-3000:] for name in EXPERIMENTS)
     return proj, env
+
+
+def test_the_database_password_stays_off_command_lines(server):
+    """``ps`` shows every user's command lines; the password travels in environments."""
+    shown = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            shown.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            continue
+    assert any("mlflow server" in line or "mlflow.server" in line for line in shown)  # the scan sees the server
+    assert not [line for line in shown if PASSWORD in line or "p%40ss" in line]
 
 
 def runs_by_name(uri: str) -> dict:

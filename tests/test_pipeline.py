@@ -84,6 +84,23 @@ def test_dvc_repro_end_to_end(project):
     diff = project.run("dvc", "metrics", "diff", "--json")
     assert "metrics.json" in json.loads(diff.stdout)
 
+    # An evaluate param scores the same model again: a run of its own, nested under the
+    # training run, whose record stays as it was.
+    trained_id = json.loads((project.root / "models/run.json").read_text())["run_id"]
+    tta = project.run("dvc", "exp", "run", "-S", "evaluate.tta=true")
+    assert ran(tta.stdout) == ["evaluate"]
+    assert len(client.get_metric_history(trained_id, "test.accuracy")) == 1
+    assert client.get_run(trained_id).data.params["evaluate.tta"] == "False"
+    (nested,) = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained_id}'")
+    assert nested.data.params["evaluate.tta"] == "True" and nested.data.tags["imgpipe.model_run_id"] == trained_id
+    assert nested.data.tags["dvc.exp_name"] == nested.info.run_name
+    assert nested.data.metrics["test.accuracy"] == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
+    assert "evaluation/confusion_matrix.png" in {a.path for a in client.list_artifacts(nested.info.run_id, "evaluation")}
+    # Its report borrows the training pictures from the model's run.
+    project.run("imgpipe", "report", "-o", "tta.md")
+    page = (project.root / "tta.md").read_text()
+    assert f"trained in run {trained_id}" in page and "## Training curves" in page and "## Confusion matrix (test)" in page
+
 
 @pytest.mark.parametrize("section, value, key", [("train", {"lr": -1}, "train.lr"),
                                                  ("balance", {"method": "magic"}, "balance.method")])

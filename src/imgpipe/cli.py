@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--database", default="mlflow", help="PostgreSQL database (created if missing)")
+    server.add_argument("--user", default="mlflow", help="PostgreSQL role that owns it (created if missing); "
+                        "its password is $IMGPIPE_MLFLOW_DB_PASSWORD, default mlflow")
     server.add_argument("--artifacts", type=Path, default=Path("mlflow-server/artifacts"),
                         help="folder the server stores artifacts in (default: mlflow-server/artifacts)")
     server.add_argument("--workers", type=int, default=4)
@@ -64,8 +66,8 @@ def _doctor() -> int:
 def _server(args: argparse.Namespace) -> int:
     from imgpipe.server import ServerSettings, serve
 
-    return serve(ServerSettings(host=args.host, port=args.port, database=args.database, artifacts=args.artifacts,
-                                workers=args.workers))
+    return serve(ServerSettings(host=args.host, port=args.port, database=args.database, user=args.user,
+                                artifacts=args.artifacts, workers=args.workers))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ class RunSummary:
     run: Any
     experiment_name: str
     pictures: list[tuple[str, Path]]  # (caption, local file)
+    trained_in: Any = None  # for a re-evaluation: the training run of the model it scored
 
     @property
     def title(self) -> str:
@@ -54,7 +55,10 @@ class RunSummary:
                            ("mlflow.source.git.commit", "Git commit")):
             if tag in tags:
                 facts.append((label, tags[tag]))
-        for data in self.run.inputs.dataset_inputs:
+        if self.trained_in is not None:
+            facts.append(("Model", f"trained in run {self.trained_in.info.run_id} ({self.trained_in.info.run_name}), "
+                                   "evaluated again here"))
+        for data in (self.trained_in or self.run).inputs.dataset_inputs:
             context = {t.key: t.value for t in data.tags}.get("mlflow.data.context", "data")
             facts.append((f"Data ({context})", f"{data.dataset.name}, DVC md5 {data.dataset.digest}"))
         return facts
@@ -99,15 +103,20 @@ def collect(root: Path, run_id: str | None, folder: Path) -> RunSummary:
     except mlflow.exceptions.MlflowException as exc:
         raise ImgpipeError(f"no MLflow run {run_id} in {uri}: {exc.message}") from None
     experiment_name = client.get_experiment(run.info.experiment_id).name
+    model_run = run.data.tags.get(tracking.MODEL_RUN_TAG)
+    trained_in = client.get_run(model_run) if model_run else None
     pictures = []
     for artifact, caption in PICTURES:
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact,
-                                                        dst_path=str(folder), tracking_uri=uri)
-        except Exception:  # a run that stopped early lacks the later pictures: report what exists
-            continue
-        pictures.append((caption, Path(local)))
-    return RunSummary(run, experiment_name, pictures)
+        # A re-evaluation's run holds the evaluation pictures; the rest are its model's.
+        for source in filter(None, (run, trained_in)):
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=source.info.run_id, artifact_path=artifact,
+                                                            dst_path=str(folder / source.info.run_id), tracking_uri=uri)
+            except Exception:  # a run that stopped early lacks the later pictures: report what exists
+                continue
+            pictures.append((caption, Path(local)))
+            break
+    return RunSummary(run, experiment_name, pictures, trained_in)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:

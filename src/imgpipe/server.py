@@ -6,7 +6,10 @@ concurrent writers, and the server proxies artifact uploads, so every DVC queue 
 only needs ``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``.
 
 PostgreSQL is Debian's own cluster (``pg_lsclusters``/``pg_ctlcluster``), started when it
-is down; a role and a database for MLflow are created on first use.
+is down; a role and a database for MLflow are created on first use. The role's password
+is ``IMGPIPE_MLFLOW_DB_PASSWORD`` (default ``mlflow``, fine on 127.0.0.1), set on every start
+so that changing it needs nothing else; it travels in environments and stdin, never on a
+command line that ``ps`` shows.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from imgpipe.errors import ImgpipeError
 
@@ -30,7 +34,7 @@ class ServerSettings:
     port: int = 5000
     database: str = "mlflow"
     user: str = "mlflow"
-    password: str = "mlflow"
+    password: str = field(default_factory=lambda: os.environ.get("IMGPIPE_MLFLOW_DB_PASSWORD", "mlflow"), repr=False)
     artifacts: Path = Path("mlflow-server/artifacts")
     workers: int = 4
 
@@ -54,9 +58,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["sudo", "-u", "postgres", *cmd]
 
 
-def _run(cmd: list[str], what: str) -> str:
+def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
     # cwd=/ because the postgres user may not be allowed into the caller's folder.
-    proc = subprocess.run(cmd, cwd="/", capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd="/", capture_output=True, text=True, input=stdin)
     if proc.returncode != 0:
         raise ImgpipeError(f"{what} failed ({' '.join(cmd)}): {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout
@@ -85,37 +89,43 @@ def ensure_postgres() -> Cluster:
 
 
 def _psql(cluster: Cluster, sql: str) -> str:
-    return _run(_as_postgres(["psql", "-p", str(cluster.port), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-                              "-c", sql]), "PostgreSQL").strip()
+    # The SQL goes in on stdin: it may hold the password.
+    return _run(_as_postgres(["psql", "-p", str(cluster.port), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]),
+                "PostgreSQL", stdin=sql).strip()
 
 
 def ensure_database(cluster: Cluster, settings: ServerSettings) -> None:
-    """Create the MLflow role and database when missing (idempotent)."""
+    """Create the MLflow role and database when missing, and set the role's password (idempotent)."""
     for name in (settings.user, settings.database):
         if not _NAME.match(name):
             raise ImgpipeError(f"{name!r} is not a plain PostgreSQL name: use lower-case letters, digits and _")
-    if _psql(cluster, f"SELECT 1 FROM pg_roles WHERE rolname = '{settings.user}'") != "1":
-        password = settings.password.replace("'", "''")
-        _psql(cluster, f"CREATE ROLE {settings.user} LOGIN PASSWORD '{password}'")
+    password = settings.password.replace("'", "''")
+    exists = _psql(cluster, f"SELECT 1 FROM pg_roles WHERE rolname = '{settings.user}'") == "1"
+    _psql(cluster, f"{'ALTER' if exists else 'CREATE'} ROLE {settings.user} LOGIN PASSWORD '{password}'")
     if _psql(cluster, f"SELECT 1 FROM pg_database WHERE datname = '{settings.database}'") != "1":
         _psql(cluster, f"CREATE DATABASE {settings.database} OWNER {settings.user}")
 
 
-def drop_database(cluster: Cluster, database: str) -> None:
-    """Remove a database (and end its connections): for throwaway servers such as the tests'."""
-    if not _NAME.match(database):
-        raise ImgpipeError(f"{database!r} is not a plain PostgreSQL name")
+def drop_database(cluster: Cluster, database: str, user: str | None = None) -> None:
+    """Remove a database (ending its connections), and ``user``'s role if given: for
+    throwaway servers such as the tests'."""
+    for name in filter(None, (database, user)):
+        if not _NAME.match(name):
+            raise ImgpipeError(f"{name!r} is not a plain PostgreSQL name")
     _psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    if user:
+        _psql(cluster, f"DROP ROLE IF EXISTS {user}")
 
 
 def backend_uri(cluster: Cluster, settings: ServerSettings) -> str:
-    return f"postgresql+psycopg://{settings.user}:{settings.password}@127.0.0.1:{cluster.port}/{settings.database}"
+    return (f"postgresql+psycopg://{settings.user}:{quote(settings.password, safe='')}@127.0.0.1:{cluster.port}"
+            f"/{settings.database}")
 
 
 def server_command(cluster: Cluster, settings: ServerSettings) -> list[str]:
     mlflow = Path(sys.executable).with_name("mlflow")
+    # The backend URI (it holds the password) goes in MLFLOW_BACKEND_STORE_URI: see serve().
     return [str(mlflow) if mlflow.exists() else "mlflow", "server",
-            "--backend-store-uri", backend_uri(cluster, settings),
             # Artifacts go through the server to this folder, so clients need no shared disk.
             "--artifacts-destination", str(settings.artifacts.resolve()),
             "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers)]
@@ -135,6 +145,7 @@ def serve(settings: ServerSettings) -> int:
           f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
     print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}", flush=True)
     try:
-        return subprocess.call(server_command(cluster, settings))
+        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_uri(cluster, settings)}
+        return subprocess.call(server_command(cluster, settings), env=env)
     except KeyboardInterrupt:
         return 0

@@ -3,7 +3,7 @@
 Train opens the run and records what made the model: every param, the git commit, the
 DVC hashes of the data it saw, per-epoch metrics, the upstream reports and the model.
 It leaves the run id in ``models/run.json`` so that evaluate adds its metrics and
-plots to the same run.
+plots to the same run; evaluating that model again makes a run nested under it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ from typing import Any
 import yaml
 
 from imgpipe.errors import ImgpipeError
+
+# A metric only evaluate logs: its presence means the training run was evaluated already.
+EVALUATED_MARK = "test.accuracy"
+# On a re-evaluation's run: the training run whose model it scored.
+MODEL_RUN_TAG = "imgpipe.model_run_id"
 
 
 def store_root(root: Path) -> Path:
@@ -186,10 +191,17 @@ def start_training_run(root: Path, experiment_name: str, params: dict[str, Any],
             return mlflow.start_run(run_id=run_id)
         except Exception:  # the store was reset since: record the resumed job afresh
             pass
+    return _new_run(root, params)
+
+
+def _new_run(root: Path, params: dict[str, Any], **start: Any) -> Any:
+    """Start a run that records the params and where it came from: commit and DVC experiment."""
+    import mlflow
+
     commit = git_commit(root)
     # The DVC experiment's name; for a plain `dvc repro`, the commit it ran on.
     name = os.environ.get("DVC_EXP_NAME") or (f"repro@{commit[:7]}" if commit else None)
-    run = mlflow.start_run(run_name=name)
+    run = mlflow.start_run(run_name=name, **start)
     flat = flatten(params)
     mlflow.log_params({k: str(v) for k, v in flat.items()})
     all_tags = {}
@@ -220,20 +232,32 @@ def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
             log_epoch(row)
 
 
-def resume_run(root: Path, run_info: dict[str, str]) -> Any:
-    """Re-open the training run recorded in ``models/run.json``."""
+def start_evaluation_run(root: Path, run_info: dict[str, str], params: dict[str, Any]) -> Any:
+    """Open the run that records an evaluation of the model trained in run ``run_info``.
+
+    The first evaluation goes into the training run: one run per trained model. When
+    evaluate reruns alone on a model already evaluated (``dvc exp run -S evaluate.tta=true``
+    reuses the baseline's model), a new run nested under the training run records it:
+    MLflow params cannot change, so the training run could not say which settings gave
+    which numbers, and an experiment must not rewrite its baseline's record.
+    """
     import mlflow
 
     uri = tracking_uri(root)
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
-        return mlflow.start_run(run_id=run_info["run_id"])
+        trained = mlflow.MlflowClient().get_run(run_info["run_id"])
     except Exception as exc:
         raise ImgpipeError(
-            f"cannot reopen MLflow run {run_info['run_id']} in {uri}: {exc}. "
+            f"cannot find MLflow run {run_info['run_id']} (models/run.json) in {uri}: {exc}. "
             "If the tracking store was reset, rerun training: dvc repro --force train"
         ) from None
+    if EVALUATED_MARK not in trained.data.metrics:
+        return mlflow.start_run(run_id=trained.info.run_id)
+    run = _new_run(root, params, experiment_id=trained.info.experiment_id, parent_run_id=trained.info.run_id)
+    mlflow.set_tag(MODEL_RUN_TAG, trained.info.run_id)
+    return run
 
 
 def log_model(model: Any, example: Any, spec: dict[str, Any], registered_model: str | None = None, name: str = "model") -> None:
