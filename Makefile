@@ -15,7 +15,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "setup: creating $(VENV) and installing imgpipe (a few minutes the first time; log in $(VENV)/pip.log)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -e '.[dev]' > $(VENV)/pip.log 2>&1 || { tail -n 40 $(VENV)/pip.log; exit 1; }
+	@$(BIN)/python -m pip install --no-cache-dir -e '.[dev]' > $(VENV)/pip.log 2>&1 || { tail -n 40 $(VENV)/pip.log; \
+		if grep -q "No space left on device" $(VENV)/pip.log; then \
+			echo "setup: the disk is full. The venv needs about 7 GB (torch with its CUDA libraries); free:"; df -h $(VENV); fi; \
+		exit 1; }
 	@touch $@
 	@echo "setup: done"
 
