@@ -38,3 +38,12 @@ def test_server_without_postgresql_says_how_to_install_it(project, tmp_path):
     out = project.run(IMGPIPE, "server", check=False, env={"PATH": str(bare)})
     assert out.returncode == 2
     assert "apt-get install postgresql" in out.stderr and "MLFLOW_TRACKING_URI" in out.stderr
+
+
+def test_predict_without_a_trained_model_names_both_ways_out(project, tmp_path):
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    out = project.run(IMGPIPE, "predict", "--model", "models", str(tmp_path / "digit.png"), check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "holds no trained model" in out.stderr and "dvc repro" in out.stderr and "models:/<name>/<version>" in out.stderr

@@ -35,7 +35,10 @@ def load_predictor(ref: str, root: Path) -> Predictor:
     from imgpipe.training import select_device
 
     folder = root / ref  # an absolute ref stays as it is
-    spec, model = load_trained(folder)
+    try:
+        spec, model = load_trained(folder)
+    except ImgpipeError as exc:  # here a registered model is the other way out
+        raise ImgpipeError(f"{exc} Or pass --model models:/<name>/<version>.") from None
     device = select_device("auto")
     model.to(device)
     return Predictor(spec, lambda images: predict_proba(model, images, 64, device), str(folder))
