@@ -36,7 +36,7 @@ def images(size: int, channels: int, n: int) -> np.ndarray:
 def albumentations_run(batch: np.ndarray) -> float:
     import yaml
 
-    from imgpipe.augmentation import build_pipeline
+    from imgpipe.augment.pipeline import build_pipeline
 
     spec = yaml.safe_load((REPO / "params.yaml").read_text())["augment"]["transforms"]
     pipeline = build_pipeline(spec, seed=0)

@@ -54,12 +54,12 @@ def run_variant(variant: str, root: Path, size: int) -> dict:
         n = len(images)
     else:
         sys.path.insert(0, str(REPO / "src"))
-        from imgpipe.decoding import DecodeSettings, decode_files
-        from imgpipe.sources import scan_folder
+        from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_files
+        from imgpipe.ingest.sources import scan_folder
 
         paths = [c.path for c in scan_folder(root)]
         out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-        settings = DecodeSettings(size, 3, "squash", 89_478_485)
+        settings = DecodeSettings(size, 3, "squash", DEFAULT_MAX_PIXELS)
         workers = 1 if variant == "imgpipe-1" else 0
         n = 0
         for result in decode_files(paths, settings, workers, desc=variant):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import copy_project  # noqa: E402  the tests' project copy: the same files, the same way
+
 STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
 
 
@@ -34,12 +35,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "imgpipe"
-        for name in FILES:
-            src, dst = REPO / name, root / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+        root = copy_project(Path(tmp) / "imgpipe").root
 
         rows = [(s, timed(["dvc", "repro", "--single-item", s], root, env)) for s in STAGES]
         noop = [timed(["dvc", "repro"], root, env) for _ in range(5)]

@@ -6,7 +6,7 @@ the same CIFAR-10 training images, one pass each, measured side by side and repe
 - tutorial: torchvision ``ImageFolder`` over the JPEG files with PIL transforms
   (RandomHorizontalFlip, ToTensor, Normalize) and a ``DataLoader`` with 2 workers, the
   loop of the PyTorch CIFAR-10 tutorial;
-- imgpipe: ``imgpipe.training.fit`` on the uint8 array ingest writes, with the flip done
+- imgpipe: ``imgpipe.train.loop.fit`` on the uint8 array ingest writes, with the flip done
   batched on the device (``train.device_augment.hflip``), one epoch;
 - compute: forward, backward and optimizer step of the same model on one synthetic uint8
   batch already in memory, the ceiling any data path can reach.
@@ -19,7 +19,6 @@ Decoding into the uint8 array is ingest's job and is not timed here (see bench/i
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -32,9 +31,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from imgpipe.config import TrainConfig  # noqa: E402
-from imgpipe.models import ModelSpec, build_model  # noqa: E402
-from imgpipe.training import channel_stats, fit, select_device  # noqa: E402
+from imgpipe.models.device import select_device  # noqa: E402
+from imgpipe.models.factory import create_model  # noqa: E402
+from imgpipe.models.spec import ModelSpec  # noqa: E402
+from imgpipe.params.train import TrainConfig  # noqa: E402
+from imgpipe.train.data import TrainBatches, channel_stats  # noqa: E402
+from imgpipe.train.loop import fit  # noqa: E402
 
 OPTIONS = {"base_cnn": {"filters": [4, 8, 16], "kernel_size": 7, "padding": "same"}, "resnet18": {}}
 
@@ -62,7 +64,7 @@ def subset(folder: Path, n: int) -> tuple[list[Path], np.ndarray, list[str]]:
 
 def make_model(name: str, classes: list[str], mean: list[float], std: list[float]):
     torch.manual_seed(0)
-    return build_model(ModelSpec(name, {**OPTIONS[name], "dropout": 0.0}, classes, 32, 3, mean, std))
+    return create_model(ModelSpec(name, {**OPTIONS[name], "dropout": 0.0}, classes, 32, 3, mean, std))
 
 
 def train_cfg(name: str, batch_size: int) -> TrainConfig:
@@ -100,7 +102,8 @@ def tutorial(name, files, labels, classes, mean, std, batch_size, device) -> flo
 def imgpipe_loop(name, images, labels, classes, mean, std, batch_size, device) -> float:
     model = make_model(name, classes, mean, std)
     val = (images[:batch_size], labels[:batch_size])
-    result = fit(model, (images, labels), val, train_cfg(name, batch_size), device)
+    cfg = train_cfg(name, batch_size)
+    result = fit(model, TrainBatches(images, labels, device, cfg.batch_size), val, cfg)
     return len(images) / result.epoch_seconds[0]
 
 
@@ -140,7 +143,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["base_cnn", "resnet18"])
     args = parser.parse_args()
 
-    from imgpipe.decoding import DecodeSettings, decode_files
+    from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_files
 
     device = select_device("auto")
     folder = cifar_folder(args.cifar)
@@ -149,7 +152,7 @@ def main() -> None:
     for name in args.models:
         n = args.images if name == "base_cnn" or device.type == "cuda" else args.resnet_images
         files, labels, classes = subset(folder, n)
-        images = np.stack([d.pixels for d in decode_files(files, DecodeSettings(32, 3, "squash", 89_478_485), workers=0)])
+        images = np.stack([d.pixels for d in decode_files(files, DecodeSettings(32, 3, "squash", DEFAULT_MAX_PIXELS), workers=0)])
         mean, std = channel_stats(images)
         results = {"tutorial": [], "imgpipe": [], "compute": []}
         for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit all three
@@ -160,7 +163,7 @@ def main() -> None:
         rows.append((name, len(files), best))
         print(name, {k: [round(x) for x in v] for k, v in results.items()})
 
-    print(f"\n| model | images | tutorial (img/s) | imgpipe (img/s) | compute only (img/s) | imgpipe / tutorial | imgpipe / compute |")
+    print("\n| model | images | tutorial (img/s) | imgpipe (img/s) | compute only (img/s) | imgpipe / tutorial | imgpipe / compute |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, n, b in rows:
         print(f"| {name} | {n} | {b['tutorial']:,.0f} | {b['imgpipe']:,.0f} | {b['compute']:,.0f} | "

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from imgpipe.augmentation import augment_variants, build_pipeline, load_pipeline, pipeline_dict, variants_per_image
+from imgpipe.augment.pipeline import augment_variants, build_pipeline, pipeline_dict, variants_per_image
+from imgpipe.store import augmented
 from imgpipe.errors import ParamsError
 
 SPEC = [{"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "p": 1.0}},
@@ -66,9 +67,8 @@ def test_balance_mode_tops_rare_classes_up_with_variants():
 def test_saved_pipeline_loads_back_seeded(images, tmp_path):
     import json
 
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(pipeline_dict(build_pipeline(SPEC, seed=0))))
-    first, second = load_pipeline(path, seed=5), load_pipeline(path, seed=5)
+    augmented.pipeline_path(tmp_path).write_text(json.dumps(pipeline_dict(build_pipeline(SPEC, seed=0))))
+    first, second = augmented.load_pipeline(tmp_path, seed=5), augmented.load_pipeline(tmp_path, seed=5)
     a = [first(image=images[0])["image"] for _ in range(2)]
     b = [second(image=images[0])["image"] for _ in range(2)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], a[1])

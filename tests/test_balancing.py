@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imgpipe.balancing import class_weights, make_sampler, resample
-from imgpipe.config import BalanceConfig
+from imgpipe.balance.resampling import class_weights, make_sampler, resample
+from imgpipe.params.balance import BalanceConfig
 from imgpipe.errors import ParamsError
 
 CLASSES = ["zero", "one", "two"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgpipe.decoding import DecodeSettings, decode_bytes, decode_file, decode_files
+from imgpipe.ingest.decoding import DecodeSettings, decode_bytes, decode_file, decode_files
 
 RGB16 = DecodeSettings(image_size=16, channels=3, resize="squash", max_pixels=10_000_000)
 GRAY16 = DecodeSettings(image_size=16, channels=1, resize="squash", max_pixels=10_000_000)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from imgpipe.evaluation import classification_metrics, confusion_table, curves, most_confident_mistakes, plot_confusion_matrix
+from imgpipe.evaluate.metrics import classification_metrics, confusion_table, curves, most_confident_mistakes
+from imgpipe.evaluate.plots import plot_confusion_matrix
 
 
 def test_metrics_weigh_rare_classes():

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, make_project
+from helpers import REPO, free_port, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +28,13 @@ EXPERIMENTS = {"fast-lr": "train.lr=0.003", "sgd": "train.optimizer=sgd"}
 EPOCHS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def drop_database(cluster, database: str, user: str) -> None:
+    """Remove a throwaway database (ending its connections) and its role."""
+    from imgpipe.tools.server import psql
+
+    psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    psql(cluster, f"DROP ROLE IF EXISTS {user}")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def server(tmp_path_factory) -> str:
     """``imgpipe server`` on a free port with a throwaway database; its URI."""
     if shutil.which("pg_lsclusters") is None:
         pytest.skip("Debian's postgresql is not installed (.ci/run installs it: apt-get install postgresql)")
-    from imgpipe.server import drop_database, find_cluster
+    from imgpipe.tools.server import find_cluster
 
     folder = tmp_path_factory.mktemp("server")
     # A role and database of its own, so a developer's running server is left alone.

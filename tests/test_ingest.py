@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import write_digit_folder
+from helpers import write_digit_folder
 
 
 def seed_bad_files(folder) -> dict[str, str]:

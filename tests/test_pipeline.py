@@ -1,110 +1,207 @@
-"""The whole pipeline through DVC, on tiny settings, as a user drives it."""
+"""The whole pipeline through DVC, on tiny settings, as a user drives it.
+
+One `dvc repro` (a module fixture) feeds many small tests, each checking one promise, so
+a failure names what broke. The experiment steps build on it in order.
+"""
 
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
-import pytest
+from helpers import make_project
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
+HEADLINE = {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece"}
 
 
 def ran(output: str) -> list[str]:
     return [s for s in STAGES if f"Running stage '{s}'" in output]
 
 
-def test_dvc_repro_end_to_end(project):
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    """A tiny project after its first `dvc repro`, and that command's output."""
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "proj")
     project.commit("tiny project")
-    first = project.run("dvc", "repro")
-    assert ran(first.stdout) == STAGES
+    return project, project.run("dvc", "repro")
 
+
+@pytest.fixture(scope="module")
+def project(repro):
+    return repro[0]
+
+
+@pytest.fixture(scope="module")
+def client(project):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def training_run(project, client):
+    """The MLflow run of the first `dvc repro`: train's, completed by evaluate."""
+    runs = client.search_runs([client.get_experiment_by_name("imgpipe").experiment_id])
+    (run,) = [r for r in runs if r.info.run_name.startswith("repro@")]
+    return run
+
+
+def test_first_repro_runs_every_stage_in_order(repro):
+    assert ran(repro[1].stdout) == STAGES
+
+
+def test_metrics_json_has_every_headline_metric_for_val_and_test(project):
     metrics = json.loads((project.root / "metrics.json").read_text())
+    assert set(metrics) == {"val", "test"}
     for split in ("val", "test"):
-        assert set(metrics[split]) == {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr",
-                                       "log_loss", "ece"}
+        assert set(metrics[split]) == HEADLINE
         assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+
+
+def test_per_class_table_covers_every_test_image(project):
     per_class = pd.read_csv(project.root / "reports/per_class.csv", dtype={"class": str})
     assert list(per_class["class"]) == [str(d) for d in range(10)]
     assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
-    assert per_class["support"].sum() == json.loads((project.root / "reports/ingest.json").read_text())["total"]["test"]
+    ingest = json.loads((project.root / "reports/ingest.json").read_text())
+    assert per_class["support"].sum() == ingest["total"]["test"]
+
+
+def test_balance_report_starts_from_ingests_counts_and_evens_them(project):
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
     balance = json.loads((project.root / "reports/balance.json").read_text())
     assert balance["before"] == ingest["counts"]["train"]
     assert len(set(balance["after"].values())) == 1  # random_over evens the classes
-    for name in ("augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv", "roc.csv",
-                 "precision_recall.csv", "misclassified.png", "training_curves.png"):
-        assert (project.root / "reports" / name).stat().st_size > 0
 
-    # dvc plots show renders the confusion matrix, the ROC curves and the training curves.
+
+@pytest.mark.parametrize("name", ["augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv",
+                                  "roc.csv", "precision_recall.csv", "misclassified.png", "training_curves.png"])
+def test_report_is_written(project, name):
+    assert (project.root / "reports" / name).stat().st_size > 0
+
+
+def test_dvc_plots_show_renders_every_plot(project):
     shown = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
-    for plot_id in ("Confusion matrix (test)", "Recall by class (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)", "Loss", "Accuracy",
-                    "reports/training_curves.png", "reports/misclassified.png"):
+    for plot_id in ("Confusion matrix (test)", "Recall by class (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)",
+                    "Loss", "Accuracy", "reports/training_curves.png", "reports/misclassified.png"):
         assert shown.get(plot_id), plot_id
     roc = json.dumps(shown["ROC, one-vs-rest (test)"])
     assert '"class": "3"' in roc and '"fpr"' in roc
 
-    # MLflow: one run with every param, per-epoch metrics, the model and the confusion matrix.
-    import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("imgpipe").experiment_id])
+def test_mlflow_run_has_params_epochs_metrics_and_model(project, client, training_run):
+    run = training_run
     assert run.data.params["train.lr"] == "0.001" and run.data.params["ingest.image_size"] == "16"
     assert run.info.run_name == f"repro@{run.data.tags['mlflow.source.git.commit'][:7]}"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    metrics = json.loads((project.root / "metrics.json").read_text())
     assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
-    # The data it saw: each split as a dataset input, digested by its DVC hash, with its source.
+    assert client.search_logged_models([run.info.experiment_id])  # the model, logged with the run
+
+
+def test_mlflow_run_records_the_data_it_saw_by_dvc_hash(project, training_run):
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
-    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    inputs = {i.dataset.name: i for i in training_run.inputs.dataset_inputs}
     assert set(inputs) == {"data/augment", "data/ingest"}
     augment_md5 = next(o["md5"] for o in lock["augment"]["outs"] if o["path"] == "data/augment")
     assert {t.key: t.value for t in inputs["data/augment"].tags}["dvc.md5"] == augment_md5
     assert inputs["data/augment"].dataset.digest == augment_md5.removesuffix(".dir")
     source = json.loads(inputs["data/augment"].dataset.source)
-    assert source["origin"] == "digits" and source["git_commit"] == run.data.tags["mlflow.source.git.commit"]
-    # The upstream reports, attached once each.
-    reports = [a.path for a in client.list_artifacts(run.info.run_id, "reports")]
-    assert {"reports/ingest.json", "reports/balance.json", "reports/augment_preview.png"} <= set(reports)
+    assert source["origin"] == "digits" and source["git_commit"] == training_run.data.tags["mlflow.source.git.commit"]
+
+
+def test_mlflow_run_holds_each_report_once(client, training_run):
+    reports = [a.path for a in client.list_artifacts(training_run.info.run_id, "reports")]
+    assert {"reports/ingest.json", "reports/balance.json", "reports/augment_preview.png", "reports/train_history.csv"} <= set(reports)
     assert len(reports) == len(set(reports))
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv"} <= artifacts
-    assert "reports/training_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
-    assert client.search_logged_models([run.info.experiment_id])  # the model, logged with the run
+    evaluation = {a.path for a in client.list_artifacts(training_run.info.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv",
+            "evaluation/training_curves.png"} <= evaluation
 
-    # Nothing changed: nothing runs.
-    again = project.run("dvc", "repro")
-    assert ran(again.stdout) == []
 
-    # A training param reruns training and evaluation only, and metrics diff sees it.
+def test_second_repro_runs_nothing(project):
+    assert ran(project.run("dvc", "repro").stdout) == []
+
+
+# What changes how things look, or where runs are recorded, must not retrain the model.
+COSMETIC = {
+    "a plotting helper only reports use": ("src/imgpipe/balance/pictures.py", 'color="#2f6fbd"', 'color="#1f5fad"'),
+    "the shared figure saver": ("src/imgpipe/viz/figure.py", "dpi: int = 100", "dpi: int = 101"),
+    "another stage's schema": ("src/imgpipe/params/evaluate.py", "how many of the most confident", "how many of the surest"),
+    "mlflow.experiment_name": ("params.yaml", "experiment_name: imgpipe", "experiment_name: renamed"),
+}
+
+
+@pytest.mark.parametrize("change", list(COSMETIC))
+def test_cosmetic_change_does_not_retrain(project, change):
+    path, old, new = COSMETIC[change]
+    file = project.root / path
+    original = file.read_text()
+    assert old in original, f"{path} no longer holds {old!r}: update this test"
+    file.write_text(original.replace(old, new))
+    try:
+        status = json.loads(project.run("dvc", "status", "--json").stdout)
+        assert "train" not in status, f"editing {change} makes train stale: {status}"
+        assert "train" not in ran(project.run("dvc", "repro").stdout)
+    finally:
+        file.write_text(original)
+        project.run("dvc", "repro")
+
+
+@pytest.fixture(scope="module")
+def lr_experiment(project):
     project.commit("baseline with lock")
-    exp = project.run("dvc", "exp", "run", "-S", "train.lr=0.003")
-    assert ran(exp.stdout) == ["train", "evaluate"]
-    diff = project.run("dvc", "metrics", "diff", "--json")
-    assert "metrics.json" in json.loads(diff.stdout)
+    return project.run("dvc", "exp", "run", "-S", "train.lr=0.003")
 
-    # An evaluate param scores the same model again: a run of its own, nested under the
-    # training run, whose record stays as it was.
+
+def test_a_train_param_reruns_train_and_evaluate_only(lr_experiment):
+    assert ran(lr_experiment.stdout) == ["train", "evaluate"]
+
+
+def test_metrics_diff_sees_the_experiment(project, lr_experiment):
+    assert "metrics.json" in json.loads(project.run("dvc", "metrics", "diff", "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def tta_experiment(project, lr_experiment):
+    """`evaluate.tta=true` scores the lr experiment's model again; returns that model's run id too."""
     trained_id = json.loads((project.root / "models/run.json").read_text())["run_id"]
-    tta = project.run("dvc", "exp", "run", "-S", "evaluate.tta=true")
-    assert ran(tta.stdout) == ["evaluate"]
+    return project.run("dvc", "exp", "run", "-S", "evaluate.tta=true"), trained_id
+
+
+def test_an_evaluate_param_reruns_evaluate_only(tta_experiment):
+    assert ran(tta_experiment[0].stdout) == ["evaluate"]
+
+
+def test_a_reevaluation_leaves_the_training_run_as_it_was(client, tta_experiment):
+    trained_id = tta_experiment[1]
     assert len(client.get_metric_history(trained_id, "test.accuracy")) == 1
     assert client.get_run(trained_id).data.params["evaluate.tta"] == "False"
-    (nested,) = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained_id}'")
+
+
+def test_a_reevaluation_is_a_run_nested_under_the_training_run(project, client, training_run, tta_experiment):
+    trained_id = tta_experiment[1]
+    (nested,) = client.search_runs([training_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained_id}'")
     assert nested.data.params["evaluate.tta"] == "True" and nested.data.tags["imgpipe.model_run_id"] == trained_id
     assert nested.data.tags["dvc.exp_name"] == nested.info.run_name
     assert nested.data.metrics["test.accuracy"] == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
     assert "evaluation/confusion_matrix.png" in {a.path for a in client.list_artifacts(nested.info.run_id, "evaluation")}
-    # Its report borrows the training pictures from the model's run.
+
+
+def test_the_report_of_a_reevaluation_borrows_the_training_pictures(project, tta_experiment):
     project.run("imgpipe", "report", "-o", "tta.md")
     page = (project.root / "tta.md").read_text()
-    assert f"trained in run {trained_id}" in page and "## Training curves" in page and "## Confusion matrix (test)" in page
+    assert f"trained in run {tta_experiment[1]}" in page
+    assert "## Training curves" in page and "## Confusion matrix (test)" in page and "## Augmentation preview" in page
 
 
 @pytest.mark.parametrize("section, value, key", [("train", {"lr": -1}, "train.lr"),
                                                  ("balance", {"method": "magic"}, "balance.method")])
-def test_bad_params_stop_the_stage_with_the_key(project, section, value, key):
+def test_bad_params_stop_the_stage_with_the_key(tmp_path, section, value, key):
+    project = make_project(tmp_path / "proj")
     project.set_params({section: value})
     proc = project.run("python", "-m", f"stages.{section}", check=False)
     assert proc.returncode != 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,33 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_digit_folder
+from helpers import free_port, make_project, write_digit_folder
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny pipeline run on a folder of digit scans, its model registered as 'digits3'."""
-    from conftest import Project, REPO, PROJECT_FILES, TINY, deep_update  # noqa: F401
-    import shutil
-
-    root = tmp_path_factory.mktemp("predict") / "proj"
-    for name in PROJECT_FILES:
-        src, dst = REPO / name, root / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    project = Project(root)
-    project.run("git", "init", "-q")
-    write_digit_folder(root / "raw" / "digits3", per_class=30)
-    project.set_params(TINY)
+    project = make_project(tmp_path_factory.mktemp("predict") / "proj")
+    write_digit_folder(project.root / "raw" / "digits3", per_class=30)
     project.set_params({"ingest": {"source": "raw/digits3", "channels": 1, "image_size": 16},
                         "train": {"epochs": 6}, "mlflow": {"registered_model": "digits3"}})
     project.run("dvc", "repro")

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, SHARED, write_digit_folder
-from imgpipe.config import IngestConfig
+from helpers import REPO, SHARED, write_digit_folder
+from imgpipe.params.ingest import IngestConfig
 from imgpipe.errors import ImgpipeError
-from imgpipe.sources import load_source, read_manifest_csv, scan_folder
+from imgpipe.ingest.sources import load_source, read_manifest_csv, scan_folder
 
 
 def ingest_config(**changes) -> IngestConfig:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.splitting import imbalance_ratio, long_tail_indices, stratified_split
+from imgpipe.ingest.splitting import imbalance_ratio, long_tail_indices, stratified_split
 
 
 def test_long_tail_follows_an_exponential_profile():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from imgpipe.storage import Split, atomic_path, make_manifest, read_split, write_dataset
+from imgpipe.store.atomic import atomic_path
+from imgpipe.store.dataset import Split, make_manifest, read_split, write_dataset
 
 
 def _split(n: int, split: str, seed: int = 0) -> Split:

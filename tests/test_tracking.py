@@ -2,12 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from imgpipe import tracking
-from imgpipe.models import ModelSpec, build_model
+from helpers import free_port
+from imgpipe.models.factory import create_model
+from imgpipe.models.spec import ModelSpec
+from imgpipe.tracking.lineage import dvc_hashes
+from imgpipe.tracking.model import log_model
+from imgpipe.tracking.runs import flatten, start_training_run
+from imgpipe.tracking.store import connect, tracking_uri
 
 
 def test_flatten_params():
-    assert tracking.flatten({"train": {"lr": 0.1, "cnn": {"filters": [4, 8]}}, "x": {}}) == {
+    assert flatten({"train": {"lr": 0.1, "cnn": {"filters": [4, 8]}}, "x": {}}) == {
         "train.lr": 0.1, "train.cnn.filters": [4, 8], "x": {}}
 
 
@@ -15,15 +20,15 @@ def test_dvc_hashes_read_from_lock(tmp_path):
     lock = tmp_path / "dvc.lock"
     lock.write_text("schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingest\n      md5: abc.dir\n"
                     "    - path: reports/ingest.json\n      md5: def\n")
-    assert tracking.dvc_hashes(lock, ["data/ingest", "data/augment"]) == {"data/ingest": "abc.dir"}
-    assert tracking.dvc_hashes(tmp_path / "missing.lock", ["data/ingest"]) == {}
+    assert dvc_hashes(lock, ["data/ingest", "data/augment"]) == {"data/ingest": "abc.dir"}
+    assert dvc_hashes(tmp_path / "missing.lock", ["data/ingest"]) == {}
 
 
 def test_tracking_uri_defaults_to_sqlite_at_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.as_posix()}/mlflow.db"
+    assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.as_posix()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+    assert tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
 @pytest.mark.slow
@@ -34,14 +39,14 @@ def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
     spec = ModelSpec(name="base_cnn", options={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
                      classes=list("abc"), image_size=16, channels=1)
     torch.manual_seed(0)
-    model = build_model(spec).eval()
+    model = create_model(spec).eval()
     images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
     # As under `dvc exp run`, which names the experiment in the stage's environment.
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
-    run = tracking.start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}})
+    run = start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}})
     with run:
-        tracking.log_model(model, images, spec.to_dict(), registered_model="tiny")
+        log_model(model, images, spec.to_dict(), registered_model="tiny")
     loaded = mlflow.pyfunc.load_model("models:/tiny/1")
     assert loaded.metadata.metadata["imgpipe_spec"]["classes"] == ["a", "b", "c"]
     assert loaded.metadata.signature is not None
@@ -63,21 +68,17 @@ def test_unusable_tracking_store_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "blocker").write_text("a file where a folder should be")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/blocker/mlflow.db")
     with pytest.raises(ImgpipeError, match="blocker/mlflow.db"):
-        tracking.connect(tmp_path, "x")
+        connect(tmp_path, "x")
 
 
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path, monkeypatch):
-    import socket
     import time
 
     from imgpipe.errors import ImgpipeError
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     start = time.perf_counter()
     with pytest.raises(ImgpipeError, match=f"tracking server at {uri} does not answer"):
-        tracking.start_training_run(tmp_path, "x", {})
+        start_training_run(tmp_path, "x", {})
     assert time.perf_counter() - start < 30

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import SHARED
+from helpers import SHARED
 
 pytestmark = pytest.mark.slow
 HYMENOPTERA = SHARED / "hymenoptera"

@@ -1,0 +1,1 @@
+"""The augment stage's library: an albumentations pipeline from params, and its variants."""

@@ -1,0 +1,132 @@
+"""Augmentation: an albumentations pipeline declared in params.yaml.
+
+Transform names are looked up among albumentations' own transform classes (no eval, no
+import by arbitrary string), and arguments are checked against each transform's
+signature and its pydantic schema before any image is touched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from imgpipe.errors import ParamsError
+from imgpipe.store.dataset import Split, pixel_hash
+from imgpipe.viz.grids import image_grid
+
+
+def _transform_class(name: str, where: str) -> type:
+    import albumentations as A
+
+    cls = getattr(A, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
+        raise ParamsError(
+            f"params.yaml: {where}: '{name}' is not an albumentations transform. "
+            "Names are case-sensitive, e.g. HorizontalFlip, Affine, RandomBrightnessContrast."
+        )
+    return cls
+
+
+def build_pipeline(entries: list[dict[str, Any]], seed: int) -> Any:
+    """An ``albumentations.Compose`` from params entries like ``{"Affine": {"rotate": 10}}``."""
+    import albumentations as A
+
+    transforms = []
+    for i, entry in enumerate(entries):
+        ((name, args),) = entry.items()
+        where = f"augment.transforms[{i}] ({name})"
+        cls = _transform_class(name, where)
+        args = dict(args or {})
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        unknown = sorted(set(args) - accepted)
+        if unknown:
+            raise ParamsError(
+                f"params.yaml: {where}: unknown argument(s) {unknown}; {name} accepts {sorted(accepted)}"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                transforms.append(cls(**args))
+        except (ValueError, TypeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise ParamsError(f"params.yaml: {where}: bad argument: {detail}") from None
+    return A.Compose(transforms, seed=seed)
+
+
+def pipeline_dict(pipeline: Any) -> dict[str, Any]:
+    """The exact pipeline, serialised by albumentations itself."""
+    import albumentations as A
+
+    return A.to_dict(pipeline)
+
+
+def variants_per_image(labels: np.ndarray, copies: int, mode: str) -> np.ndarray:
+    """How many augmented variants each image gets.
+
+    ``copies``: the same number for every image. ``balance``: each class is topped up to
+    ``(1 + copies) * n_max`` images, spread as evenly as possible over its members, so
+    rare classes grow by new variations rather than duplicates.
+    """
+    labels = np.asarray(labels)
+    if mode == "copies":
+        return np.full(len(labels), copies, dtype=np.int64)
+    counts = np.bincount(labels)
+    target = (1 + copies) * counts.max()
+    per_image = np.zeros(len(labels), dtype=np.int64)
+    for label, n in enumerate(counts):
+        if n == 0:
+            continue
+        members = np.flatnonzero(labels == label)
+        extra = target - n
+        per_image[members] = extra // n
+        per_image[members[: extra % n]] += 1
+    return per_image
+
+
+def augment_variants(images: np.ndarray, pipeline: Any, per_image: np.ndarray) -> np.ndarray:
+    """``per_image[i]`` augmented variants of image ``i``, image-major.
+
+    The pipeline's seed fixes the whole sequence, so the same images and params give the
+    same bytes on every run.
+    """
+    n, total = len(images), int(np.sum(per_image))
+    out = np.empty((total, *images.shape[1:]), dtype=np.uint8)
+    row = 0
+    for i in tqdm(range(n), desc="augment", unit="img", mininterval=1.0, disable=total == 0):
+        image = np.asarray(images[i])
+        for _ in range(int(per_image[i])):
+            out[row] = pipeline(image=image)["image"].reshape(image.shape)
+            row += 1
+    return out
+
+
+def variants_manifest(train: Split, per_image: np.ndarray, variants: np.ndarray) -> pd.DataFrame:
+    """Manifest rows for the variants: each keeps its original's label, with an id of
+    ``<original id>#aug<k>`` and the hash of its own pixels."""
+    parent = np.repeat(np.arange(len(train)), per_image)
+    copy_no = np.concatenate([np.arange(k) for k in per_image]) if len(per_image) else np.array([], dtype=np.int64)
+    rows = train.manifest.iloc[parent].reset_index(drop=True)
+    rows["id"] = [f"{i}#aug{k}" for i, k in zip(rows["id"], copy_no)]
+    rows["sha256"] = [pixel_hash(v) for v in variants]
+    rows["origin"] = "augmented"
+    return rows
+
+
+def preview(train: Split, classes: list[str], transforms: list[dict[str, Any]], seed: int, copies: int = 4) -> Image.Image:
+    """One row per class: its first original, then fresh variants from the same pipeline."""
+    demo = build_pipeline(transforms, seed)
+    rows, labels = [], []
+    for label, name in enumerate(classes):
+        members = np.flatnonzero(train.labels == label)
+        if len(members) == 0:
+            continue
+        original = np.asarray(train.images[members[0]])
+        rows.append([original] + [demo(image=original)["image"] for _ in range(copies)])
+        labels.append(name)
+    return image_grid(rows, labels, ["original"] + [f"augmented {k + 1}" for k in range(copies)])

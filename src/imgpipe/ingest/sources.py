@@ -1,0 +1,258 @@
+"""Data sources: where labelled images come from, decoded to uint8 at the target size.
+
+``ingest.source`` names one of:
+
+- ``digits``: scikit-learn's handwritten digits, the embedded default;
+- ``torchvision:<Name>``: CIFAR10, CIFAR100, MNIST or FashionMNIST, read from
+  ``ingest.torchvision_root`` or downloaded there;
+- a folder in ImageFolder layout, ``<root>/<class>/...`` (nested folders allowed), or
+  pre-split as ``<root>/train/<class>/...`` plus ``val`` and/or ``test``;
+- a CSV manifest with columns ``path``, ``label`` and optionally ``split``.
+
+Every source returns a ``SourceImages``, so the ingest stage never cares where pixels
+came from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imgpipe.params.ingest import IngestConfig
+from imgpipe.ingest.decoding import DecodeSettings, decode_files, fit_pixels, is_image_name
+from imgpipe.errors import ImgpipeError
+from imgpipe.store.dataset import pixel_hash
+
+# Folder names that mark a pre-split collection, and the split each one means.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+# What each torchvision dataset needs on disk, for users who must place files by hand.
+_TORCHVISION_FILES = {
+    "CIFAR10": "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/ unpacked as {root}/cifar-10-batches-py/",
+    "CIFAR100": "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/ unpacked as {root}/cifar-100-python/",
+    "MNIST": "the four idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte), uncompressed, in {root}/MNIST/raw/",
+    "FashionMNIST": "the four idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte), uncompressed, in {root}/FashionMNIST/raw/",
+}
+
+
+@dataclass
+class SourceImages:
+    images: np.ndarray  # (N, H, W, C) uint8 at the configured size and channels
+    labels: np.ndarray  # (N,) int64, indices into ``classes``
+    classes: list[str]
+    ids: list[str]  # stable identifiers: a path relative to the source
+    sha256: list[str]  # content hashes, for duplicate detection and the manifest
+    splits: np.ndarray  # (N,) str: the split the source put the image in, or "" for none
+    builtin: bool = False  # a built-in benchmark set, which ingest.imbalance_ratio thins by default
+    scanned: int = 0  # candidate files looked at (decoded or skipped)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path
+    id: str
+    class_name: str
+    split: str  # "" when the source does not say
+
+
+def decode_settings(cfg: IngestConfig) -> DecodeSettings:
+    return DecodeSettings(cfg.image_size, cfg.channels, cfg.resize, cfg.max_pixels)
+
+
+def load_source(cfg: IngestConfig, root: Path) -> SourceImages:
+    """Load ``ingest.source``; relative paths are relative to the project ``root``."""
+    if cfg.source == "digits":
+        return load_digits(cfg)
+    if cfg.source.startswith("torchvision:"):
+        return load_torchvision(cfg, root)
+    path = (root / cfg.source).expanduser()
+    if path.is_dir():
+        return load_files(scan_folder(path), cfg)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return load_files(read_manifest_csv(path), cfg)
+    raise ImgpipeError(
+        f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
+        f"a folder of class folders nor a .csv manifest ({path} does not exist or is another kind of file)."
+    )
+
+
+# ----------------------------------------------------------------------- files
+
+
+def scan_folder(root: Path) -> list[Candidate]:
+    """Image files under ``root`` in ImageFolder layout, sorted by path.
+
+    The class is the first folder below ``root`` (or below ``root/<split>`` when the
+    collection is pre-split); deeper folders are just organisation. Hidden files and
+    folders are ignored, and so are files without an image extension; whether a file
+    really is an image is decided later from its bytes.
+    """
+    top = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    lowered = [name.lower() for name in top]
+    presplit = "train" in lowered and all(name in SPLIT_FOLDERS for name in lowered)
+    groups = [(root / name, SPLIT_FOLDERS[name.lower()]) for name in top] if presplit else [(root, "")]
+    found = []
+    for base, split in groups:
+        for path in walk_images(base):
+            rel = path.relative_to(base)
+            if len(rel.parts) < 2:
+                continue  # a file beside the class folders belongs to no class
+            found.append(Candidate(path, path.relative_to(root).as_posix(), rel.parts[0], split))
+    if not found:
+        layout = "<root>/<class>/<image>" + (" (inside train/, val/, test/)" if presplit else "")
+        raise ImgpipeError(f"ingest.source: no image files found in {root}; expected {layout}.")
+    return found
+
+
+def walk_images(base: Path) -> list[Path]:
+    """Image files under ``base`` (by extension), sorted; hidden files and folders skipped."""
+    files = []
+    for folder, dirs, names in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(folder) / n for n in names if not n.startswith(".") and is_image_name(Path(n)))
+    return sorted(files)
+
+
+def read_manifest_csv(manifest: Path) -> list[Candidate]:
+    """Rows of a CSV manifest (path, label[, split]); paths are relative to its folder."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ImgpipeError(f"{manifest}: cannot read the CSV manifest: {exc}") from None
+    missing = {"path", "label"} - set(table.columns)
+    if missing:
+        raise ImgpipeError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}; expected path, label and optionally split.")
+    base = manifest.parent.resolve()
+    found = []
+    for row, (rel, label, split) in enumerate(zip(table["path"], table["label"], table.get("split", [""] * len(table))), start=2):
+        where = f"{manifest}, line {row}"
+        if not rel or not label:
+            raise ImgpipeError(f"{where}: path and label must both be set.")
+        split = split.strip().lower()
+        if split and split not in SPLIT_FOLDERS:
+            raise ImgpipeError(f"{where}: split {split!r} is not one of train, val, test (or empty).")
+        path = (base / rel).resolve()
+        if not path.is_relative_to(base):
+            raise ImgpipeError(f"{where}: path {rel!r} escapes the manifest's folder {base}; refusing it. Move the file under that folder.")
+        found.append(Candidate(path, path.relative_to(base).as_posix(), label.strip(), SPLIT_FOLDERS.get(split, "")))
+    if not found:
+        raise ImgpipeError(f"{manifest}: the manifest has no rows.")
+    return sorted(found, key=lambda c: c.id)
+
+
+def load_files(candidates: list[Candidate], cfg: IngestConfig) -> SourceImages:
+    """Decode candidates in parallel straight into one preallocated array.
+
+    Peak memory is the output array plus a few images in flight, however many files.
+    """
+    classes = sorted({c.class_name for c in candidates})
+    index = {name: i for i, name in enumerate(classes)}
+    size, n = cfg.image_size, len(candidates)
+    images = np.empty((n, size, size, cfg.channels), dtype=np.uint8)
+    keep, sha256, skipped = [], [], []
+    paths = [c.path for c in candidates]
+    for i, result in enumerate(decode_files(paths, decode_settings(cfg), cfg.workers, desc="ingest")):
+        if result.pixels is None:
+            skipped.append({"file": candidates[i].id, "reason": result.reason or "unknown"})
+            continue
+        images[len(keep)] = result.pixels
+        keep.append(i)
+        sha256.append(result.sha256)
+    kept = [candidates[i] for i in keep]
+    return SourceImages(
+        images=images[: len(kept)],
+        labels=np.array([index[c.class_name] for c in kept], dtype=np.int64),
+        classes=classes,
+        ids=[c.id for c in kept],
+        sha256=sha256,
+        splits=np.array([c.split for c in kept], dtype=object),
+        scanned=n,
+        skipped=skipped,
+    )
+
+
+# ------------------------------------------------------------------ built-in sets
+
+
+def _from_arrays(pixels: np.ndarray, labels: np.ndarray, classes: list[str], ids: list[str], splits: list[str], cfg: IngestConfig) -> SourceImages:
+    """Resize already-decoded pixels; cheap enough (tiny images) to do in-process."""
+    from tqdm import tqdm
+
+    settings = decode_settings(cfg)
+    images = np.empty((len(pixels), cfg.image_size, cfg.image_size, cfg.channels), dtype=np.uint8)
+    for i, p in enumerate(tqdm(pixels, desc="ingest", unit="img", mininterval=1.0, disable=len(pixels) < 5000)):
+        images[i] = fit_pixels(p, settings)
+    return SourceImages(
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64),
+        classes=classes,
+        ids=ids,
+        sha256=[pixel_hash(p) for p in pixels],
+        splits=np.array(splits, dtype=object),
+        builtin=True,
+        scanned=len(pixels),
+    )
+
+
+def load_digits(cfg: IngestConfig) -> SourceImages:
+    """scikit-learn's handwritten digits: 1,797 real 8x8 scans shipped inside the package."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    # Pixel values run 0..16 (ink counts); stretch to the full uint8 range.
+    small = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    n = len(small)
+    classes = [str(name) for name in bunch.target_names]
+    return _from_arrays(small, bunch.target, classes, [f"digits/{i:04d}" for i in range(n)], [""] * n, cfg)
+
+
+def load_torchvision(cfg: IngestConfig, root: Path) -> SourceImages:
+    """A torchvision dataset with its own train/test split; val is carved from train."""
+    name = cfg.source.split(":", 1)[1]
+    folder = (root / cfg.torchvision_root).expanduser()
+    parts = {split: _torchvision_split(name, folder, split == "train", cfg.download) for split in ("train", "test")}
+    pixels = np.concatenate([np.asarray(ds.data) for ds in parts.values()])
+    labels = np.concatenate([np.asarray(ds.targets) for ds in parts.values()])
+    splits = [s for s, ds in parts.items() for _ in range(len(ds.data))]
+    ids = [f"{name}/{s}/{i:05d}" for s, ds in parts.items() for i in range(len(ds.data))]
+    return _from_arrays(pixels, labels, list(parts["train"].classes), ids, splits, cfg)
+
+
+def _torchvision_split(name: str, folder: Path, train: bool, download: bool):
+    import torchvision.datasets
+
+    dataset = getattr(torchvision.datasets, name)
+    try:
+        return dataset(str(folder), train=train, download=False)
+    except RuntimeError:
+        pass  # not on disk yet
+    if download:
+        try:
+            return dataset(str(folder), train=train, download=True)
+        except Exception as exc:  # URLError, timeouts, HTTP errors, bad checksums
+            reason = f"downloading it failed ({type(exc).__name__}: {exc})"
+    else:
+        reason = "ingest.download is false"
+    raise ImgpipeError(
+        f"ingest.source: torchvision:{name} is not in {folder} and {reason}. "
+        "Either allow the download on a machine with internet, or put the files there yourself: "
+        + _TORCHVISION_FILES[name].format(root=folder)
+    )
+
+
+def check_bad_files(source: SourceImages, max_bad_fraction: float) -> None:
+    """A few bad files are skipped; this many means the wrong folder or a broken copy."""
+    if source.scanned and len(source.skipped) / source.scanned > max_bad_fraction:
+        examples = "; ".join(f"{s['file']}: {s['reason']}" for s in source.skipped[:5])
+        raise ImgpipeError(
+            f"{len(source.skipped)} of {source.scanned} files could not be used, more than "
+            f"ingest.max_bad_fraction ({max_bad_fraction}). First ones: {examples}. "
+            "Check ingest.source, or raise ingest.max_bad_fraction to go on without them."
+        )

@@ -1,0 +1,89 @@
+"""Reading ``params.yaml`` into frozen, validated section objects.
+
+Each stage validates its own slice of ``params.yaml`` before doing any work; an unknown
+key, a wrong type or an out-of-range value stops it with a message that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from imgpipe.errors import ParamsError
+
+# The top-level sections params.yaml may hold; each has a schema in this package.
+SECTION_NAMES = ("ingest", "balance", "augment", "train", "evaluate", "mlflow")
+
+Fraction = Field(gt=0.0, lt=1.0)
+
+
+class KeyedError(ValueError):
+    """A cross-field check's failure, pinned to the key the user should change.
+
+    ``model_validator(mode="after")`` errors belong to the whole section; this carries
+    the key, so the message still names ``section.key``.
+    """
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SectionConfig(Strict):
+    """One top-level section of params.yaml; ``section`` names it."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def load(cls: type[_C], params_path: Path) -> _C:
+        raw = read_params(params_path)
+        if cls.section not in raw:
+            raise ParamsError(f"{params_path.name}: section '{cls.section}' is missing; add it (see README).")
+        try:
+            return cls.model_validate(raw[cls.section] or {})
+        except ValidationError as exc:
+            raise ParamsError(format_validation_error(exc, cls.section, params_path)) from None
+
+
+_C = TypeVar("_C", bound=SectionConfig)
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """params.yaml as a dict, with unknown top-level sections refused."""
+    if not path.is_file():
+        raise ParamsError(f"{path} not found: run from the project root, where params.yaml lives.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path.name} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path.name} must be a mapping of sections (ingest, balance, ...).")
+    unknown = sorted(set(raw) - set(SECTION_NAMES))
+    if unknown:
+        raise ParamsError(
+            f"{path.name}: unknown section(s) {', '.join(unknown)}; "
+            f"expected only {', '.join(SECTION_NAMES)}."
+        )
+    return raw
+
+
+def format_validation_error(exc: ValidationError, section: str, path: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        loc = [str(p) for p in err["loc"]]
+        if isinstance(cause, KeyedError):
+            loc, message, given = [*loc, cause.key], str(cause), ""
+        else:
+            message = err["msg"]
+            given = f" (got {err['input']!r})" if err["type"] != "missing" else ""
+        key = ".".join([section, *loc])
+        lines.append(f"{path.name}: {key}: {message}{given}")
+    return "\n".join(lines)

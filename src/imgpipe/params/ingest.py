@@ -1,0 +1,47 @@
+"""The ``ingest`` section: where images come from and how they are decoded and split."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from imgpipe.params.base import Fraction, KeyedError, SectionConfig
+
+TORCHVISION_NAMES = ("CIFAR10", "CIFAR100", "MNIST", "FashionMNIST")
+
+
+class IngestConfig(SectionConfig):
+    section: ClassVar[str] = "ingest"
+
+    # digits | torchvision:<Name> | a folder of class folders | a .csv manifest
+    source: str = Field(min_length=1)
+    image_size: int = Field(ge=8, le=1024)
+    channels: Literal[1, 3]
+    resize: Literal["squash", "center_crop", "letterbox"]
+    # Thins the trainable pool to a long tail (largest class / smallest); 1 keeps all.
+    imbalance_ratio: float = Field(ge=1.0)
+    # Which sources imbalance_ratio thins: builtin (digits, torchvision:*) takes a user's own
+    # folder or manifest as it is; all thins those too, e.g. CIFAR-10-LT from image files.
+    long_tail: Literal["builtin", "all"]
+    val_fraction: float = Fraction
+    test_fraction: float = Fraction
+    seed: int = Field(ge=0)
+    workers: int = Field(ge=0)  # decoding processes; 0 = every available core
+    max_pixels: int = Field(ge=1)  # larger images are skipped as decompression bombs
+    max_bad_fraction: float = Field(ge=0.0, le=1.0)
+    torchvision_root: str = Field(min_length=1)
+    download: bool
+
+    @field_validator("source")
+    @classmethod
+    def _known_torchvision(cls, source: str) -> str:
+        if source.startswith("torchvision:") and source.split(":", 1)[1] not in TORCHVISION_NAMES:
+            raise ValueError(f"torchvision datasets are {', '.join('torchvision:' + n for n in TORCHVISION_NAMES)}")
+        return source
+
+    @model_validator(mode="after")
+    def _room_for_train(self) -> "IngestConfig":
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise KeyedError("test_fraction", "val_fraction + test_fraction must leave at least 10% for training")
+        return self

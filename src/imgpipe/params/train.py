@@ -1,0 +1,114 @@
+"""The ``train`` section: the network, transfer learning, the optimiser and the loop."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from imgpipe.models.names import MODEL_NAMES, SMALL_CNNS
+from imgpipe.params.base import KeyedError, SectionConfig, Strict
+
+
+class SimpleCnnConfig(Strict):
+    filters: int = Field(ge=1)
+    kernel_size: int = Field(ge=1)
+    dense_units: int = Field(ge=1)
+
+
+class BaseCnnConfig(Strict):
+    filters: list[int] = Field(min_length=1)
+    kernel_size: int = Field(ge=1)
+    padding: Literal["same", "valid"]
+    dense_units: int = Field(default=0, ge=0)  # 0: straight from the last block to the output
+    batch_norm: bool = False  # after each convolution: faster, steadier training of wider nets
+
+    @field_validator("filters")
+    @classmethod
+    def _positive(cls, filters: list[int]) -> list[int]:
+        if any(f < 1 for f in filters):
+            raise ValueError("every filter count must be at least 1")
+        return filters
+
+
+class UnfreezeLast(Strict):
+    unfreeze_last: int = Field(ge=1)  # train the head and the last N feature blocks
+
+
+class SchedulerConfig(Strict):
+    # cosine: linear warmup then cosine decay, per batch | step: x gamma every step_size
+    # epochs | onecycle: torch's OneCycleLR peaking at lr | plateau: x gamma when the
+    # early-stopping metric stalls for `patience` epochs
+    name: Literal["none", "cosine", "step", "onecycle", "plateau"]
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+    step_size: int = Field(default=10, ge=1)
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0)
+    patience: int = Field(default=2, ge=0)
+
+
+class EarlyStoppingConfig(Strict):
+    metric: Literal["val_loss", "val_accuracy", "val_balanced_accuracy"]
+    patience: int = Field(ge=0)  # epochs without improvement before stopping; 0 = never stop early
+    restore_best: bool  # end with the weights of the best epoch by `metric`
+
+
+class DeviceAugmentConfig(Strict):
+    # Batched on the training device, on uint8 tensors: cheap enough for every epoch.
+    hflip: bool = False
+    crop_padding: int = Field(default=0, ge=0)  # random crop after padding by this many pixels
+
+
+class TrainConfig(SectionConfig):
+    section: ClassVar[str] = "train"
+
+    model: Literal[MODEL_NAMES]  # type: ignore[valid-type]
+    simple_cnn: SimpleCnnConfig
+    base_cnn: BaseCnnConfig
+    dropout: float = Field(ge=0.0, lt=1.0)  # before the output layer, for every model
+    # Transfer learning: true = the default ImageNet weights, or a torchvision weights name.
+    pretrained: Union[bool, str]
+    weights_path: Optional[str] = None  # a local state dict for the backbone, instead of a download
+    freeze: Union[Literal["none", "backbone"], UnfreezeLast]
+    backbone_lr_mult: float = Field(gt=0.0, le=1.0)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"]
+    lr: float = Field(gt=0.0, le=10.0)
+    weight_decay: float = Field(ge=0.0)
+    momentum: float = Field(ge=0.0, lt=1.0)
+    nesterov: bool
+    scheduler: SchedulerConfig
+    label_smoothing: float = Field(ge=0.0, lt=1.0)
+    grad_clip_norm: float = Field(ge=0.0)  # 0 = no clipping
+    early_stopping: EarlyStoppingConfig
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"]
+    precision: Literal["fp32", "bf16", "fp16"]  # mixed precision on CUDA; fp32 elsewhere
+    channels_last: bool  # CUDA memory format for convolutions
+    device_augment: DeviceAugmentConfig
+    # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
+    augment_online: bool
+    workers: int = Field(ge=0)
+    nproc: int = Field(ge=1)  # processes for DistributedDataParallel (torchrun); 1 = plain
+
+    @model_validator(mode="after")
+    def _pretrained_needs_backbone(self) -> "TrainConfig":
+        if self.pretrained is not False and self.model in SMALL_CNNS:
+            raise KeyedError("pretrained", f"{self.model} has no pretrained weights; use false, or a backbone "
+                             "such as resnet18 or efficientnet_lite0 (or weights_path for your own)")
+        return self
+
+    @model_validator(mode="after")
+    def _nesterov_needs_sgd(self) -> "TrainConfig":
+        if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+            raise KeyedError("nesterov", "nesterov needs optimizer: sgd with a momentum above 0")
+        return self
+
+    def model_options(self) -> dict[str, Any]:
+        """The chosen architecture's options, as ModelSpec records them."""
+        options = getattr(self, self.model).model_dump() if self.model in SMALL_CNNS else {}
+        return {**options, "dropout": self.dropout}
+
+    @property
+    def unfrozen_blocks(self) -> Union[str, int]:
+        return self.freeze.unfreeze_last if isinstance(self.freeze, UnfreezeLast) else self.freeze

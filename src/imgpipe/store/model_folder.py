@@ -1,0 +1,49 @@
+"""``models/``: a trained model's weights, the spec to rebuild and feed it, and its MLflow run.
+
+- ``model.pt``: the state dict;
+- ``model.json``: the ``ModelSpec`` (architecture, classes, normalisation, preprocessing);
+- ``run.json``: the MLflow run that trained it, which evaluate completes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.models.classifier import ImageClassifier
+from imgpipe.models.factory import create_model
+from imgpipe.models.spec import ModelSpec
+from imgpipe.store.atomic import atomic_path, read_json, write_json
+
+WEIGHTS_FILE = "model.pt"
+SPEC_FILE = "model.json"
+RUN_FILE = "run.json"
+
+
+def write(folder: Path, model: torch.nn.Module, spec: ModelSpec, run: dict[str, str]) -> None:
+    """All three files in one atomic step: a model folder is whole or absent."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
+        write_json(tmp / SPEC_FILE, spec.to_dict())
+        write_json(tmp / RUN_FILE, run)
+
+
+def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
+    """The spec and model that the train stage wrote to ``folder``, on the CPU, in eval mode."""
+    folder = Path(folder)
+    if not (folder / SPEC_FILE).is_file():
+        raise ImgpipeError(f"{folder} holds no trained model ({SPEC_FILE} is missing); run `dvc repro` first.")
+    spec = ModelSpec(**json.loads((folder / SPEC_FILE).read_text()))
+    model = create_model(spec)
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return spec, model.eval()
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """``{"run_id", "experiment_id"}`` of the MLflow run that trained the model."""
+    return read_json(Path(folder) / RUN_FILE)

@@ -1,0 +1,103 @@
+"""The ``imgpipe`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imgpipe.paths import find_project_root
+from imgpipe.errors import ImgpipeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify image files or folders with a trained model",
+                                  description="Print the predicted class and its probability for each image.")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument("--model", default="models", help="a model folder (default: models/ of this project) "
+                         "or an MLflow URI such as models:/<name>/<version> or runs:/<run_id>/model")
+    predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
+    commands.add_parser("doctor", help="check the device, DVC, MLflow and the data source, with fixes",
+                        description="Check that this machine and project can run the pipeline; say how to fix what cannot.")
+    server = commands.add_parser("server", help="run a team MLflow tracking server (PostgreSQL, artifacts on disk)",
+                                 description="Start Debian's PostgreSQL if it is down, create the MLflow database "
+                                 "if missing, and run `mlflow server` in the foreground.")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--database", default="mlflow", help="PostgreSQL database (created if missing)")
+    server.add_argument("--user", default="mlflow", help="PostgreSQL role that owns it (created if missing); "
+                        "its password is $IMGPIPE_MLFLOW_DB_PASSWORD, default mlflow")
+    server.add_argument("--artifacts", type=Path, default=Path("mlflow-server/artifacts"),
+                        help="folder the server stores artifacts in (default: mlflow-server/artifacts)")
+    server.add_argument("--workers", type=int, default=4)
+    report = commands.add_parser("report", help="write a Markdown or HTML summary of an MLflow run, plots included",
+                                 description="Summarise the latest run of the experiment in params.yaml (or --run): "
+                                 "params, metrics, the data it saw, and its plots.")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                        help="report.html (self-contained) or report.md (images in report_files/); default report.html")
+    report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "server":
+            return _server(args)
+        if args.command == "report":
+            return _report(args)
+        return _doctor() if args.command == "doctor" else _predict(args)
+    except ImgpipeError as exc:
+        print(f"imgpipe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _doctor() -> int:
+    from imgpipe.tools.doctor import run_checks
+
+    checks = run_checks(find_project_root(Path.cwd()))
+    for check in checks:
+        print(f"[{'ok' if check.ok else 'FAIL':>4}] {check.name:<7} {check.detail}")
+        if check.fix:
+            print(f"{'':15}-> {check.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    print("doctor: all checks passed" if not failed else f"doctor: {len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    from imgpipe.tools.server import ServerSettings, serve
+
+    return serve(ServerSettings(host=args.host, port=args.port, database=args.database, user=args.user,
+                                artifacts=args.artifacts, workers=args.workers))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from imgpipe.tools.report import write_report
+
+    path = write_report(find_project_root(Path.cwd()), args.output, args.run)
+    print(f"report: wrote {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from imgpipe.tools.predict import image_paths, load_predictor, predict_files
+
+    files = image_paths(args.paths)
+    if not files:
+        raise ImgpipeError(f"no image files in {', '.join(args.paths)}")
+    predictor = load_predictor(args.model, find_project_root(Path.cwd()))
+    table = predict_files(predictor, files)
+    if args.csv:
+        table.to_csv(sys.stdout, index=False, lineterminator="\n")
+    else:
+        width = max(len(f) for f in table["file"])
+        for row in table.itertuples():
+            verdict = f"{row[2]}\t{row.probability:.4f}" if not row.error else f"skipped: {row.error}"
+            print(f"{row.file:<{width}}\t{verdict}")
+    skipped = int((table["error"] != "").sum())
+    if skipped:
+        print(f"imgpipe: {skipped} of {len(table)} files could not be read", file=sys.stderr)
+    return 1 if skipped == len(table) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

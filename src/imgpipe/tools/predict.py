@@ -1,0 +1,105 @@
+"""Predictions for new image files, from a trained model folder or an MLflow model.
+
+New files go through the very decoding ingest used (the settings travel with the model
+in its spec), so a photo predicted here is prepared exactly like the training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_file
+from imgpipe.errors import ImgpipeError
+from imgpipe.models.spec import ModelSpec
+from imgpipe.ingest.sources import walk_images
+
+
+@dataclass
+class Predictor:
+    spec: ModelSpec
+    proba: Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> class probabilities
+    source: str
+
+
+def load_predictor(ref: str, root: Path) -> Predictor:
+    """``ref``: a model folder (``models/``, as train writes it) or an MLflow model URI
+    (``models:/<name>/<version>``, ``runs:/<run_id>/model``)."""
+    if ref.startswith(("models:/", "runs:/")):
+        return _mlflow_predictor(ref, root)
+    from imgpipe.models.device import select_device
+    from imgpipe.models.inference import predict_proba
+    from imgpipe.store.model_folder import load
+
+    folder = root / ref  # an absolute ref stays as it is
+    try:
+        spec, model = load(folder)
+    except ImgpipeError as exc:  # here a registered model is the other way out
+        raise ImgpipeError(f"{exc} Or pass --model models:/<name>/<version>.") from None
+    device = select_device("auto")
+    model.to(device)
+    return Predictor(spec, lambda images: predict_proba(model, images, 64, device), str(folder))
+
+
+def _mlflow_predictor(uri: str, root: Path) -> Predictor:
+    import mlflow
+
+    from imgpipe.tracking.store import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        raise ImgpipeError(f"cannot load MLflow model {uri} from {tracking_uri(root)}: {exc}") from None
+    spec_dict = (info.metadata or {}).get("imgpipe_spec")
+    if not spec_dict:
+        raise ImgpipeError(f"{uri} was not logged by imgpipe (its metadata has no imgpipe_spec).")
+
+    def proba(images: np.ndarray) -> np.ndarray:
+        from scipy.special import softmax
+
+        # The served model returns logits, as the network does.
+        logits = np.concatenate([np.asarray(model.predict(images[i : i + 64])) for i in range(0, len(images), 64)])
+        return softmax(logits, axis=1)
+
+    return Predictor(ModelSpec(**spec_dict), proba, uri)
+
+
+def image_paths(paths: list[str]) -> list[Path]:
+    """Files as given, and the image files inside folders, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(walk_images(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ImgpipeError(f"{raw}: no such file or folder")
+    return found
+
+
+def predict_files(predictor: Predictor, files: list[Path], batch_size: int = 256) -> pd.DataFrame:
+    """One row per file: the predicted class and its probability, or why it was skipped."""
+    spec = predictor.spec
+    settings = DecodeSettings(**spec.preprocessing) if spec.preprocessing else \
+        DecodeSettings(spec.image_size, spec.channels, "squash", DEFAULT_MAX_PIXELS)
+    rows = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        decoded = [decode_file(path, settings) for path in chunk]
+        good = [i for i, d in enumerate(decoded) if d.pixels is not None]
+        proba = predictor.proba(np.stack([decoded[i].pixels for i in good])) if good else np.zeros((0, len(spec.classes)))
+        by_index = dict(zip(good, proba))
+        for i, path in enumerate(chunk):
+            if i in by_index:
+                p = by_index[i]
+                rows.append({"file": str(path), "class": spec.classes[int(p.argmax())], "probability": round(float(p.max()), 6), "error": ""})
+            else:
+                rows.append({"file": str(path), "class": "", "probability": float("nan"), "error": decoded[i].reason})
+    return pd.DataFrame(rows, columns=["file", "class", "probability", "error"])

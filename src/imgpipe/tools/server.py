@@ -1,0 +1,140 @@
+"""A tracking server for a team: ``mlflow server`` on PostgreSQL, with artifacts on local disk.
+
+SQLite (``mlflow.db``) stays the zero-setup default, but it serialises writers: parallel
+queued experiments logging to one SQLite file hit "database is locked". PostgreSQL takes
+concurrent writers, and the server proxies artifact uploads, so every DVC queue workspace
+only needs ``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``.
+
+PostgreSQL is Debian's own cluster (``pg_lsclusters``/``pg_ctlcluster``), started when it
+is down; a role and a database for MLflow are created on first use. The role's password
+is ``IMGPIPE_MLFLOW_DB_PASSWORD`` (default ``mlflow``, fine on 127.0.0.1), set on every start
+so that changing it needs nothing else; it travels in environments and stdin, never on a
+command line that ``ps`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from imgpipe.errors import ImgpipeError
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    database: str = "mlflow"
+    user: str = "mlflow"
+    password: str = field(default_factory=lambda: os.environ.get("IMGPIPE_MLFLOW_DB_PASSWORD", "mlflow"), repr=False)
+    artifacts: Path = Path("mlflow-server/artifacts")
+    workers: int = 4
+
+
+@dataclass(frozen=True)
+class Cluster:
+    version: str
+    name: str
+    port: int
+    online: bool
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` as the ``postgres`` superuser: directly, through runuser as root, else sudo."""
+    import getpass
+
+    if getpass.getuser() == "postgres":
+        return cmd
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return ["sudo", "-u", "postgres", *cmd]
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
+    # cwd=/ because the postgres user may not be allowed into the caller's folder.
+    proc = subprocess.run(cmd, cwd="/", capture_output=True, text=True, input=stdin)
+    if proc.returncode != 0:
+        raise ImgpipeError(f"{what} failed ({' '.join(cmd)}): {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def find_cluster() -> Cluster:
+    """Debian's newest PostgreSQL cluster."""
+    if shutil.which("pg_lsclusters") is None:
+        raise ImgpipeError("PostgreSQL is not installed: install Debian's package (sudo apt-get install postgresql), "
+                           "or use the zero-setup default by leaving MLFLOW_TRACKING_URI unset")
+    rows = [line.split() for line in _run(["pg_lsclusters", "-h"], "listing PostgreSQL clusters").splitlines() if line.strip()]
+    if not rows:
+        raise ImgpipeError("no PostgreSQL cluster exists: create one with sudo pg_createcluster <version> main")
+    version, name, port, status = max(rows, key=lambda r: [int(p) for p in r[0].split(".")])[:4]
+    return Cluster(version, name, int(port), status.startswith("online"))
+
+
+def ensure_postgres() -> Cluster:
+    """Start the cluster when it is down; return it."""
+    cluster = find_cluster()
+    if not cluster.online:
+        print(f"server: starting PostgreSQL {cluster.version}/{cluster.name} on port {cluster.port}")
+        _run(_as_postgres(["pg_ctlcluster", cluster.version, cluster.name, "start"]), "starting PostgreSQL")
+        cluster = find_cluster()
+    return cluster
+
+
+def psql(cluster: Cluster, sql: str) -> str:
+    # The SQL goes in on stdin: it may hold the password.
+    return _run(_as_postgres(["psql", "-p", str(cluster.port), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]),
+                "PostgreSQL", stdin=sql).strip()
+
+
+def ensure_database(cluster: Cluster, settings: ServerSettings) -> None:
+    """Create the MLflow role and database when missing, and set the role's password (idempotent)."""
+    for name in (settings.user, settings.database):
+        if not _NAME.match(name):
+            raise ImgpipeError(f"{name!r} is not a plain PostgreSQL name: use lower-case letters, digits and _")
+    password = settings.password.replace("'", "''")
+    exists = psql(cluster, f"SELECT 1 FROM pg_roles WHERE rolname = '{settings.user}'") == "1"
+    psql(cluster, f"{'ALTER' if exists else 'CREATE'} ROLE {settings.user} LOGIN PASSWORD '{password}'")
+    if psql(cluster, f"SELECT 1 FROM pg_database WHERE datname = '{settings.database}'") != "1":
+        psql(cluster, f"CREATE DATABASE {settings.database} OWNER {settings.user}")
+
+
+def backend_uri(cluster: Cluster, settings: ServerSettings) -> str:
+    return (f"postgresql+psycopg://{settings.user}:{quote(settings.password, safe='')}@127.0.0.1:{cluster.port}"
+            f"/{settings.database}")
+
+
+def server_command(cluster: Cluster, settings: ServerSettings) -> list[str]:
+    mlflow = Path(sys.executable).with_name("mlflow")
+    # The backend URI (it holds the password) goes in MLFLOW_BACKEND_STORE_URI: see serve().
+    return [str(mlflow) if mlflow.exists() else "mlflow", "server",
+            # Artifacts go through the server to this folder, so clients need no shared disk.
+            "--artifacts-destination", str(settings.artifacts.resolve()),
+            "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers)]
+
+
+def serve(settings: ServerSettings) -> int:
+    """Prepare PostgreSQL, then run ``mlflow server`` in the foreground until interrupted."""
+    try:
+        import psycopg  # noqa: F401  (the postgresql+psycopg driver SQLAlchemy uses)
+    except ImportError:
+        raise ImgpipeError("the PostgreSQL driver is missing: pip install 'psycopg[binary]' (make setup installs it)") from None
+    cluster = ensure_postgres()
+    ensure_database(cluster, settings)
+    settings.artifacts.mkdir(parents=True, exist_ok=True)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
+          f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
+    print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}", flush=True)
+    try:
+        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_uri(cluster, settings)}
+        return subprocess.call(server_command(cluster, settings), env=env)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,1 @@
+"""MLflow: the tracking store, runs, data lineage, epoch logs, artifacts and the logged model."""

@@ -1,0 +1,126 @@
+"""MLflow runs: one per trained model, shared by the train and evaluate stages.
+
+Train opens the run and records what made the model: every param, the git commit, the
+data it saw, per-epoch metrics, the upstream reports and the model. It leaves the run id
+in the model folder so that evaluate adds its metrics and plots to the same run;
+evaluating that model again makes a run nested under it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.tracking.store import check_reachable, connect, tracking_uri
+
+# A metric only evaluate logs: its presence means the training run was evaluated already.
+EVALUATED_MARK = "test.accuracy"
+# On a re-evaluation's run: the training run whose model it scored.
+MODEL_RUN_TAG = "imgpipe.model_run_id"
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+def start_training_run(root: Path, experiment_name: str, params: dict[str, Any], run_id: str | None = None) -> Any:
+    """Open the run for a training job, named after the DVC experiment when there is one.
+
+    ``run_id`` reopens the run of an interrupted training job that is resuming, so its
+    epochs stay in one run.
+    """
+    import mlflow
+
+    connect(root, experiment_name)
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id)
+        except Exception:  # the store was reset since: record the resumed job afresh
+            pass
+    return _new_run(root, params)
+
+
+def _new_run(root: Path, params: dict[str, Any], **start: Any) -> Any:
+    """Start a run that records the params and where it came from: commit and DVC experiment."""
+    import mlflow
+
+    commit = git_commit(root)
+    # The DVC experiment's name; for a plain `dvc repro`, the commit it ran on.
+    name = os.environ.get("DVC_EXP_NAME") or (f"repro@{commit[:7]}" if commit else None)
+    run = mlflow.start_run(run_name=name, **start)
+    flat = flatten(params)
+    mlflow.log_params({k: str(v) for k, v in flat.items()})
+    all_tags = {}
+    if commit:
+        all_tags["mlflow.source.git.commit"] = commit
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        all_tags["dvc.exp_name"] = exp
+    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+        all_tags["dvc.exp_baseline_rev"] = baseline
+    mlflow.set_tags(all_tags)
+    return run
+
+
+def log_epoch(row: dict[str, float], **extra: float) -> None:
+    """One epoch's metrics (an EpochResult as a dict), at step = epoch."""
+    import mlflow
+
+    mlflow.log_metrics({**{k: v for k, v in row.items() if k != "epoch"}, **extra}, step=int(row["epoch"]))
+
+
+def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
+    """Log the epochs a resumed checkpoint holds that the run lacks (killed between the two)."""
+    import mlflow
+
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_loss")}
+    for row in history:
+        if row["epoch"] not in logged:
+            log_epoch(row)
+
+
+def start_evaluation_run(root: Path, run_info: dict[str, str], params: dict[str, Any]) -> Any:
+    """Open the run that records an evaluation of the model trained in run ``run_info``.
+
+    The first evaluation goes into the training run: one run per trained model. When
+    evaluate reruns alone on a model already evaluated (``dvc exp run -S evaluate.tta=true``
+    reuses the baseline's model), a new run nested under the training run records it:
+    MLflow params cannot change, so the training run could not say which settings gave
+    which numbers, and an experiment must not rewrite its baseline's record.
+    """
+    import mlflow
+
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        trained = mlflow.MlflowClient().get_run(run_info["run_id"])
+    except Exception as exc:
+        raise ImgpipeError(
+            f"cannot find MLflow run {run_info['run_id']}, which trained the model in models/, in {uri}: {exc}. "
+            "If the tracking store was reset, rerun training: dvc repro --force train"
+        ) from None
+    if EVALUATED_MARK not in trained.data.metrics:
+        return mlflow.start_run(run_id=trained.info.run_id)
+    run = _new_run(root, params, experiment_id=trained.info.experiment_id, parent_run_id=trained.info.run_id)
+    mlflow.set_tag(MODEL_RUN_TAG, trained.info.run_id)
+    return run
+
+

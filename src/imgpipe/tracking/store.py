@@ -1,0 +1,70 @@
+"""The MLflow tracking store: which one, whether it answers, and the experiment to log to.
+
+``MLFLOW_TRACKING_URI`` when set, else the zero-setup SQLite file at the project root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imgpipe.errors import ImgpipeError
+
+
+def store_root(root: Path) -> Path:
+    """Where the local store lives: the user's repo, even for a queued experiment.
+
+    ``dvc queue`` runs each experiment in a temporary copy of the repo, deleted when it
+    ends; DVC points ``DVC_ROOT`` at the parent repo there, so runs are not lost with it.
+    """
+    return Path(os.environ.get("DVC_ROOT") or root)
+
+
+def tracking_uri(root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the zero-setup SQLite file at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(store_root(root) / 'mlflow.db').as_posix()}"
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when an HTTP tracking server does not answer.
+
+    MLflow's own client retries with exponential backoff for minutes; a training job
+    should learn that its record cannot be kept before it starts, not after.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except urllib.error.HTTPError:
+        return  # it answered: a server is there (some proxies have no /health)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImgpipeError(
+            f"the MLflow tracking server at {uri} does not answer ({reason}). Start the server, "
+            "fix MLFLOW_TRACKING_URI, or unset it to use the local sqlite:///mlflow.db."
+        ) from None
+
+
+def connect(root: Path, experiment_name: str) -> str:
+    """Point MLflow at the tracking store and select the experiment; return the URI.
+
+    New experiments keep their artifacts in ``mlartifacts/`` beside the SQLite file, so
+    ``mlflow ui`` run from the project root can show them.
+    """
+    import mlflow
+
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        if mlflow.get_experiment_by_name(experiment_name) is None:
+            location = (store_root(root) / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+            mlflow.create_experiment(experiment_name, artifact_location=location)
+        mlflow.set_experiment(experiment_name)
+    except Exception as exc:  # any store error: unreachable server, bad URI, permissions
+        raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {exc}") from None
+    return uri
+

@@ -1,0 +1,52 @@
+"""Epoch checkpoints, so that a killed train stage resumes where it stopped.
+
+``checkpoints/`` is a DVC ``persist: true`` output: DVC leaves it in place when it reruns
+train, and the next run picks up the last saved epoch, provided the params and data are
+the ones it was saved with (the fingerprint). A finished run's checkpoint is marked
+complete and never resumed, so ``dvc repro --force train`` trains afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgpipe.store.atomic import atomic_path
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of everything that decides the training result."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    def __init__(self, folder: Path, fingerprint: str):
+        self.path = folder / "last.pt"
+        self.fingerprint = fingerprint
+        self.extra: dict[str, Any] = {}  # what the stage wants back on resume, e.g. the MLflow run id
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved training state to resume, or None: absent, complete or for other params."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)  # plain data only: no code runs
+        except Exception as exc:  # a file cut short by a crash of the disk, not of training
+            print(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"train: {self.path} was saved with other params or data; starting afresh")
+            return None
+        if state.get("complete"):
+            return None
+        return state
+
+    def save(self, state: dict[str, Any], complete: bool) -> None:
+        """Write atomically: a kill mid-write leaves the previous epoch's checkpoint whole."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save({**state, **self.extra, "fingerprint": self.fingerprint, "complete": complete}, tmp)

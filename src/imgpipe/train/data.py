@@ -1,0 +1,116 @@
+"""The training data as batches, and the augmentation done to them on the device.
+
+Without online augmentation the whole train split sits on the device as uint8 and a batch
+is an index into it (airbench's way: no per-image Python in the hot loop). With an
+albumentations pipeline, a DataLoader's worker processes augment each image afresh every
+epoch. Every random draw comes from the run's seeded generator, so batches repeat run to
+run and resume with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgpipe.params.train import DeviceAugmentConfig
+from imgpipe.train.distributed import Dist
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, on the 0..1 scale the model uses."""
+    pixels = np.asarray(images, dtype=np.float64).reshape(-1, images.shape[-1]) / 255.0
+    std = pixels.std(axis=0)
+    return pixels.mean(axis=0).round(6).tolist(), np.where(std > 1e-6, std, 1.0).round(6).tolist()
+
+
+class AugmentedImages(torch.utils.data.Dataset):
+    """Training images passed through an albumentations pipeline each time they are drawn."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline):
+        self.images, self.labels, self.pipeline = images, labels, pipeline
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = np.asarray(self.images[i])
+        out = self.pipeline(image=image)["image"].reshape(image.shape)
+        return torch.from_numpy(np.ascontiguousarray(out)), int(self.labels[i])
+
+
+def _seed_worker_pipeline(worker_id: int) -> None:
+    # torch gives each worker of each epoch its own seed, drawn from the loader's seeded
+    # generator: augmentations differ across workers and epochs, yet repeat run to run.
+    info = torch.utils.data.get_worker_info()
+    info.dataset.pipeline.set_random_seed(info.seed % 2**32)
+
+
+def epoch_order(n: int, generator: torch.Generator, sample_weights: torch.Tensor | None) -> torch.Tensor:
+    """This epoch's row order: a seeded shuffle, or a weighted draw with replacement."""
+    if sample_weights is None:
+        return torch.randperm(n, generator=generator)
+    sampler = torch.utils.data.WeightedRandomSampler(sample_weights, num_samples=n, replacement=True, generator=generator)
+    return torch.tensor(list(sampler), dtype=torch.int64)
+
+
+class TrainBatches:
+    """The train split, served as one epoch of batches at a time."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,
+                 sampler_weights: list[float] | None = None, augment=None, workers: int = 0):
+        self.labels = np.array(labels, dtype=np.int64)  # a writable copy for torch
+        self.device, self.batch_size, self.augment, self.workers = device, batch_size, augment, workers
+        if augment is None:
+            self.x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            self.y = torch.from_numpy(self.labels).to(device)
+        else:
+            self.dataset = AugmentedImages(images, self.labels, augment)
+        self.sample_weights = None
+        if sampler_weights is not None:
+            self.sample_weights = torch.tensor(sampler_weights, dtype=torch.float64)[torch.from_numpy(self.labels)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def epoch(self, generator: torch.Generator, dist: Dist) -> tuple[Iterable, int]:
+        """This epoch's batches and their number. Under DDP every process walks the same
+        global batches and takes its own share of each, so the result matches one process."""
+        order = epoch_order(len(self.labels), generator, self.sample_weights)
+        # A trailing batch too small to give every process a row is dropped.
+        rows = [b[dist.rank :: dist.world] for b in order.split(self.batch_size) if len(b) >= dist.world]
+        if self.augment is None:
+            return ((self.x[idx.to(self.device)], self.y[idx.to(self.device)]) for idx in rows), len(rows)
+        # Reseeded from the generator each epoch, so a resumed run sees the same variants.
+        self.augment.set_random_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=[b.tolist() for b in rows], num_workers=self.workers,
+            worker_init_fn=_seed_worker_pipeline, generator=generator, pin_memory=self.device.type == "cuda",
+        )
+        return loader, len(rows)
+
+
+def augment_batch(x: torch.Tensor, cfg: DeviceAugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and padded random crops of a uint8 NHWC batch, on its device.
+
+    The random draws come from the CPU generator, so they repeat run to run and resume
+    with the checkpoint, whatever the device.
+    """
+    n, h, w, _ = x.shape
+    if cfg.crop_padding:
+        p = cfg.crop_padding
+        padded = nn.functional.pad(x, (0, 0, p, p, p, p))  # zero padding, as torchvision's RandomCrop
+        dy, dx = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        x = padded[torch.arange(n, device=x.device)[:, None, None], rows, cols]
+    if cfg.hflip:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(2), x)
+    return x

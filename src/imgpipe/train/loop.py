@@ -1,0 +1,147 @@
+"""The training loop, in the shape of torchvision's reference scripts: ``train_one_epoch``,
+``evaluate`` and ``fit``, which runs them and checkpoints each epoch in one place.
+
+Images stay uint8 until they reach the device; the model normalises them there, and
+flips and crops happen there too, batched. Every source of randomness (the epoch order,
+dropout, the augmentations) draws from seeded generators whose state goes into each
+epoch's checkpoint, so two runs with the same params, or a killed run resumed from its
+checkpoint, end with the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from imgpipe.models.freeze import frozen_batchnorm_eval
+from imgpipe.params.train import TrainConfig
+from imgpipe.train.checkpoint import Checkpoint
+from imgpipe.train.data import TrainBatches, augment_batch
+from imgpipe.train.distributed import Dist
+from imgpipe.train.state import EpochResult, TrainState, seed_everything
+
+
+@dataclass
+class FitResult:
+    history: list[EpochResult]
+    best_epoch: int
+    stopped_early: bool
+    resumed_from: int = 0  # the epoch a checkpoint brought back, 0 for a fresh start
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """Mixed precision on CUDA as ``train.precision`` asks; plain fp32 on CPU and MPS."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) if device.type == "cuda" else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else contextlib.nullcontext
+
+
+def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, batches: Iterable, steps: int,
+                    cfg: TrainConfig, autocast: Callable[[], Any], desc: str, show: bool) -> torch.Tensor:
+    """One pass over ``batches``; returns (loss sum, correct, seen) on this process."""
+    net.train()
+    frozen_batchnorm_eval(state.model)
+    totals = torch.zeros(3, dtype=torch.float64)
+    bar = tqdm(batches, total=steps, desc=desc, unit="batch", mininterval=1.0, disable=not show)
+    for x, y in bar:
+        x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
+        x = augment_batch(x, cfg.device_augment, state.generator)
+        with autocast():
+            logits = net(x)
+            loss = criterion(logits.float(), y)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        if cfg.grad_clip_norm:
+            state.scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip_norm)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.schedule.after_batch()
+        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+        bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
+    return totals
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             num_classes: int, autocast: Callable[[], Any] = contextlib.nullcontext) -> tuple[float, float, float]:
+    """Mean cross-entropy, accuracy and balanced accuracy over uint8 images on the device."""
+    model.eval()
+    loss_sum, confusion = 0.0, torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(images), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        with autocast():
+            logits = model(x).float()
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        confusion += torch.bincount((y * num_classes + logits.argmax(1)).cpu(), minlength=num_classes**2).view(num_classes, num_classes)
+    n = max(len(images), 1)
+    support = confusion.sum(1)
+    recalls = confusion.diag()[support > 0] / support[support > 0]
+    balanced = recalls.mean().item() if len(recalls) else 0.0
+    return loss_sum / n, confusion.diag().sum().item() / n, balanced
+
+
+def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) -> nn.Module:
+    """Move the model to the device (channels-last on CUDA) and wrap it for DDP."""
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # uint8 NHWC input is channels_last already
+    return dist.wrap(model, device)
+
+
+def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
+        loss_weights: list[float] | None = None, checkpoint: Checkpoint | None = None,
+        resume: dict[str, Any] | None = None, dist: Dist = Dist(),
+        on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None) -> FitResult:
+    """Train for up to ``cfg.epochs`` epochs, validating and checkpointing each; ``resume``,
+    a state that ``checkpoint`` saved, continues an interrupted run."""
+    device, num_classes = train.device, int(model.net.head[-1].out_features)
+    generator = seed_everything(cfg.seed)
+    x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device)
+    y_val = torch.from_numpy(np.array(val[1], dtype=np.int64)).to(device)
+    net = prepare(model, cfg, device, dist)
+    state = TrainState.create(model, cfg, device, train.steps_per_epoch, generator)
+    if resume is not None:
+        state.load_state_dict(resume)
+    autocast = autocast_for(cfg, device)
+    weight = torch.tensor(loss_weights, dtype=torch.float32, device=device) if loss_weights else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    resumed_from, seconds, stop = state.epoch, [], False
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        began = time.perf_counter()
+        batches, steps = train.epoch(state.generator, dist)
+        totals = dist.sum(train_one_epoch(state, net, criterion, batches, steps, cfg, autocast,
+                                          f"epoch {epoch}/{cfg.epochs}", dist.is_main))
+        # Every process scores the whole val split, so all agree on early stopping unasked.
+        val_loss, val_acc, val_bal = evaluate(model, x_val, y_val, cfg.batch_size * 4, num_classes, autocast)
+        result = EpochResult(epoch, float(totals[0] / totals[2]), float(totals[1] / totals[2]), val_loss, val_acc,
+                             val_bal, state.optimizer.param_groups[0]["lr"])
+        stop = state.end_epoch(result)
+        seconds.append(time.perf_counter() - began)
+        if dist.is_main:
+            if checkpoint is not None:
+                checkpoint.save(state.state_dict(), complete=stop or epoch == cfg.epochs)
+            on_epoch(result, seconds[-1])
+            tqdm.write(f"epoch {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
+                       f"val loss {val_loss:.4f} acc {val_acc:.3f} balanced {val_bal:.3f} | lr {result.lr:.2e}")
+        if stop:
+            if dist.is_main:
+                print(f"train: early stop after epoch {epoch}: {cfg.early_stopping.metric} has not improved "
+                      f"for {state.stopper.stale} epochs")
+            break
+    _restore_best(state, dist)
+    return FitResult(state.history, state.stopper.best_epoch, stop, resumed_from, seconds)
+
+
+def _restore_best(state: TrainState, dist: Dist) -> None:
+    stopper = state.stopper
+    if stopper.restore_best(state.model, state.history[-1].epoch) and dist.is_main:
+        print(f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "
+              f"({stopper.best_value:.4f})")

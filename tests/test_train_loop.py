@@ -1,0 +1,146 @@
+"""The training loop on real digits: optimisers, schedules, early stopping, resume, sampling."""
+
+import numpy as np
+import pytest
+import torch
+
+from imgpipe.models.inference import predict_proba
+from imgpipe.params.train import DeviceAugmentConfig
+from imgpipe.train.checkpoint import Checkpoint
+from imgpipe.train.data import augment_batch, epoch_order
+from imgpipe.models.factory import create_model
+from model_helpers import CPU, digits_spec, seeded_model, spec, train, train_cfg
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+def test_training_learns_real_digits(digits_small, optimizer):
+    images, labels = digits_small
+    lr = 0.05 if optimizer == "sgd" else 0.003
+    model = create_model(digits_spec())
+    result = train(model, (images[:240], labels[:240]), (images[240:], labels[240:]),
+                 train_cfg(optimizer=optimizer, lr=lr, epochs=6, nesterov=optimizer == "sgd"))
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert max(r.val_accuracy for r in result.history) > 0.5  # chance is 0.1
+    probs = predict_proba(model, images[240:], 16, CPU)
+    assert probs.shape == (60, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", [
+    {"name": "cosine", "warmup_epochs": 1}, {"name": "step", "step_size": 1, "gamma": 0.5},
+    {"name": "onecycle"}, {"name": "plateau", "patience": 0, "gamma": 0.5},
+])
+def test_schedulers_move_the_learning_rate(digits_small, scheduler):
+    images, labels = digits_small
+    result = train(create_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
+                 train_cfg(epochs=3, scheduler=scheduler, label_smoothing=0.1, grad_clip_norm=1.0))
+    lrs = [r.lr for r in result.history]
+    assert len(set(lrs)) > 1 or scheduler["name"] == "plateau"
+    if scheduler["name"] == "step":
+        assert lrs == pytest.approx([0.003, 0.0015, 0.00075])  # the rate each epoch trained at
+    if scheduler["name"] == "cosine":
+        assert lrs[-1] < 1e-6  # decayed to zero at the last step
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch(digits_small):
+    images, labels = digits_small
+    model = create_model(digits_spec())
+    # A huge learning rate makes val loss worse after the first epochs.
+    cfg = train_cfg(epochs=12, lr=0.05, optimizer="sgd", early_stopping={"metric": "val_loss", "patience": 2, "restore_best": True})
+    result = train(model, (images[:200], labels[:200]), (images[200:], labels[200:]), cfg)
+    losses = [r.val_loss for r in result.history]
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    if result.stopped_early:
+        assert len(losses) == result.best_epoch + 2
+    best = predict_proba(model, images[200:], 64, CPU)
+    loss = -np.log(best[np.arange(len(best)), labels[200:]] + 1e-12).mean()
+    assert loss == pytest.approx(min(losses), rel=1e-3)  # the restored weights are the best epoch's
+
+
+def test_same_seed_same_history(digits_small):
+    images, labels = digits_small
+    opts = {"filters": [4, 8], "kernel_size": 3, "padding": "same"}
+    runs = [train(seeded_model(digits_spec("base_cnn", opts)), (images[:200], labels[:200]), (images[200:], labels[200:]),
+                train_cfg(model="base_cnn", epochs=2, dropout=0.3, device_augment={"hflip": True, "crop_padding": 1})).history
+            for _ in range(2)]
+    assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_small, tmp_path, online):
+    from imgpipe.augment.pipeline import build_pipeline
+
+    images, labels = digits_small
+    cfg = train_cfg(epochs=4, dropout=0.3, scheduler={"name": "cosine", "warmup_epochs": 1},
+                    device_augment={"hflip": True, "crop_padding": 1})
+    data = dict(train_split=(images[:200], labels[:200]), val_split=(images[200:], labels[200:]), cfg=cfg)
+    pipeline = lambda: build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0) if online else None  # noqa: E731
+
+    whole = seeded_model(digits_spec())
+    expected = train(whole, **data, augment=pipeline()).history
+
+    # Interrupted: only two epochs ran (the checkpoint says so), then a fresh process resumes.
+    checkpoint = Checkpoint(tmp_path, "fp")
+    partial = seeded_model(digits_spec())
+    try:
+        train(partial, **data, augment=pipeline(), checkpoint=checkpoint, on_epoch=lambda r, s: _stop_after(r, 2))
+    except _Killed:
+        pass
+    state = checkpoint.load()
+    assert state is not None and len(state["history"]) == 2 and not state["complete"]
+    resumed_model = create_model(digits_spec())  # any weights: the checkpoint replaces them
+    resumed = train(resumed_model, **data, augment=pipeline(), checkpoint=checkpoint, resume=state)
+    assert resumed.resumed_from == 2
+    assert [r.as_dict() for r in resumed.history] == [r.as_dict() for r in expected]
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed_model.state_dict()[key]), key
+    assert checkpoint.load() is None  # complete: a forced rerun starts afresh
+    assert Checkpoint(tmp_path, "other params").load() is None
+
+
+class _Killed(Exception):
+    pass
+
+
+def _stop_after(result, epoch: int) -> None:
+    if result.epoch == epoch:
+        raise _Killed  # as if killed right after epoch 2's checkpoint was written
+
+
+def test_device_augment_flips_and_crops_each_image_on_its_own():
+    x = torch.arange(2 * 4 * 4, dtype=torch.uint8).view(2, 4, 4, 1).repeat(8, 1, 1, 1)
+    out = augment_batch(x, DeviceAugmentConfig(hflip=True, crop_padding=0), torch.Generator().manual_seed(0))
+    flipped = [torch.equal(o, i.flip(1)) for o, i in zip(out, x)]
+    assert 0 < sum(flipped) < len(x) and all(f or torch.equal(o, i) for f, o, i in zip(flipped, out, x))
+    crop = augment_batch(x, DeviceAugmentConfig(hflip=False, crop_padding=2), torch.Generator().manual_seed(0))
+    assert crop.shape == x.shape and crop.dtype == torch.uint8 and not torch.equal(crop, x)
+
+
+def test_weighted_sampler_draws_rare_classes_as_often_as_common_ones():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    weights = torch.tensor([100 / 180, 100 / 20], dtype=torch.float64)[labels]
+    order = epoch_order(100, torch.Generator().manual_seed(0), weights)
+    drawn = torch.bincount(labels[order], minlength=2).tolist()
+    assert 30 <= drawn[1] <= 70  # about half, against 10 without weights
+    assert sorted(epoch_order(100, torch.Generator().manual_seed(0), None).tolist()) == list(range(100))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_online_augmentation_and_class_weights_train_reproducibly(digits_small, workers):
+    from imgpipe.augment.pipeline import build_pipeline
+
+    images, labels = digits_small
+    runs = []
+    for _ in range(2):
+        pipeline = build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0)
+        runs.append(train(seeded_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
+                        train_cfg(epochs=2, workers=workers), augment=pipeline, loss_weights=[1.0] * 9 + [3.0]).history)
+    assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
+    assert runs[0][-1].train_loss < runs[0][0].train_loss
+
+
+def test_test_time_augmentation_averages_an_image_and_its_mirror():
+    model = create_model(spec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, size=16)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 1), dtype=np.uint8)
+    plain = predict_proba(model, images, 4, CPU)
+    mirrored = predict_proba(model, images[:, :, ::-1].copy(), 4, CPU)
+    assert np.allclose(predict_proba(model, images, 4, CPU, tta=True), (plain + mirrored) / 2, atol=1e-6)
