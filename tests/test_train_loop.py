@@ -144,3 +144,20 @@ def test_test_time_augmentation_averages_an_image_and_its_mirror():
     plain = predict_proba(model, images, 4, CPU)
     mirrored = predict_proba(model, images[:, :, ::-1].copy(), 4, CPU)
     assert np.allclose(predict_proba(model, images, 4, CPU, tta=True), (plain + mirrored) / 2, atol=1e-6)
+
+
+def test_validation_scores_match_sklearn_even_when_a_class_is_missing():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from imgpipe.train.loop import evaluate
+
+    class Fixed(torch.nn.Module):  # "predicts" the logits stored as the image's pixels
+        def forward(self, x):
+            return x.float().flatten(1)
+
+    logits = torch.tensor([[9, 0, 0], [0, 9, 0], [0, 0, 9], [9, 0, 0], [0, 0, 9]], dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 1, 0, 0])  # class 2 is predicted but never true
+    loss, accuracy, balanced = evaluate(Fixed(), logits, labels, batch_size=2)
+    assert accuracy == pytest.approx(3 / 5)
+    assert balanced == pytest.approx(balanced_accuracy_score(labels, logits.argmax(1))) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert loss > 0
