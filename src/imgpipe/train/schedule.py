@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -18,14 +17,7 @@ class Schedule:
         self.per_batch = s.name in ("cosine", "onecycle")
         self.on_metric = s.name == "plateau"
         if s.name == "cosine":
-            warmup = min(int(s.warmup_epochs * steps_per_epoch), total - 1)
-
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            self.scheduler = _warmup_cosine(optimizer, min(int(s.warmup_epochs * steps_per_epoch), total - 1), total)
         elif s.name == "onecycle":
             peaks = [g["lr"] for g in optimizer.param_groups]
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total)
@@ -52,3 +44,15 @@ class Schedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state)
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per batch: a linear rise over ``warmup`` steps to the full rate, then a cosine to 0."""
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))
+    if warmup == 0:
+        return cosine
+    # Step t of the warmup trains at (t + 1) / warmup of the rate, so the first batch
+    # already learns and the last one reaches the full rate.
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0,
+                                             total_iters=max(warmup - 1, 1))
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, cosine], milestones=[warmup])
