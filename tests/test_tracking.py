@@ -82,3 +82,18 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path, monkeyp
     with pytest.raises(ImgpipeError, match=f"tracking server at {uri} does not answer"):
         start_training_run(tmp_path, "x", {})
     assert time.perf_counter() - start < 30
+
+
+def test_class_names_mlflow_refuses_become_safe_unique_keys(tmp_path, monkeypatch):
+    import mlflow
+
+    names = ["tabby, cat", "tabby; cat", "../x", "日本", "😀", "a/b", "."]
+    flat = flatten({"val": {"class": {name: {"recall": float(i)} for i, name in enumerate(names)}}})
+    assert len(flat) == len(names) and sorted(flat.values()) == [float(i) for i in range(len(names))]
+    assert "val.class.tabby_ cat.recall" in flat and "val.class.tabby_ cat_.recall" in flat
+    assert "val.class.日本.recall" in flat  # letters of any script are fine
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    with mlflow.start_run():
+        mlflow.log_metrics(flat)  # MLflow takes every key
+        mlflow.log_params({k: 1 for k in flat})

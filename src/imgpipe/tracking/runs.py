@@ -9,6 +9,7 @@ evaluating that model again makes a run nested under it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,30 @@ EVALUATED_MARK = "test.accuracy"
 MODEL_RUN_TAG = "imgpipe.model_run_id"
 
 
+# What MLflow accepts in a param or metric key, besides the dots flatten() joins with:
+# letters, digits, _ - and spaces. A slash could make a key read as another path.
+_UNSAFE_IN_KEY = re.compile(r"[^\w\- ]")
+
+
+def key_part(name: Any) -> str:
+    """``name`` (a class name, say) made safe inside an MLflow key: anything else becomes _."""
+    return _UNSAFE_IN_KEY.sub("_", str(name)) or "_"
+
+
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists stay whole values."""
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists stay whole values.
+
+    Each key is made safe for MLflow (``tabby, cat`` -> ``tabby_ cat``); keys that become
+    equal get trailing underscores, so no value overwrites another.
+    """
     flat: dict[str, Any] = {}
+    used: set[str] = set()
     for key, value in params.items():
-        name = f"{prefix}{key}"
+        part = key_part(key)
+        while part in used:
+            part += "_"
+        used.add(part)
+        name = f"{prefix}{part}"
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         else:
