@@ -48,10 +48,11 @@ def main() -> None:
     write_json(paths.metrics, metrics)
 
     write_tables(paths, splits["test"], proba["test"], spec.classes, per_class["test"])
-    shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"])
+    trained_in = model_folder.read_run(paths.model_dir)
+    shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
 
     # Into the training run; a model evaluated before gets a new run nested under it.
-    with start_evaluation_run(paths.root, model_folder.read_run(paths.model_dir), read_params(paths.params)):
+    with start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
         import mlflow
 
         flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})
@@ -71,15 +72,15 @@ def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str
     write_csv(paths.pr_csv, pr)
 
 
-def draw(paths: Paths, cfg: EvaluateConfig, test: Split, proba: np.ndarray, classes: list[str], scores: dict) -> int:
+def draw(paths: Paths, cfg: EvaluateConfig, test: Split, proba: np.ndarray, classes: list[str], scores: dict,
+         trained_in: dict) -> int:
     """The confusion matrix, the mistakes the model was surest about (mislabelled images
     and real blind spots) and the training curves; returns how many mistakes it shows."""
     title = f"test: accuracy {scores['accuracy']:.3f}, balanced {scores['balanced_accuracy']:.3f}"
     plot_confusion_matrix(test.labels, proba.argmax(axis=1), classes, paths.confusion_png, title=title)
     worst = most_confident_mistakes(test.labels, proba, cfg.misclassified)
     save_png(mistakes_grid(test.images, test.labels, proba, worst, classes), paths.misclassified_png)
-    best_epoch = model_folder.read_run(paths.model_dir).get("best_epoch")
-    plot_training_curves(history.read(paths.train_history), best_epoch, paths.training_curves)
+    plot_training_curves(history.read(paths.train_history), trained_in.get("best_epoch"), paths.training_curves)
     return len(worst)
 
 

@@ -29,32 +29,33 @@ from imgpipe.train.job import TrainingJob
 def main() -> None:
     paths = Paths.discover()
     cfg = TrainConfig.load(paths.params)
+    # Where runs are recorded never changes the model, so the mlflow section is no
+    # dependency of this stage in dvc.yaml; but a name MLflow would refuse stops it now.
+    mlflow_cfg = MlflowConfig.load(paths.params)
     if cfg.nproc > 1 and not under_torchrun():
         sys.exit(subprocess.call(relaunch_command(cfg.nproc, "stages.train"), cwd=paths.root))
     dist = init_from_env()
     job = TrainingJob.prepare(paths, cfg, dist)
     if dist.is_main:
-        train_and_record(paths, job)
+        train_and_record(paths, job, mlflow_cfg)
     else:
         job.fit()
     dist.close()
 
 
-def train_and_record(paths: Paths, job: TrainingJob) -> None:
+def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -> None:
     """Fit ``job`` inside an MLflow run, then save the model, its history and the records."""
     import mlflow
 
     print(job.describe())
-    # Where runs are recorded never changes the model, so the mlflow section is read here
-    # but is no dependency of this stage in dvc.yaml: renaming the experiment retrains nothing.
-    mlflow_cfg = MlflowConfig.load(paths.params)
     params = read_params(paths.params)
     resumed_run = job.resume and job.resume.get("run_id")
     run = start_training_run(paths.root, mlflow_cfg.experiment_name, params, run_id=resumed_run)
     job.checkpoint.extra["run_id"] = run.info.run_id
     with run:
         if job.resume:
-            print(f"train: resuming from {job.checkpoint.path}, epoch {len(job.resume['history'])} of {job.cfg.epochs}")
+            print(f"train: resuming from {job.checkpoint.path}, epoch {len(job.resume['history'])} of {job.cfg.epochs}"
+                  + (" (training had finished: saving its model)" if job.finished_training() else ""))
             log_missing_epochs(run.info.run_id, job.resume["history"])
         if resumed_run != run.info.run_id:  # a reopened run holds these already
             mlflow.log_params(job.facts())
@@ -62,12 +63,14 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
         result = job.fit(on_epoch=lambda r, seconds: log_epoch(r.as_dict(), epoch_seconds=seconds))
         mlflow.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
 
+        print("train: saving the model")
         job.model.cpu().eval()
         model_folder.write(paths.model_dir, job.model, job.spec, {
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
         history.write(paths.train_history, [r.as_dict() for r in result.history])
         log_files([*paths.upstream_reports(), paths.train_history, augmented.pipeline_path(paths.augmented)], REPORTS)
         log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
+    job.checkpoint.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")
 
 

@@ -9,6 +9,7 @@ from imgpipe.params.balance import BalanceConfig
 from imgpipe.params.base import SECTION_NAMES
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.sections import SECTIONS
+from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.train import TrainConfig
 from imgpipe.paths import find_project_root
 from imgpipe.errors import ParamsError
@@ -26,7 +27,7 @@ def write_params(tmp_path: Path, section: str, changes: dict) -> Path:
 
 def test_repo_params_are_valid():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert list(params) == list(SECTION_NAMES) == list(SECTIONS)  # each section has one schema
+    assert set(params) == set(SECTION_NAMES) == set(SECTIONS)  # each section has one schema
     for name, cls in SECTIONS.items():
         cfg = cls.load(REPO / "params.yaml")
         assert cfg.model_dump(mode="json") == params[name], name  # every key read, none defaulted away
@@ -43,6 +44,8 @@ def test_repo_params_are_valid():
         ("ingest", {"channels": 2}, IngestConfig, "ingest.channels"),
         ("ingest", {"val_fraction": 0.5, "test_fraction": 0.45}, IngestConfig, "ingest.test_fraction"),
         ("augment", {"copies": -1}, AugmentConfig, "augment.copies"),
+        # MLflow's own rules, applied before training rather than after it.
+        ("mlflow", {"registered_model": "my/model"}, MlflowConfig, "mlflow.registered_model"),
         # Cross-field checks still name the key to change.
         ("train", {"model": "simple_cnn", "pretrained": True}, TrainConfig, "train.pretrained"),
         ("train", {"optimizer": "adam", "nesterov": True}, TrainConfig, "train.nesterov"),

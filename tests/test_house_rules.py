@@ -38,7 +38,8 @@ def owned_file_names() -> dict[str, Path]:
     owned = {}
     for path in (REPO / "src/imgpipe/store").glob("*.py"):
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign) and node.targets[0].id.endswith("_FILE"):
+            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            if any(n.endswith("_FILE") for n in names) and isinstance(node.value, ast.Constant):
                 owned[node.value.value] = path
     return owned
 

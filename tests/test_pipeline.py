@@ -5,6 +5,7 @@ a failure names what broke. The experiment steps build on it in order.
 """
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -24,10 +25,10 @@ def ran(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):
-    """A tiny project after its first `dvc repro`, and that command's output."""
+    """A tiny project after its first `dvc repro`, that command's output and its training run's id."""
     project = make_project(tmp_path_factory.mktemp("pipeline") / "proj")
     project.commit("tiny project")
-    return project, project.run("dvc", "repro")
+    return project, project.run("dvc", "repro"), json.loads((project.root / "models/run.json").read_text())["run_id"]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,9 @@ def client(project):
 
 
 @pytest.fixture(scope="module")
-def training_run(project, client):
+def training_run(repro, client):
     """The MLflow run of the first `dvc repro`: train's, completed by evaluate."""
-    runs = client.search_runs([client.get_experiment_by_name("imgpipe").experiment_id])
-    (run,) = [r for r in runs if r.info.run_name.startswith("repro@")]
-    return run
+    return client.get_run(repro[2])
 
 
 def test_first_repro_runs_every_stage_in_order(repro):
@@ -149,6 +148,19 @@ def test_cosmetic_change_does_not_retrain(project, change):
     finally:
         file.write_text(original)
         project.run("dvc", "repro")
+
+
+def test_a_bytecode_cache_in_a_code_folder_reruns_nothing(project):
+    # Python writes these on import; .dvcignore keeps them out of the code folders' hashes.
+    cache = project.root / "src" / "imgpipe" / "train" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "loop.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    (project.root / "src" / "imgpipe" / "viz" / "stray.pyc").write_bytes(b"\x00")
+    try:
+        assert json.loads(project.run("dvc", "status", "--json").stdout) == {}
+    finally:
+        shutil.rmtree(cache)
+        (project.root / "src" / "imgpipe" / "viz" / "stray.pyc").unlink()
 
 
 @pytest.fixture(scope="module")

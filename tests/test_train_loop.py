@@ -41,19 +41,24 @@ def test_schedulers_move_the_learning_rate(digits_small, scheduler):
         assert lrs[-1] < 1e-6  # decayed to zero at the last step
 
 
-def test_early_stopping_stops_and_restores_the_best_epoch(digits_small):
+def test_early_stopping_stops_and_restores_the_best_epoch(digits_small, tmp_path):
     images, labels = digits_small
-    model = create_model(digits_spec())
+    data = ((images[:200], labels[:200]), (images[200:], labels[200:]))
+    model = seeded_model(digits_spec())
     # A huge learning rate makes val loss worse after the first epochs.
-    cfg = train_cfg(epochs=12, lr=0.05, optimizer="sgd", early_stopping={"metric": "val_loss", "patience": 2, "restore_best": True})
-    result = train(model, (images[:200], labels[:200]), (images[200:], labels[200:]), cfg)
+    cfg = train_cfg(epochs=12, lr=0.3, optimizer="sgd", early_stopping={"metric": "val_loss", "patience": 2, "restore_best": True})
+    result = train(model, *data, cfg, checkpoint=Checkpoint(tmp_path, "fp"))
     losses = [r.val_loss for r in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1
-    if result.stopped_early:
-        assert len(losses) == result.best_epoch + 2
+    assert result.stopped_early, "this setting should stop early; the test needs a stop to check resuming"
+    assert len(losses) == result.best_epoch + 2
     best = predict_proba(model, images[200:], 64, CPU)
     loss = -np.log(best[np.arange(len(best)), labels[200:]] + 1e-12).mean()
     assert loss == pytest.approx(min(losses), rel=1e-3)  # the restored weights are the best epoch's
+
+    # Resumed before its model was saved, an early-stopped run trains no further.
+    resumed = train(create_model(digits_spec()), *data, cfg, resume=Checkpoint(tmp_path, "fp").load())
+    assert resumed.epoch_seconds == [] and resumed.stopped_early and len(resumed.history) == len(losses)
 
 
 def test_same_seed_same_history(digits_small):
@@ -93,6 +98,14 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_
     assert [r.as_dict() for r in resumed.history] == [r.as_dict() for r in expected]
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key
+    # Trained to the end but not yet saved: resuming trains nothing more and ends the same.
+    finished = checkpoint.load()
+    assert finished is not None and len(finished["history"]) == 4
+    again_model = create_model(digits_spec())
+    again = train(again_model, **data, augment=pipeline(), checkpoint=checkpoint, resume=finished)
+    assert again.epoch_seconds == [] and [r.as_dict() for r in again.history] == [r.as_dict() for r in expected]
+    assert all(torch.equal(v, again_model.state_dict()[k]) for k, v in whole.state_dict().items())
+    checkpoint.mark_complete()  # as the stage does once the model is saved
     assert checkpoint.load() is None  # complete: a forced rerun starts afresh
     assert Checkpoint(tmp_path, "other params").load() is None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,15 +31,7 @@ def test_same_params_same_metrics_and_a_killed_run_resumes_to_the_same_end(proje
     assert metrics_bytes(project) == uninterrupted
 
     # Kill the stage once epoch 2 is reported (its checkpoint is written before the report).
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    for line in proc.stdout:
-        if line.startswith("epoch 2:"):
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(project, "epoch 2:")
     saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=True)
     assert 2 <= len(saved["history"]) < 5 and not saved["complete"]
 
@@ -52,6 +45,29 @@ def test_same_params_same_metrics_and_a_killed_run_resumes_to_the_same_end(proje
     run_id = json.loads((project.root / "models" / "run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
     assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3, 4, 5]
+
+    # Killed after the last epoch, while saving: the next run saves, it does not retrain.
+    project.run("dvc", "repro", "--force", "train", "--single-item")  # a fresh training to kill
+    shutil.rmtree(project.root / "models")
+    kill_when(project, "train: saving the model")
+    saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=True)
+    assert len(saved["history"]) == 5 and not saved["complete"]
+    rerun = project.run("dvc", "repro")
+    assert "training had finished: saving its model" in rerun.stdout and "epoch 1:" not in rerun.stdout
+    assert metrics_bytes(project) == uninterrupted
+
+
+def kill_when(project, line_start: str) -> None:
+    """Run the train stage and SIGKILL its process group when it prints ``line_start``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith(line_start):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the stage ended before printing {line_start!r}"
 
 
 def test_two_process_ddp_with_gloo_completes(project):

@@ -33,8 +33,8 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     save_figure(fig, path)
 
 
-def plot_training_curves(history: pd.DataFrame, best_epoch: int, path: Path) -> None:
-    """Loss and accuracy per epoch, train against val, with the restored epoch marked."""
+def plot_training_curves(history: pd.DataFrame, best_epoch: int | None, path: Path) -> None:
+    """Loss and accuracy per epoch, train against val, with the restored epoch marked (when known)."""
     from matplotlib.ticker import MaxNLocator
 
     fig, (loss_ax, acc_ax) = new_figure(1, 2, figsize=(9, 3.4))
@@ -43,7 +43,8 @@ def plot_training_curves(history: pd.DataFrame, best_epoch: int, path: Path) -> 
         ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="val")
         if metric == "accuracy":
             ax.plot(history["epoch"], history["val_balanced_accuracy"], marker=".", linestyle="--", label="val balanced")
-        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)

@@ -16,6 +16,7 @@ import pandas as pd
 from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_file
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.spec import ModelSpec
+from imgpipe.paths import Paths
 from imgpipe.ingest.sources import walk_images
 
 
@@ -26,9 +27,11 @@ class Predictor:
     source: str
 
 
-def load_predictor(ref: str, root: Path) -> Predictor:
-    """``ref``: a model folder (``models/``, as train writes it) or an MLflow model URI
-    (``models:/<name>/<version>``, ``runs:/<run_id>/model``)."""
+def load_predictor(ref: str | None, root: Path) -> Predictor:
+    """``ref``: a model folder as train writes it (default: the project's), or an MLflow
+    model URI (``models:/<name>/<version>``, ``runs:/<run_id>/model``)."""
+    if ref is None:
+        ref = str(Paths(root).model_dir)
     if ref.startswith(("models:/", "runs:/")):
         return _mlflow_predictor(ref, root)
     from imgpipe.models.device import select_device

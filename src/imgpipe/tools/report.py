@@ -24,14 +24,15 @@ from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
 
 HEADLINE = ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece"]
 # The run's pictures and their captions, in reading order: how it learned, how it
-# scores, what it saw. Named by the report file each stage logs, under its folder.
+# scores, what it saw. Named by the report file each stage logs, and the folders of the
+# run to look in (older runs kept the training curves in reports/).
 _PICTURES = [
-    ("training_curves", EVALUATION, "Training curves"),
-    ("confusion_png", EVALUATION, "Confusion matrix (test)"),
-    ("misclassified_png", EVALUATION, "The most confident mistakes (true>predicted)"),
-    ("balance_counts", REPORTS, "Class counts before and after balancing"),
-    ("augment_preview", REPORTS, "Augmentation preview"),
-    ("ingest_samples", REPORTS, "Training images by class"),
+    ("training_curves", (EVALUATION, REPORTS), "Training curves"),
+    ("confusion_png", (EVALUATION,), "Confusion matrix (test)"),
+    ("misclassified_png", (EVALUATION,), "The most confident mistakes (true>predicted)"),
+    ("balance_counts", (REPORTS,), "Class counts before and after balancing"),
+    ("augment_preview", (REPORTS,), "Augmentation preview"),
+    ("ingest_samples", (REPORTS,), "Training images by class"),
 ]
 KEY_PARAMS = ["ingest.source", "ingest.image_size", "balance.method", "augment.mode", "augment.copies", "train.model",
               "train.pretrained", "train.freeze", "train.optimizer", "train.lr", "train.scheduler.name", "train.epochs",
@@ -110,18 +111,26 @@ def collect(root: Path, run_id: str | None, folder: Path) -> RunSummary:
     model_run = run.data.tags.get(MODEL_RUN_TAG)
     trained_in = client.get_run(model_run) if model_run else None
     pictures = []
-    for name, folder_in_run, caption in _PICTURES:
-        artifact = artifact_path(getattr(paths, name), folder_in_run)
+    for name, folders, caption in _PICTURES:
         # A re-evaluation's run holds the evaluation pictures; the rest are its model's.
-        for source in filter(None, (run, trained_in)):
-            try:
-                local = mlflow.artifacts.download_artifacts(run_id=source.info.run_id, artifact_path=artifact,
-                                                            dst_path=str(folder / source.info.run_id), tracking_uri=uri)
-            except Exception:  # a run that stopped early lacks the later pictures: report what exists
-                continue
-            pictures.append((caption, Path(local)))
-            break
+        places = [(source, artifact_path(getattr(paths, name), f)) for f in folders for source in filter(None, (run, trained_in))]
+        local = _first_artifact(places, folder, uri)
+        if local is not None:
+            pictures.append((caption, local))
     return RunSummary(run, experiment_name, pictures, trained_in)
+
+
+def _first_artifact(places: list[tuple[Any, str]], folder: Path, uri: str) -> Path | None:
+    """The first of (run, artifact path) that exists, downloaded into ``folder``."""
+    import mlflow
+
+    for source, artifact in places:
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=source.info.run_id, artifact_path=artifact,
+                                                            dst_path=str(folder / source.info.run_id), tracking_uri=uri))
+        except Exception:  # a run that stopped early lacks the later pictures: report what exists
+            continue
+    return None
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -2,8 +2,10 @@
 
 ``checkpoints/`` is a DVC ``persist: true`` output: DVC leaves it in place when it reruns
 train, and the next run picks up the last saved epoch, provided the params and data are
-the ones it was saved with (the fingerprint). A finished run's checkpoint is marked
-complete and never resumed, so ``dvc repro --force train`` trains afresh.
+the ones it was saved with (the fingerprint). A checkpoint is marked complete only once
+the model is saved and logged, so a run that finished training but failed to save
+resumes into saving rather than retraining; a complete one is never resumed, so
+``dvc repro --force train`` trains afresh.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ import torch
 from imgpipe.store.atomic import atomic_path
 
 
+# Bumped whenever what a checkpoint holds changes, so an older one is never half-understood.
+FORMAT = 2
+
+
 def fingerprint(*parts: Any) -> str:
-    """A short hash of everything that decides the training result."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A short hash of everything that decides the training result, and of the format."""
+    return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Checkpoint:
@@ -39,14 +45,20 @@ class Checkpoint:
             print(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
             return None
         if state.get("fingerprint") != self.fingerprint:
-            print(f"train: {self.path} was saved with other params or data; starting afresh")
+            print(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
             return None
         if state.get("complete"):
             return None
         return state
 
-    def save(self, state: dict[str, Any], complete: bool) -> None:
+    def save(self, state: dict[str, Any], complete: bool = False) -> None:
         """Write atomically: a kill mid-write leaves the previous epoch's checkpoint whole."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save({**state, **self.extra, "fingerprint": self.fingerprint, "complete": complete}, tmp)
+
+    def mark_complete(self) -> None:
+        """Call once the trained model is safely saved: this checkpoint is never resumed again."""
+        state = self.load()
+        if state is not None:
+            self.save({k: v for k, v in state.items() if k not in ("fingerprint", "complete")}, complete=True)

@@ -67,6 +67,11 @@ class TrainingJob:
         return {"training": (self.data_names["training"], self.train),
                 "validation": (self.data_names["validation"], self.val)}
 
+    def finished_training(self) -> bool:
+        """The resumed checkpoint holds a run that trained to its end but was not saved."""
+        return bool(self.resume) and (len(self.resume["history"]) >= self.cfg.epochs
+                                      or bool(self.resume.get("stopped_early")))
+
     def fit(self, on_epoch: Callable[..., None] = lambda result, seconds: None) -> FitResult:
         return fit(self.model, self.batches, (self.val.images, self.val.labels), self.cfg, self.loss_weights,
                    self.checkpoint, self.resume, self.dist, on_epoch)

@@ -117,8 +117,9 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
     autocast = autocast_for(cfg, device)
     weight = torch.tensor(loss_weights, dtype=torch.float32, device=device) if loss_weights else None
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    resumed_from, seconds, stop = state.epoch, [], False
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+    resumed_from, seconds, stop = state.epoch, [], state.stopped_early
+    last = state.epoch if state.stopped_early else cfg.epochs  # an early-stopped run trains no further
+    for epoch in range(state.epoch + 1, last + 1):
         began = time.perf_counter()
         batches, steps = train.epoch(state.generator, dist)
         totals = dist.sum(train_one_epoch(state, net, criterion, batches, steps, cfg, autocast,
@@ -131,7 +132,7 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
         seconds.append(time.perf_counter() - began)
         if dist.is_main:
             if checkpoint is not None:
-                checkpoint.save(state.state_dict(), complete=stop or epoch == cfg.epochs)
+                checkpoint.save(state.state_dict())  # complete only once the model is saved
             on_epoch(result, seconds[-1])
             tqdm.write(f"epoch {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
                        f"val loss {val_loss:.4f} acc {val_acc:.3f} balanced {val_bal:.3f} | lr {result.lr:.2e}")

@@ -55,6 +55,7 @@ class TrainState:
     stopper: EarlyStopping
     device: torch.device
     history: list[EpochResult] = field(default_factory=list)
+    stopped_early: bool = False  # early stopping ended the run: resuming trains no further
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
@@ -75,7 +76,8 @@ class TrainState:
         self.history.append(result)
         value = getattr(result, self.stopper.cfg.metric)
         self.schedule.after_epoch(value)
-        return self.stopper.step(result.epoch, value, self.model)
+        self.stopped_early = self.stopper.step(result.epoch, value, self.model)
+        return self.stopped_early
 
     def state_dict(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
@@ -84,7 +86,8 @@ class TrainState:
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
-            "history": [r.as_dict() for r in self.history], **self.stopper.state_dict(),
+            "history": [r.as_dict() for r in self.history], "stopped_early": self.stopped_early,
+            **self.stopper.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -97,4 +100,5 @@ class TrainState:
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = [EpochResult(**r) for r in state["history"]]
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.stopper.load_state_dict(state)
