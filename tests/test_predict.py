@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,7 +58,9 @@ def test_predict_prints_one_line_per_image_of_a_folder(trained, tmp_path):
 
 def test_mlflow_models_serve_answers(trained):
     port = free_port()
-    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained.root}/mlflow.db"}
+    # mlflow starts uvicorn from PATH: the venv's, even when the venv is not activated.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained.root}/mlflow.db",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/digits3/1", "--env-manager", "local",
                                "-h", "127.0.0.1", "-p", str(port)], cwd=trained.root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
