@@ -174,3 +174,15 @@ def test_validation_scores_match_sklearn_even_when_a_class_is_missing():
     assert accuracy == pytest.approx(3 / 5)
     assert balanced == pytest.approx(balanced_accuracy_score(labels, logits.argmax(1))) == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert loss > 0
+
+
+def test_channel_statistics_in_chunks_equal_the_whole_array_at_once():
+    from imgpipe.train.data import channel_stats
+
+    rng = np.random.default_rng(0)
+    for n, chunk in ((1, 4), (37, 5), (300, 4096)):
+        images = rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8)
+        pixels = images.reshape(-1, 3) / 255.0
+        mean, std = channel_stats(images, chunk=chunk)
+        assert mean == pixels.mean(axis=0).round(6).tolist() and std == pixels.std(axis=0).round(6).tolist()
+    assert channel_stats(np.full((4, 2, 2, 1), 9, np.uint8))[1] == [1.0]  # no spread: divide by 1, not 0

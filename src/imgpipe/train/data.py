@@ -19,11 +19,24 @@ from imgpipe.params.train import DeviceAugmentConfig
 from imgpipe.train.distributed import Dist
 
 
-def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images, on the 0..1 scale the model uses."""
-    pixels = np.asarray(images, dtype=np.float64).reshape(-1, images.shape[-1]) / 255.0
-    std = pixels.std(axis=0)
-    return pixels.mean(axis=0).round(6).tolist(), np.where(std > 1e-6, std, 1.0).round(6).tolist()
+def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, H, W, C), on the 0..1 scale the model uses.
+
+    Two passes over chunks of ``chunk`` images, as ``np.mean`` then ``np.std`` would do on
+    the whole: memory stays one chunk of float64, not a float64 copy of the split (8x it).
+    """
+    channels = images.shape[-1]
+    count = int(np.prod(images.shape[:-1]))
+    total = np.zeros(channels, dtype=np.float64)
+    for start in range(0, len(images), chunk):
+        total += np.asarray(images[start : start + chunk], dtype=np.float64).reshape(-1, channels).sum(axis=0)
+    mean = total / 255.0 / max(count, 1)
+    squares = np.zeros(channels, dtype=np.float64)
+    for start in range(0, len(images), chunk):
+        pixels = np.asarray(images[start : start + chunk], dtype=np.float64).reshape(-1, channels) / 255.0
+        squares += ((pixels - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / max(count, 1))
+    return mean.round(6).tolist(), np.where(std > 1e-6, std, 1.0).round(6).tolist()
 
 
 class AugmentedImages(torch.utils.data.Dataset):
