@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,27 @@ def test_class_names_mlflow_refuses_become_safe_unique_keys(tmp_path, monkeypatc
     with mlflow.start_run():
         mlflow.log_metrics(flat)  # MLflow takes every key
         mlflow.log_params({k: 1 for k in flat})
+
+
+def _connect_when_all_ready(root: str, barrier) -> None:
+    barrier.wait()
+    connect(Path(root), "parallel")
+
+
+def test_parallel_first_runs_create_a_fresh_store_once(tmp_path, monkeypatch):
+    # As `dvc queue start -j 2` on a project without mlflow.db: several processes at once.
+    import multiprocessing
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    workers = [context.Process(target=_connect_when_all_ready, args=(str(tmp_path), barrier)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert [e.name for e in client.search_experiments()].count("parallel") == 1

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 from imgpipe.errors import ImgpipeError
 
@@ -60,11 +62,35 @@ def connect(root: Path, experiment_name: str) -> str:
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
-        if mlflow.get_experiment_by_name(experiment_name) is None:
-            location = (store_root(root) / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-            mlflow.create_experiment(experiment_name, artifact_location=location)
+        with creation_lock(uri):
+            if mlflow.get_experiment_by_name(experiment_name) is None:
+                location = (store_root(root) / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+                mlflow.create_experiment(experiment_name, artifact_location=location)
         mlflow.set_experiment(experiment_name)
+    except ImgpipeError:
+        raise
     except Exception as exc:  # any store error: unreachable server, bad URI, permissions
         raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {exc}") from None
     return uri
+
+
+@contextlib.contextmanager
+def creation_lock(uri: str) -> Iterator[None]:
+    """Hold a file lock beside a SQLite store while its tables and experiments are made.
+
+    Parallel queued experiments on a fresh project otherwise race to create the schema
+    (``table latest_metrics already exists``) or the same experiment, and one run is lost.
+    A server (PostgreSQL) serialises this itself: no lock there.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = Path(uri.removeprefix("sqlite:///")).with_suffix(".db.lock")
+    try:
+        with FileLock(lock, timeout=300):
+            yield
+    except Timeout:
+        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another imgpipe process; if none runs, delete it.") from None
 
