@@ -33,3 +33,15 @@ def test_failed_write_leaves_previous_output_and_no_temporaries(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_killed_writers_temporary_is_cleared_by_the_next_write(tmp_path):
+    # What SIGKILL leaves: the finally clause that would remove it never ran.
+    stale = tmp_path / ".ingest.k1ll3d.tmp"
+    (stale / "ingest").mkdir(parents=True)
+    (stale / "ingest" / "train.npy").write_bytes(b"\0" * 1000)
+    other = tmp_path / ".balance.x.tmp"  # another target's: not this write's to clear
+    other.mkdir()
+    write_dataset(tmp_path / "ingest", ["a", "b"], {"train": _split(2, "train")})
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".balance.x.tmp", "ingest"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -133,14 +134,24 @@ def _first_artifact(places: list[tuple[Any, str]], folder: Path, uri: str) -> Pa
     return None
 
 
+def _md(text: str) -> str:
+    """Text from a run (names, params, tags) as Markdown shows it, never as HTML or markup.
+
+    Markdown renders inline HTML, so an experiment named ``<script>`` must arrive escaped,
+    as the HTML report already does; a backslash before each markup character keeps the
+    rest literal.
+    """
+    return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", html.escape(str(text), quote=False))
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def render_markdown(summary: RunSummary, image_dir: str) -> str:
-    parts = [f"# {summary.title}", "", *(f"- **{k}**: {v}" for k, v in summary.facts()), "", "## Metrics", "",
+    parts = [f"# {_md(summary.title)}", "", *(f"- **{k}**: {_md(v)}" for k, v in summary.facts()), "", "## Metrics", "",
              _markdown_table(["metric", "val", "test"], summary.metrics()), "", "## Settings", "",
              _markdown_table(["param", "value"], summary.params()), ""]
     for caption, path in summary.pictures:
