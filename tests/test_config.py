@@ -84,3 +84,4 @@ def test_project_root_found_from_a_subfolder(tmp_path, monkeypatch):
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.delenv("IMGPIPE_ROOT", raising=False)
     assert find_project_root(tmp_path / "a" / "b") == tmp_path.resolve()
+

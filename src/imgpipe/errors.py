@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -15,12 +18,32 @@ class ParamsError(ImgpipeError):
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main`` and turn user errors into a one-line message and exit 2.
+    """Run a stage's ``main`` and turn what a user can act on into one sentence.
 
-    Tracebacks are for bugs; a wrong params key deserves a sentence that says what to fix.
+    Tracebacks are for bugs; a wrong params key, a full disk or a Ctrl-C deserve a
+    sentence that says what happened and what to do. Exit codes: 2 for user errors, 130
+    for an interrupt (the shell's convention for SIGINT).
     """
     try:
         main()
     except ImgpipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C). Outputs are written whole or not at all; `dvc repro` carries on from "
+              "here (train resumes from its last checkpoint).", file=sys.stderr)
+        sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {disk_full_message(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def disk_full_message(exc: OSError) -> str:
+    """Which disk filled up, how much is free there now, and what to do."""
+    where = Path(exc.filename or ".").resolve()
+    folder = next((p for p in (where, *where.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free / 2**30
+    return (f"the disk holding {where} is full ({free:.1f} GiB free now); nothing half-written was kept. "
+            "Free some space (dvc gc, old experiments, the DVC cache) and run `dvc repro` again.")

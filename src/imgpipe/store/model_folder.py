@@ -40,7 +40,13 @@ def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
         raise ImgpipeError(f"{folder} holds no trained model ({SPEC_FILE} is missing); run `dvc repro` first.")
     spec = ModelSpec(**json.loads((folder / SPEC_FILE).read_text()))
     model = create_model(spec)
-    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    try:  # weights_only: a file that would run code when unpickled is refused, not run
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise ImgpipeError(f"{folder / WEIGHTS_FILE} is not the plain state dict that train writes for this "
+                           f"model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); retrain with "
+                           "`dvc repro --force train`, or restore the folder with `dvc checkout models`.") from None
     return spec, model.eval()
 
 

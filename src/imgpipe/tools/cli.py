@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("imgpipe: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def _doctor() -> int:

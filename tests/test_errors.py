@@ -1,0 +1,43 @@
+"""Failures a user can act on are one sentence, not a traceback."""
+
+import pytest
+
+
+def test_a_stage_reports_ctrl_c_and_a_full_disk_in_one_sentence(capsys):
+    import errno
+
+    from imgpipe.errors import run_stage
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    def disk_full():
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/data/ingest/train.npy")
+
+    for main, code, words in ((interrupted, 130, "dvc repro"), (disk_full, 2, "/tmp/data/ingest/train.npy")):
+        with pytest.raises(SystemExit) as stop:
+            run_stage(main)
+        err = capsys.readouterr().err
+        assert stop.value.code == code and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_path):
+    import pickle
+
+    import torch
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.models.factory import create_model
+    from imgpipe.models.spec import ModelSpec
+    from imgpipe.store import model_folder
+
+    spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
+    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    assert model_folder.load(tmp_path / "models")[0] == spec
+    # A pickle that would call a function when loaded without weights_only.
+    (tmp_path / "models" / "model.pt").write_bytes(pickle.dumps(print))
+    with pytest.raises(ImgpipeError, match="not the plain state dict"):
+        model_folder.load(tmp_path / "models")
+    torch.save({"unexpected": torch.zeros(1)}, tmp_path / "models" / "model.pt")
+    with pytest.raises(ImgpipeError, match="dvc repro --force train"):
+        model_folder.load(tmp_path / "models")
