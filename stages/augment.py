@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imgpipe.augment.pipeline import augment_variants, build_pipeline, pipeline_dict, preview, variants_manifest, variants_per_image
+from imgpipe.augment.pipeline import (
+    augment_variants, build_pipeline, check_pipeline, pipeline_dict, preview, variants_manifest, variants_per_image,
+)
 from imgpipe.errors import run_stage
 from imgpipe.params.augment import AugmentConfig
 from imgpipe.paths import Paths
@@ -26,6 +28,7 @@ def main() -> None:
 
     classes = ingested.read_classes(paths.ingested)
     train = balanced.read_train(paths.balanced)
+    check_pipeline(pipeline, cfg.transforms, train.images[0])
     per_image = variants_per_image(train.labels, cfg.copies, cfg.mode)
     print(f"augment: {len(train)} training images, {per_image.sum()} augmented variants ({cfg.mode} mode)")
 

@@ -72,3 +72,18 @@ def test_saved_pipeline_loads_back_seeded(images, tmp_path):
     a = [first(image=images[0])["image"] for _ in range(2)]
     b = [second(image=images[0])["image"] for _ in range(2)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("entry, hint", [
+    ({"Resize": {"height": 20, "width": 20}}, "keep the size"),
+    ({"BasicTransform": {}}, "abstract base"),
+    ({"Lambda": {}}, "cannot be saved"),
+])
+def test_a_transform_that_would_fail_later_is_named_before_any_work(images, entry, hint):
+    from imgpipe.augment.pipeline import check_pipeline
+
+    entries = [{"HorizontalFlip": {"p": 0.5}}, entry]
+    with pytest.raises(ParamsError, match=rf"augment\.transforms\[1\] \({next(iter(entry))}\)|augment\.transforms: ") as err:
+        check_pipeline(build_pipeline(entries, seed=0), entries, images[0])  # build or check: before any work
+    assert hint in str(err.value)
+    check_pipeline(build_pipeline(SPEC, seed=0), SPEC, images[0])  # the shipped kind passes

@@ -49,14 +49,51 @@ def build_pipeline(entries: list[dict[str, Any]], seed: int) -> Any:
             raise ParamsError(
                 f"params.yaml: {where}: unknown argument(s) {unknown}; {name} accepts {sorted(accepted)}"
             )
+        transforms.append(_make(cls, args, where))
+    return A.Compose(transforms, seed=seed)
+
+
+def _make(cls: type, args: dict[str, Any], where: str) -> Any:
+    """One transform from its params entry, or a ParamsError naming the entry."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(**args)
+    except (ValueError, TypeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ParamsError(f"params.yaml: {where}: bad argument: {detail}") from None
+    except NotImplementedError:  # BasicTransform and the like
+        raise ParamsError(f"params.yaml: {where}: is an abstract base, not a transform to use; "
+                          "name a concrete one such as HorizontalFlip or Affine") from None
+
+
+def check_pipeline(pipeline: Any, entries: list[dict[str, Any]], image: np.ndarray) -> None:
+    """Run each transform once, for certain, on ``image``, and save the pipeline: a transform
+    that would fail later (``Lambda`` cannot be saved, ``BasicTransform`` does nothing, a
+    ``Resize`` changes the shape) stops the stage now, named, before any work."""
+    import copy
+
+    import albumentations as A
+
+    image = np.asarray(image)
+    for i, (transform, entry) in enumerate(zip(pipeline.transforms, entries)):
+        where = f"augment.transforms[{i}] ({next(iter(entry))})"
+        sure = copy.deepcopy(transform)
+        sure.p = 1.0
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                transforms.append(cls(**args))
-        except (ValueError, TypeError) as exc:
-            detail = " ".join(str(exc).split())
-            raise ParamsError(f"params.yaml: {where}: bad argument: {detail}") from None
-    return A.Compose(transforms, seed=seed)
+                out = np.asarray(A.Compose([sure], seed=0)(image=image)["image"])
+        except Exception as exc:  # whatever the transform raises, the user must hear which one
+            raise ParamsError(f"params.yaml: {where}: fails on a training image ({type(exc).__name__}: {exc})") from None
+        if out.shape != image.shape or out.dtype != np.uint8:
+            raise ParamsError(f"params.yaml: {where}: turns a {image.shape} uint8 image into {out.shape} {out.dtype}; "
+                              "augmentation must keep the size and type (ingest.image_size sets the size)")
+    try:
+        pipeline_dict(pipeline)
+    except Exception as exc:
+        raise ParamsError(f"params.yaml: augment.transforms: the pipeline cannot be saved for train and reruns "
+                          f"({type(exc).__name__}: {exc}); use transforms albumentations can serialise") from None
 
 
 def pipeline_dict(pipeline: Any) -> dict[str, Any]:
