@@ -14,7 +14,6 @@ whole split) and as they are now (in chunks).
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tarfile

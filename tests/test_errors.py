@@ -41,3 +41,26 @@ def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_p
     torch.save({"unexpected": torch.zeros(1)}, tmp_path / "models" / "model.pt")
     with pytest.raises(ImgpipeError, match="dvc repro --force train"):
         model_folder.load(tmp_path / "models")
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("preprocessing", {"image_size": 15000, "channels": 1, "resize": "squash", "max_pixels": 100}, "preprocessing.image_size"),
+    ("name", "os.system", "name"),
+    ("classes", ["only"], "classes"),
+    ("std", [0.0], "std.0"),
+])
+def test_a_tampered_model_spec_is_refused_naming_the_key(tmp_path, key, value, named):
+    import json
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.models.factory import create_model
+    from imgpipe.models.spec import ModelSpec
+    from imgpipe.store import model_folder
+
+    spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1, [0.5], [0.5],
+                     {"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 1000})
+    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    path = tmp_path / "models" / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    with pytest.raises(ImgpipeError, match=rf"model\.json: {named}: .*dvc checkout models"):
+        model_folder.load(tmp_path / "models")

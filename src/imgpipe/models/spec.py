@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import Field, ValidationError, field_validator
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.models.names import MODEL_NAMES
+from imgpipe.params.base import Strict
+from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode
 
 
 @dataclass
@@ -23,3 +30,39 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "ModelSpec":
+        """A spec read from ``where`` (a model folder's file, a registered model's metadata),
+        checked with the limits params.yaml is held to: a tampered file is refused, not trusted."""
+        try:
+            _SpecSchema.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "(the whole spec)"
+            raise ImgpipeError(f"{where}: {key}: {err['msg']} (got {err['input']!r}); it was edited or is damaged: "
+                               "restore it (`dvc checkout models`) or retrain (`dvc repro --force train`).") from None
+        return cls(**data)
+
+
+class _Preprocessing(Strict):
+    image_size: ImageSize
+    channels: Channels
+    resize: ResizeMode
+    max_pixels: PixelLimit
+
+
+class _SpecSchema(Strict):
+    name: Literal[MODEL_NAMES]  # type: ignore[valid-type]
+    options: dict[str, Any]
+    classes: list[str] = Field(min_length=2)
+    image_size: ImageSize
+    channels: Channels
+    mean: list[float] = Field(default_factory=list, max_length=3)
+    std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list, max_length=3)
+    preprocessing: Optional[_Preprocessing] = None  # empty in specs written before it existed
+
+    @field_validator("preprocessing", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from imgpipe.params.base import Fraction, KeyedError, SectionConfig
+from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode
 
 TORCHVISION_NAMES = ("CIFAR10", "CIFAR100", "MNIST", "FashionMNIST")
 
@@ -16,9 +17,9 @@ class IngestConfig(SectionConfig):
 
     # digits | torchvision:<Name> | a folder of class folders | a .csv manifest
     source: str = Field(min_length=1)
-    image_size: int = Field(ge=8, le=1024)
-    channels: Literal[1, 3]
-    resize: Literal["squash", "center_crop", "letterbox"]
+    image_size: ImageSize
+    channels: Channels
+    resize: ResizeMode
     # Thins the trainable pool to a long tail (largest class / smallest); 1 keeps all.
     imbalance_ratio: float = Field(ge=1.0)
     # Which sources imbalance_ratio thins: builtin (digits, torchvision:*) takes a user's own
@@ -28,7 +29,7 @@ class IngestConfig(SectionConfig):
     test_fraction: float = Fraction
     seed: int = Field(ge=0)
     workers: int = Field(ge=0)  # decoding processes; 0 = every available core
-    max_pixels: int = Field(ge=1)  # larger images are skipped as decompression bombs
+    max_pixels: PixelLimit
     max_bad_fraction: float = Field(ge=0.0, le=1.0)
     torchvision_root: str = Field(min_length=1)
     download: bool

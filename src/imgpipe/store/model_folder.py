@@ -38,7 +38,12 @@ def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
     folder = Path(folder)
     if not (folder / SPEC_FILE).is_file():
         raise ImgpipeError(f"{folder} holds no trained model ({SPEC_FILE} is missing); run `dvc repro` first.")
-    spec = ModelSpec(**json.loads((folder / SPEC_FILE).read_text()))
+    try:
+        data = json.loads((folder / SPEC_FILE).read_text())
+    except ValueError as exc:
+        raise ImgpipeError(f"{folder / SPEC_FILE} is not valid JSON ({exc}); restore it (`dvc checkout models`) "
+                           "or retrain (`dvc repro --force train`).") from None
+    spec = ModelSpec.from_dict(data, str(folder / SPEC_FILE))
     model = create_model(spec)
     try:  # weights_only: a file that would run code when unpickled is refused, not run
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)

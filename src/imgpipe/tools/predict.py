@@ -70,7 +70,7 @@ def _mlflow_predictor(uri: str, root: Path) -> Predictor:
         logits = np.concatenate([np.asarray(model.predict(images[i : i + 64])) for i in range(0, len(images), 64)])
         return softmax(logits, axis=1)
 
-    return Predictor(ModelSpec(**spec_dict), proba, uri)
+    return Predictor(ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)"), proba, uri)
 
 
 def image_paths(paths: list[str]) -> list[Path]:
