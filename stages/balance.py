@@ -10,7 +10,7 @@ the method makes any). Val and test stay in ``data/ingest/``, untouched.
 from __future__ import annotations
 
 from imgpipe.balance.pictures import plot_class_counts, synthetic_preview
-from imgpipe.balance.resampling import class_weights, make_sampler, provenance, resample
+from imgpipe.balance.resampling import check_size, class_weights, make_sampler, planned_total, provenance, resample
 from imgpipe.errors import run_stage
 from imgpipe.params.balance import WEIGHTING, BalanceConfig
 from imgpipe.paths import Paths
@@ -27,6 +27,9 @@ def main() -> None:
 
     classes = ingested.read_classes(paths.ingested)
     train = ingested.read_split(paths.ingested, "train")
+    planned = planned_total(cfg, classes, train.labels)
+    check_size(cfg, planned)
+    print(f"balance: {cfg.method}: {len(train)} training images in, up to {planned:,} out")
     out = resample(train.images, train.labels, make_sampler(cfg, classes, train.labels))
 
     ids, hashes, origin = provenance(out, list(train.manifest["id"]), list(train.manifest["sha256"]), cfg.method)

@@ -9,7 +9,7 @@ CLASSES = ["zero", "one", "two"]
 
 
 def cfg(**kw) -> BalanceConfig:
-    base = {"method": "random_over", "sampling_strategy": "auto", "k_neighbors": 3, "seed": 0}
+    base = {"method": "random_over", "sampling_strategy": "auto", "k_neighbors": 3, "max_images": 100_000, "seed": 0}
     return BalanceConfig(**{**base, **kw})
 
 
@@ -93,3 +93,17 @@ def test_adasyn_on_separable_classes_falls_back_to_smote_and_says_so(imbalanced)
     out = resample(images, labels, make_sampler(cfg(method="adasyn"), CLASSES, labels))
     assert "SMOTE" in out.note
     assert np.bincount(out.labels).tolist() == [30, 30, 30]
+
+
+def test_a_resampling_that_would_write_too_many_images_is_refused_first(imbalanced):
+    from imgpipe.balance.resampling import check_size, planned_total
+
+    images, labels = imbalanced
+    classes = CLASSES
+    huge = cfg(method="random_over", sampling_strategy={classes[0]: 1_000_000})
+    assert planned_total(huge, classes, labels) >= 1_000_000
+    with pytest.raises(ParamsError, match="balance.max_images"):
+        check_size(huge, planned_total(huge, classes, labels))
+    auto = cfg(method="random_over")
+    assert planned_total(auto, classes, labels) == len(resample(images, labels, make_sampler(auto, classes, labels)).labels)
+    assert planned_total(cfg(method="random_under"), classes, labels) == len(labels)

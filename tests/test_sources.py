@@ -122,3 +122,42 @@ def test_brain_mri_every_readable_file_is_decoded(tmp_path):
     assert source.scanned == len(files) and not source.skipped
     assert source.classes == ["no", "yes"]
     assert np.bincount(source.labels).tolist() == [len(list((SHARED / "brain-mri" / c).rglob("*.*"))) for c in ("no", "yes")]
+
+
+def test_a_one_class_source_is_refused_before_decoding(tmp_path):
+    write_digit_folder(tmp_path / "raw", per_class=3, classes=("only",))
+    with pytest.raises(ImgpipeError, match="holds one class \\(only\\).*at least two"):
+        load_source(ingest_config(source="raw"), tmp_path)
+
+
+def test_a_symlinked_class_folder_is_followed_once(tmp_path):
+    write_digit_folder(tmp_path / "elsewhere", per_class=3, classes=("zero", "one"))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "zero").symlink_to(tmp_path / "elsewhere" / "zero", target_is_directory=True)
+    (tmp_path / "raw" / "one").symlink_to(tmp_path / "elsewhere" / "one", target_is_directory=True)
+    (tmp_path / "elsewhere" / "one" / "loop").symlink_to(tmp_path / "raw", target_is_directory=True)  # a loop
+    found = scan_folder(tmp_path / "raw")
+    assert sorted({c.class_name for c in found}) == ["one", "zero"] and len(found) == 6
+
+
+def test_a_huge_non_image_is_judged_by_its_first_bytes(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from imgpipe.ingest.decoding import DecodeSettings, decode_file
+
+    big = tmp_path / "movie.jpg"
+    with open(big, "wb") as f:  # sparse: 3 GB on paper, nothing on disk
+        f.write(b"not a picture at all")
+        f.truncate(3 * 2**30)
+    read_whole = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (_ for _ in ()).throw(AssertionError(f"read {p} whole"))
+                        if p == big else read_whole(p))
+    result = decode_file(big, DecodeSettings(16, 1, "squash", 10_000))
+    assert result.pixels is None and "not an image" in result.reason
+
+
+def test_more_decoding_workers_than_cores_are_capped(capsys):
+    from imgpipe.ingest.decoding import available_cores, worker_count
+
+    assert worker_count(300) == available_cores() and "has" in capsys.readouterr().out
+    assert worker_count(0) == available_cores() and worker_count(1) == 1

@@ -74,6 +74,29 @@ def make_sampler(cfg: BalanceConfig, classes: list[str], labels: np.ndarray) -> 
     return combine.SMOTEENN(sampling_strategy=strategy, smote=smote, random_state=seed)
 
 
+def planned_total(cfg: BalanceConfig, classes: list[str], labels: np.ndarray) -> int:
+    """At most how many training images ``balance.method`` will write, known before any work.
+
+    Over-samplers top classes up to the largest (or to the counts given by name);
+    under-samplers and the weighting methods never add any.
+    """
+    counts = np.bincount(np.asarray(labels), minlength=len(classes))
+    if cfg.method not in RESAMPLERS or cfg.method == "random_under":
+        return int(counts.sum())
+    if isinstance(cfg.sampling_strategy, dict):
+        targets = {classes.index(name): n for name, n in cfg.sampling_strategy.items() if name in classes}
+        return int(sum(max(targets.get(i, 0), int(c)) for i, c in enumerate(counts)))
+    return int(len(classes) * counts.max())
+
+
+def check_size(cfg: BalanceConfig, total: int) -> None:
+    if total > cfg.max_images:
+        raise ParamsError(
+            f"params.yaml: balance.sampling_strategy: {cfg.method} would write up to {total:,} training images, "
+            f"more than balance.max_images ({cfg.max_images:,}); lower the counts, or raise balance.max_images."
+        )
+
+
 def class_weights(labels: np.ndarray, classes: list[str]) -> dict[str, float]:
     """scikit-learn's 'balanced' weights, n / (k * n_c), by class name; 0 for an absent class."""
     from sklearn.utils.class_weight import compute_class_weight

@@ -58,6 +58,9 @@ def is_image_name(path: Path) -> bool:
 def decode_file(path: Path, settings: DecodeSettings) -> Decoded:
     """Read and decode one file. Unreadable or bad files come back with a reason."""
     try:
+        if Path(path).stat().st_size and not _looks_like_an_image(path):
+            # Judged by its first bytes: a 3 GB non-image named .jpg is never read whole.
+            return Decoded(None, None, NOT_AN_IMAGE)
         data = Path(path).read_bytes()
     except OSError as exc:
         return Decoded(None, None, f"unreadable: {exc.strerror or exc}")
@@ -75,7 +78,7 @@ def decode_bytes(data: bytes, settings: DecodeSettings) -> Decoded:
     except _Skip as skip:
         return Decoded(digest, None, str(skip))
     except UnidentifiedImageError:
-        return Decoded(digest, None, "not an image: the content is no format Pillow can read")
+        return Decoded(digest, None, NOT_AN_IMAGE)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
         return Decoded(digest, None, f"corrupt or truncated image: {exc}")
@@ -84,6 +87,20 @@ def decode_bytes(data: bytes, settings: DecodeSettings) -> Decoded:
 
 class _Skip(Exception):
     pass
+
+
+NOT_AN_IMAGE = "not an image: the content is no format Pillow can read"
+
+
+def _looks_like_an_image(path: Path) -> bool:
+    """Whether Pillow recognises the file's header; it reads only the first bytes."""
+    try:
+        with Image.open(path):
+            return True
+    except UnidentifiedImageError:
+        return False
+    except Exception:  # truncated headers and the like: let the full decode say what is wrong
+        return True
 
 
 def _decode(data: bytes, s: DecodeSettings) -> np.ndarray:
@@ -159,6 +176,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_count(asked: int) -> int:
+    """``asked`` decoding processes, 0 meaning every core, and never more than there are cores."""
+    cores = available_cores()
+    if asked > cores:
+        print(f"ingest: note: ingest.workers is {asked} but this machine has {cores} cores; using {cores}")
+    return min(asked, cores) if asked else cores
+
+
 def decode_files(paths: Sequence[Path], settings: DecodeSettings, workers: int, desc: str = "decode") -> Iterator[Decoded]:
     """Decode files in order, across ``workers`` processes (0 = every core), with a progress bar.
 
@@ -167,7 +192,7 @@ def decode_files(paths: Sequence[Path], settings: DecodeSettings, workers: int, 
     """
     from tqdm import tqdm
 
-    workers = workers or available_cores()
+    workers = worker_count(workers)
     work = partial(decode_file, settings=settings)
     bar = tqdm(total=len(paths), desc=desc, unit="img", mininterval=1.0, dynamic_ncols=True)
     with bar:

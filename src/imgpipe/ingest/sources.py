@@ -111,9 +111,13 @@ def scan_folder(root: Path) -> list[Candidate]:
 
 def walk_images(base: Path) -> list[Path]:
     """Image files under ``base`` (by extension), sorted; hidden files and folders skipped."""
-    files = []
-    for folder, dirs, names in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    files, seen = [], {os.path.realpath(base)}
+    # Symlinked folders are followed (a class folder linked in from elsewhere is common),
+    # each real folder once, so a link back up the tree cannot loop.
+    for folder, dirs, names in os.walk(base, followlinks=True):
+        real = {d: os.path.realpath(os.path.join(folder, d)) for d in dirs if not d.startswith(".")}
+        dirs[:] = sorted(d for d, r in real.items() if r not in seen)
+        seen.update(real[d] for d in dirs)
         files.extend(Path(folder) / n for n in names if not n.startswith(".") and is_image_name(Path(n)))
     return sorted(files)
 
@@ -153,6 +157,9 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig) -> SourceImages:
     Peak memory is the output array plus a few images in flight, however many files.
     """
     classes = sorted({c.class_name for c in candidates})
+    if len(classes) < 2:
+        raise ImgpipeError(f"ingest.source: {cfg.source} holds one class ({', '.join(classes)}); a classifier needs "
+                           "at least two: put each class's images in a folder of its own (or label them in the CSV).")
     index = {name: i for i, name in enumerate(classes)}
     size, n = cfg.image_size, len(candidates)
     images = np.empty((n, size, size, cfg.channels), dtype=np.uint8)
