@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--database", default="mlflow", help="PostgreSQL database (created if missing)")
     server.add_argument("--user", default="mlflow", help="PostgreSQL role that owns it (created if missing); "
-                        "its password is $IMGPIPE_MLFLOW_DB_PASSWORD, default mlflow")
+                        "its password is $IMGPIPE_MLFLOW_DB_PASSWORD, else a random one kept in "
+                        "~/.config/imgpipe/mlflow-db-password")
     server.add_argument("--artifacts", type=Path, default=Path("mlflow-server/artifacts"),
                         help="folder the server stores artifacts in (default: mlflow-server/artifacts)")
     server.add_argument("--workers", type=int, default=4)

@@ -7,7 +7,8 @@ only needs ``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``.
 
 PostgreSQL is Debian's own cluster (``pg_lsclusters``/``pg_ctlcluster``), started when it
 is down; a role and a database for MLflow are created on first use. The role's password
-is ``IMGPIPE_MLFLOW_DB_PASSWORD`` (default ``mlflow``, fine on 127.0.0.1), set on every start
+is ``IMGPIPE_MLFLOW_DB_PASSWORD``, else a random one made on first use and kept in a file
+only the user can read (``~/.config/imgpipe/mlflow-db-password``), set on every start
 so that changing it needs nothing else; it travels in environments and stdin, never on a
 command line that ``ps`` shows.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -34,9 +36,32 @@ class ServerSettings:
     port: int = 5000
     database: str = "mlflow"
     user: str = "mlflow"
-    password: str = field(default_factory=lambda: os.environ.get("IMGPIPE_MLFLOW_DB_PASSWORD", "mlflow"), repr=False)
+    password: str = field(default_factory=lambda: default_password(), repr=False)
     artifacts: Path = Path("mlflow-server/artifacts")
     workers: int = 4
+
+
+def password_file() -> Path:
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "imgpipe" / "mlflow-db-password"
+
+
+def default_password() -> str:
+    """``IMGPIPE_MLFLOW_DB_PASSWORD``, else the user's own random password, made on first use.
+
+    A well-known default (``mlflow``) would let anyone on the machine into the database.
+    """
+    if env := os.environ.get("IMGPIPE_MLFLOW_DB_PASSWORD"):
+        return env
+    path = password_file()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # created readable by its owner alone, never a moment otherwise
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        except FileExistsError:
+            pass  # another server start made it first
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Failures a user can act on are one sentence, not a traceback."""
+"""Faults a user meets (issue #13): each is one sentence or handled, never lost work."""
 
 import pytest
 
@@ -64,3 +64,17 @@ def test_a_tampered_model_spec_is_refused_naming_the_key(tmp_path, key, value, n
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
     with pytest.raises(ImgpipeError, match=rf"model\.json: {named}: .*dvc checkout models"):
         model_folder.load(tmp_path / "models")
+
+
+def test_the_database_password_is_random_and_private_unless_given(tmp_path, monkeypatch):
+    import stat
+
+    from imgpipe.tools.server import ServerSettings, password_file
+
+    monkeypatch.delenv("IMGPIPE_MLFLOW_DB_PASSWORD", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    first = ServerSettings().password
+    assert len(first) >= 24 and first != "mlflow" and ServerSettings().password == first  # kept
+    assert stat.S_IMODE(password_file().stat().st_mode) == 0o600
+    monkeypatch.setenv("IMGPIPE_MLFLOW_DB_PASSWORD", "given")
+    assert ServerSettings().password == "given"
