@@ -9,6 +9,7 @@ With ``train.nproc`` above 1 the stage starts itself under torchrun (DDP).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -21,7 +22,8 @@ from imgpipe.store import augmented, history, model_folder
 from imgpipe.tracking.artifacts import REPORTS, log_files
 from imgpipe.tracking.lineage import log_data_inputs
 from imgpipe.tracking.model import log_model
-from imgpipe.tracking.runs import log_epoch, log_missing_epochs, start_training_run
+from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed, start_training_run
+from imgpipe.train.checkpoint import training_lock
 from imgpipe.train.distributed import init_from_env, relaunch_command, under_torchrun
 from imgpipe.train.job import TrainingJob
 
@@ -35,11 +37,13 @@ def main() -> None:
     if cfg.nproc > 1 and not under_torchrun():
         sys.exit(subprocess.call(relaunch_command(cfg.nproc, "stages.train"), cwd=paths.root))
     dist = init_from_env()
-    job = TrainingJob.prepare(paths, cfg, dist)
-    if dist.is_main:
-        train_and_record(paths, job, mlflow_cfg)
-    else:
-        job.fit()
+    # One training at a time on this checkpoint, from reading it to marking it complete.
+    with training_lock(paths.checkpoints) if dist.is_main else contextlib.nullcontext():
+        job = TrainingJob.prepare(paths, cfg, dist)
+        if dist.is_main:
+            train_and_record(paths, job, mlflow_cfg)
+        else:
+            job.fit()
     dist.close()
 
 
@@ -52,6 +56,8 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
     resumed_run = job.resume and job.resume.get("run_id")
     run = start_training_run(paths.root, mlflow_cfg.experiment_name, params, run_id=resumed_run)
     job.checkpoint.extra["run_id"] = run.info.run_id
+    if job.checkpoint.abandoned_run_id:  # a killed training that will not resume
+        mark_killed(job.checkpoint.abandoned_run_id)
     with run:
         if job.resume:
             print(f"train: resuming from {job.checkpoint.path}, epoch {len(job.resume['history'])} of {job.cfg.epochs}"

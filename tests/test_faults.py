@@ -78,3 +78,35 @@ def test_the_database_password_is_random_and_private_unless_given(tmp_path, monk
     assert stat.S_IMODE(password_file().stat().st_mode) == 0o600
     monkeypatch.setenv("IMGPIPE_MLFLOW_DB_PASSWORD", "given")
     assert ServerSettings().password == "given"
+
+
+def test_one_training_at_a_time_on_a_checkpoint(tmp_path):
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.train.checkpoint import training_lock
+
+    with training_lock(tmp_path / "checkpoints"):
+        with pytest.raises(ImgpipeError, match="another training of this project is running"):
+            with training_lock(tmp_path / "checkpoints"):
+                pass
+    with training_lock(tmp_path / "checkpoints"):  # free again once the first has ended
+        pass
+
+
+def test_a_killed_training_that_will_not_resume_is_marked_killed(tmp_path, monkeypatch):
+    import mlflow
+
+    from imgpipe.tracking.runs import mark_killed
+    from imgpipe.train.checkpoint import Checkpoint
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = mlflow.start_run().info.run_id  # left RUNNING, as by a SIGKILL
+    mlflow.end_run()  # (the client's own bookkeeping; the store is set back to RUNNING below)
+    mlflow.MlflowClient().update_run(run_id, status="RUNNING")
+    old = Checkpoint(tmp_path / "checkpoints", "old params")
+    old.extra["run_id"] = run_id
+    old.save({"history": []})
+    new = Checkpoint(tmp_path / "checkpoints", "new params")
+    assert new.load() is None and new.abandoned_run_id == run_id
+    mark_killed(new.abandoned_run_id)
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"

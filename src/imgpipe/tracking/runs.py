@@ -106,6 +106,18 @@ def log_epoch(row: dict[str, float], **extra: float) -> None:
     mlflow.log_metrics({**{k: v for k, v in row.items() if k != "epoch"}, **extra}, step=int(row["epoch"]))
 
 
+def mark_killed(run_id: str) -> None:
+    """End a run whose training was killed and will not resume, so it stops showing RUNNING."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+    except Exception:  # the store was reset since: nothing left to mark
+        pass
+
+
 def log_missing_epochs(run_id: str, history: list[dict[str, float]]) -> None:
     """Log the epochs a resumed checkpoint holds that the run lacks (killed between the two)."""
     import mlflow

@@ -10,13 +10,15 @@ resumes into saving rather than retraining; a complete one is never resumed, so
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
+from imgpipe.errors import ImgpipeError
 from imgpipe.store.atomic import atomic_path
 
 
@@ -29,11 +31,27 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def training_lock(folder: Path) -> Iterator[None]:
+    """Held while a training runs on ``folder``'s checkpoint: a second one (an orphaned
+    trainer still running, say) would train on the same state and double the record."""
+    from filelock import FileLock, Timeout
+
+    lock = folder.with_name(f"{folder.name}.lock")
+    try:
+        with FileLock(lock, timeout=0):
+            yield
+    except Timeout:
+        raise ImgpipeError(f"another training of this project is running (it holds {lock}); wait for it to end, "
+                           "or stop it (ps aux | grep stages.train), then run dvc repro again.") from None
+
+
 class Checkpoint:
     def __init__(self, folder: Path, fingerprint: str):
         self.path = folder / "last.pt"
         self.fingerprint = fingerprint
         self.extra: dict[str, Any] = {}  # what the stage wants back on resume, e.g. the MLflow run id
+        self.abandoned_run_id: str | None = None  # the run of an unfinished checkpoint that will not resume
 
     def load(self) -> dict[str, Any] | None:
         """The saved training state to resume, or None: absent, complete or for other params."""
@@ -46,6 +64,7 @@ class Checkpoint:
             return None
         if state.get("fingerprint") != self.fingerprint:
             print(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
+            self.abandoned_run_id = None if state.get("complete") else state.get("run_id")
             return None
         if state.get("complete"):
             return None
