@@ -163,6 +163,22 @@ def test_a_bytecode_cache_in_a_code_folder_reruns_nothing(project):
         (project.root / "src" / "imgpipe" / "viz" / "stray.pyc").unlink()
 
 
+@pytest.mark.parametrize("typo, named", [("\ntrian:\n  lr: 0.1\n", "unknown section(s) trian"),
+                                         ("\ningest:\n  imgae_size: 32\n", "ingest.imgae_size")])
+def test_a_params_typo_fails_repro_even_when_nothing_would_rerun(project, typo, named):
+    params = project.root / "params.yaml"
+    original = params.read_text()
+    # A second `ingest:` key replaces the first in YAML: keep the rest of the section.
+    edited = original + typo if "trian" in typo else original.replace("  image_size: 16", "  imgae_size: 16")
+    params.write_text(edited)
+    try:
+        failed = project.run("dvc", "repro", check=False)
+        assert failed.returncode != 0 and named in failed.stderr + failed.stdout
+    finally:
+        params.write_text(original)
+    assert ran(project.run("dvc", "repro").stdout) == []
+
+
 @pytest.fixture(scope="module")
 def lr_experiment(project):
     project.commit("baseline with lock")

@@ -1,10 +1,11 @@
-"""Every section's schema by name: for tools that check the whole file (doctor, tests).
-
-No stage imports this module: a stage depends on its own section's schema only.
-"""
+"""Every section's schema by name, for what checks the whole file: the check_params stage,
+doctor and the tests. The pipeline's other stages each import their own section only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from imgpipe.errors import ParamsError
 from imgpipe.params.augment import AugmentConfig
 from imgpipe.params.balance import BalanceConfig
 from imgpipe.params.base import SectionConfig
@@ -16,3 +17,15 @@ from imgpipe.params.train import TrainConfig
 SECTIONS: dict[str, type[SectionConfig]] = {
     c.section: c for c in (IngestConfig, BalanceConfig, AugmentConfig, TrainConfig, EvaluateConfig, MlflowConfig)
 }
+
+
+def check_all(params_path: Path) -> None:
+    """Validate every section; one ParamsError naming every bad key, of all sections."""
+    problems = []
+    for schema in SECTIONS.values():
+        try:
+            schema.load(params_path)
+        except ParamsError as exc:
+            problems.extend(line for line in str(exc).splitlines() if line not in problems)
+    if problems:
+        raise ParamsError("\n".join(problems))

@@ -26,12 +26,11 @@ def run_checks(root: Path) -> list[Check]:
 
 
 def check_params(root: Path) -> Check:
-    from imgpipe.params.sections import SECTIONS
+    from imgpipe.params.sections import check_all
 
     path = root / "params.yaml"
     try:
-        for section in SECTIONS.values():
-            section.load(path)
+        check_all(path)
     except ImgpipeError as exc:
         return Check("params", False, str(exc), "edit params.yaml as the message says (README lists every key)")
     return Check("params", True, f"{path} is valid")
