@@ -75,7 +75,7 @@ def test_saved_pipeline_loads_back_seeded(images, tmp_path):
 
 
 @pytest.mark.parametrize("entry, hint", [
-    ({"Resize": {"height": 20, "width": 20}}, "keep the size"),
+    ({"Resize": {"height": 20, "width": 20}}, "must keep the size"),
     ({"BasicTransform": {}}, "abstract base"),
     ({"Lambda": {}}, "cannot be saved"),
 ])
@@ -87,3 +87,6 @@ def test_a_transform_that_would_fail_later_is_named_before_any_work(images, entr
         check_pipeline(build_pipeline(entries, seed=0), entries, images[0])  # build or check: before any work
     assert hint in str(err.value)
     check_pipeline(build_pipeline(SPEC, seed=0), SPEC, images[0])  # the shipped kind passes
+    h, w = images[0].shape[:2]
+    pad_crop = [{"PadIfNeeded": {"min_height": h + 8, "min_width": w + 8}}, {"RandomCrop": {"height": h, "width": w}}]
+    check_pipeline(build_pipeline(pad_crop, seed=0), pad_crop, images[0])  # sizes change inside, not in the end

@@ -107,3 +107,4 @@ def test_a_resampling_that_would_write_too_many_images_is_refused_first(imbalanc
     auto = cfg(method="random_over")
     assert planned_total(auto, classes, labels) == len(resample(images, labels, make_sampler(auto, classes, labels)).labels)
     assert planned_total(cfg(method="random_under"), classes, labels) == len(labels)
+    check_size(cfg(method="none", max_images=10), len(labels))  # a large source kept as it is is fine

@@ -168,8 +168,8 @@ def test_a_bytecode_cache_in_a_code_folder_reruns_nothing(project):
 def test_a_params_typo_fails_repro_even_when_nothing_would_rerun(project, typo, named):
     params = project.root / "params.yaml"
     original = params.read_text()
-    # A second `ingest:` key replaces the first in YAML: keep the rest of the section.
-    edited = original + typo if "trian" in typo else original.replace("  image_size: 16", "  imgae_size: 16")
+    # An added, misspelt key: ingest's own params are unchanged, so only the check can catch it.
+    edited = original + typo if "trian" in typo else original.replace("  image_size: 16", "  image_size: 16\n  imgae_size: 32")
     params.write_text(edited)
     try:
         failed = project.run("dvc", "repro", check=False)

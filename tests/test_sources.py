@@ -130,7 +130,7 @@ def test_a_one_class_source_is_refused_before_decoding(tmp_path):
         load_source(ingest_config(source="raw"), tmp_path)
 
 
-def test_a_symlinked_class_folder_is_followed_once(tmp_path):
+def test_a_symlinked_class_folder_is_followed_and_a_loop_is_not(tmp_path):
     write_digit_folder(tmp_path / "elsewhere", per_class=3, classes=("zero", "one"))
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "zero").symlink_to(tmp_path / "elsewhere" / "zero", target_is_directory=True)
@@ -161,3 +161,11 @@ def test_more_decoding_workers_than_cores_are_capped(capsys):
 
     assert worker_count(300) == available_cores() and "has" in capsys.readouterr().out
     assert worker_count(0) == available_cores() and worker_count(1) == 1
+
+
+def test_a_link_to_a_sibling_folder_keeps_the_real_folder_too(tmp_path):
+    write_digit_folder(tmp_path / "raw", per_class=2, classes=("a", "b"))
+    (tmp_path / "raw" / "a" / "link").symlink_to(tmp_path / "raw" / "b", target_is_directory=True)
+    ids = sorted(c.id for c in scan_folder(tmp_path / "raw"))
+    assert len([i for i in ids if i.startswith("b/")]) == 2  # the real folder, still class b
+    assert len([i for i in ids if i.startswith("a/link/")]) == 2  # and the link, as the user laid it out

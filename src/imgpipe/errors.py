@@ -45,5 +45,6 @@ def disk_full_message(exc: OSError) -> str:
     where = Path(exc.filename or ".").resolve()
     folder = next((p for p in (where, *where.parents) if p.exists()), Path("."))
     free = shutil.disk_usage(folder).free / 2**30
-    return (f"the disk holding {where} is full ({free:.1f} GiB free now); nothing half-written was kept. "
-            "Free some space (dvc gc, old experiments, the DVC cache) and run `dvc repro` again.")
+    return (f"the disk holding {where} is full ({free:.1f} GiB free there now); the stage's outputs are whole or "
+            "absent, never half-written. Free some space (dvc gc, old experiments, the DVC cache) and run "
+            "`dvc repro` again.")

@@ -68,14 +68,16 @@ def _make(cls: type, args: dict[str, Any], where: str) -> Any:
 
 
 def check_pipeline(pipeline: Any, entries: list[dict[str, Any]], image: np.ndarray) -> None:
-    """Run each transform once, for certain, on ``image``, and save the pipeline: a transform
-    that would fail later (``Lambda`` cannot be saved, ``BasicTransform`` does nothing, a
-    ``Resize`` changes the shape) stops the stage now, named, before any work."""
+    """Run every transform once, for certain and in order, on ``image``, then save the
+    pipeline: one that would fail later (``Lambda`` cannot be saved, ``BasicTransform``
+    does nothing, a ``Resize`` changes the size) stops the stage now, before any work.
+
+    Only the whole pipeline must keep the image's size: pad-then-crop is fine."""
     import copy
 
     import albumentations as A
 
-    image = np.asarray(image)
+    start = out = np.asarray(image)
     for i, (transform, entry) in enumerate(zip(pipeline.transforms, entries)):
         where = f"augment.transforms[{i}] ({next(iter(entry))})"
         sure = copy.deepcopy(transform)
@@ -83,12 +85,12 @@ def check_pipeline(pipeline: Any, entries: list[dict[str, Any]], image: np.ndarr
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out = np.asarray(A.Compose([sure], seed=0)(image=image)["image"])
+                out = np.asarray(A.Compose([sure], seed=0)(image=out)["image"])
         except Exception as exc:  # whatever the transform raises, the user must hear which one
             raise ParamsError(f"params.yaml: {where}: fails on a training image ({type(exc).__name__}: {exc})") from None
-        if out.shape != image.shape or out.dtype != np.uint8:
-            raise ParamsError(f"params.yaml: {where}: turns a {image.shape} uint8 image into {out.shape} {out.dtype}; "
-                              "augmentation must keep the size and type (ingest.image_size sets the size)")
+    if out.shape != start.shape or out.dtype != np.uint8:
+        raise ParamsError(f"params.yaml: augment.transforms: turn a {start.shape} uint8 image into {out.shape} {out.dtype}; "
+                          "the pipeline must keep the size and type (ingest.image_size sets the size)")
     try:
         pipeline_dict(pipeline)
     except Exception as exc:

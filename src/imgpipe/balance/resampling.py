@@ -90,7 +90,10 @@ def planned_total(cfg: BalanceConfig, classes: list[str], labels: np.ndarray) ->
 
 
 def check_size(cfg: BalanceConfig, total: int) -> None:
-    if total > cfg.max_images:
+    """Refuse an over-sampling plan above ``balance.max_images``; keeping or dropping
+    images is never refused, however large the source."""
+    adds = cfg.method in RESAMPLERS and cfg.method != "random_under"
+    if adds and total > cfg.max_images:
         raise ParamsError(
             f"params.yaml: balance.sampling_strategy: {cfg.method} would write up to {total:,} training images, "
             f"more than balance.max_images ({cfg.max_images:,}); lower the counts, or raise balance.max_images."

@@ -111,13 +111,17 @@ def scan_folder(root: Path) -> list[Candidate]:
 
 def walk_images(base: Path) -> list[Path]:
     """Image files under ``base`` (by extension), sorted; hidden files and folders skipped."""
-    files, seen = [], {os.path.realpath(base)}
-    # Symlinked folders are followed (a class folder linked in from elsewhere is common),
-    # each real folder once, so a link back up the tree cannot loop.
+    files, ancestry = [], {str(base): {os.path.realpath(base)}}
+    # Symlinked folders are followed, as a user who links a class folder in expects; one
+    # that points back up its own branch is not, or the walk would never end.
     for folder, dirs, names in os.walk(base, followlinks=True):
-        real = {d: os.path.realpath(os.path.join(folder, d)) for d in dirs if not d.startswith(".")}
-        dirs[:] = sorted(d for d, r in real.items() if r not in seen)
-        seen.update(real[d] for d in dirs)
+        above, keep = ancestry.pop(folder, set()), []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            path = os.path.join(folder, name)
+            if os.path.realpath(path) not in above:
+                ancestry[path] = above | {os.path.realpath(path)}
+                keep.append(name)
+        dirs[:] = keep
         files.extend(Path(folder) / n for n in names if not n.startswith(".") and is_image_name(Path(n)))
     return sorted(files)
 

@@ -32,7 +32,8 @@ class ModelSpec:
 
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "ModelSpec":
+    def from_dict(cls, data: Any, where: str,
+                  remedy: str = "restore it (`dvc checkout models`) or retrain (`dvc repro --force train`)") -> "ModelSpec":
         """A spec read from ``where`` (a model folder's file, a registered model's metadata),
         checked with the limits params.yaml is held to: a tampered file is refused, not trusted."""
         try:
@@ -41,7 +42,7 @@ class ModelSpec:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "(the whole spec)"
             raise ImgpipeError(f"{where}: {key}: {err['msg']} (got {err['input']!r}); it was edited or is damaged: "
-                               "restore it (`dvc checkout models`) or retrain (`dvc repro --force train`).") from None
+                               f"{remedy}.") from None
         return cls(**data)
 
 

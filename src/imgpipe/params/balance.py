@@ -29,5 +29,5 @@ class BalanceConfig(SectionConfig):
     k_neighbors: int = Field(ge=1)  # the SMOTE family's neighbours (ADASYN's n_neighbors)
     # A bound on the training images a resampler may write: {class: 1000000} is a typo
     # more often than a plan, and would fill the disk without a word.
-    max_images: int = Field(ge=1)
+    max_images: int = Field(default=1_000_000, ge=1)
     seed: int = Field(ge=0)

@@ -70,7 +70,8 @@ def _mlflow_predictor(uri: str, root: Path) -> Predictor:
         logits = np.concatenate([np.asarray(model.predict(images[i : i + 64])) for i in range(0, len(images), 64)])
         return softmax(logits, axis=1)
 
-    return Predictor(ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)"), proba, uri)
+    spec = ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)", "register a model logged by a current train stage")
+    return Predictor(spec, proba, uri)
 
 
 def image_paths(paths: list[str]) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -56,11 +57,17 @@ def default_password() -> str:
     path = password_file()
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # created readable by its owner alone, never a moment otherwise
-            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-                f.write(secrets.token_urlsafe(24) + "\n")
+        # Written whole to a private temporary, then linked into place: a second server
+        # starting at the same moment sees no file or the whole one, never an empty one.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".password.")  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+        try:
+            os.link(tmp, path)
         except FileExistsError:
-            pass  # another server start made it first
+            pass  # another server start made it first: use theirs
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

@@ -89,8 +89,10 @@ def creation_lock(uri: str) -> Iterator[None]:
 
     lock = Path(uri.removeprefix("sqlite:///")).with_suffix(".db.lock")
     try:
-        with FileLock(lock, timeout=300):
+        # An OS lock (flock), never a marker file that a killed process would leave behind.
+        with FileLock(lock, timeout=300, fallback_to_soft=False):
             yield
     except Timeout:
-        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another imgpipe process; if none runs, delete it.") from None
+        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another process that is creating the MLflow store; "
+                           "let it finish, or stop it.") from None
 

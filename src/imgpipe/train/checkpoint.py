@@ -39,7 +39,7 @@ def training_lock(folder: Path) -> Iterator[None]:
 
     lock = folder.with_name(f"{folder.name}.lock")
     try:
-        with FileLock(lock, timeout=0):
+        with FileLock(lock, timeout=0, fallback_to_soft=False):  # an OS lock: released when its holder dies
             yield
     except Timeout:
         raise ImgpipeError(f"another training of this project is running (it holds {lock}); wait for it to end, "
