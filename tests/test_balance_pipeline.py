@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-METHODS = [
-    "none", "random_over", "random_under", "smote", "borderline_smote", "adasyn",
-    "smote_tomek", "smote_enn", "class_weight", "weighted_sampler",
-]
+# Each kind of method the stage handles differently; the rest of the SMOTE family is
+# covered in test_balancing.py. The weighting methods act in training, so they run the
+# whole pipeline; the others stop after augment, the last stage that reads their output.
+METHODS = {
+    "none": "augment", "random_over": "augment", "random_under": "augment", "smote": "augment",
+    "smote_enn": "augment", "class_weight": "evaluate", "weighted_sampler": "evaluate",
+}
 
 
 def digest(path) -> str:
@@ -29,8 +32,8 @@ def test_every_balance_method_runs_through_dvc_and_leaves_val_and_test_alone(pro
     eval_hashes = set(pd.read_csv(root / "data" / "ingest" / "manifest.csv").query("split != 'train'")["sha256"])
     ingest_counts = json.loads((root / "reports" / "ingest.json").read_text())["counts"]["train"]
 
-    for method in METHODS:
-        out = project.run("dvc", "exp", "run", "-S", f"balance.method={method}")
+    for method, last_stage in METHODS.items():
+        out = project.run("dvc", "exp", "run", "-S", f"balance.method={method}", last_stage)
         assert "Running stage 'ingest'" not in out.stdout, method
         assert f"balance: {method}:" in out.stdout  # before -> after counts are printed
         report = json.loads((root / "reports" / "balance.json").read_text())
@@ -51,7 +54,8 @@ def test_every_balance_method_runs_through_dvc_and_leaves_val_and_test_alone(pro
         assert set(train_manifest["split"]) == {"train"}
         assert not set(train_manifest["sha256"]) & eval_hashes
         assert (root / "reports" / "balance_counts.png").stat().st_size > 1000
-        assert json.loads((root / "metrics.json").read_text())["test"]["accuracy"] >= 0.0
+        if last_stage == "evaluate":
+            assert "Running stage 'train'" in out.stdout and "Running stage 'evaluate'" in out.stdout, method
 
 
 @pytest.mark.slow

@@ -100,6 +100,7 @@ def test_a_killed_training_that_will_not_resume_is_marked_killed(tmp_path, monke
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("killed")  # not whichever experiment an earlier test left active
     run_id = mlflow.start_run().info.run_id  # left RUNNING, as by a SIGKILL
     mlflow.end_run()  # (the client's own bookkeeping; the store is set back to RUNNING below)
     mlflow.MlflowClient().update_run(run_id, status="RUNNING")

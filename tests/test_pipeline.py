@@ -144,10 +144,8 @@ def test_cosmetic_change_does_not_retrain(project, change):
     try:
         status = json.loads(project.run("dvc", "status", "--json").stdout)
         assert "train" not in status, f"editing {change} makes train stale: {status}"
-        assert "train" not in ran(project.run("dvc", "repro").stdout)
     finally:
-        file.write_text(original)
-        project.run("dvc", "repro")
+        file.write_text(original)  # dvc.lock was not touched: the project is as it was
 
 
 def test_a_bytecode_cache_in_a_code_folder_reruns_nothing(project):

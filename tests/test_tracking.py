@@ -96,6 +96,7 @@ def test_class_names_mlflow_refuses_become_safe_unique_keys(tmp_path, monkeypatc
     assert "val.class.日本.recall" in flat  # letters of any script are fine
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("keys")  # not whichever experiment an earlier test left active
     with mlflow.start_run():
         mlflow.log_metrics(flat)  # MLflow takes every key
         mlflow.log_params({k: 1 for k in flat})
