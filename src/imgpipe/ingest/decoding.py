@@ -58,8 +58,9 @@ def is_image_name(path: Path) -> bool:
 def decode_file(path: Path, settings: DecodeSettings) -> Decoded:
     """Read and decode one file. Unreadable or bad files come back with a reason."""
     try:
-        if Path(path).stat().st_size and not _looks_like_an_image(path):
-            # Judged by its first bytes: a 3 GB non-image named .jpg is never read whole.
+        if Path(path).stat().st_size > SNIFF_ABOVE and not _looks_like_an_image(path):
+            # A big file is judged by its first bytes: a 3 GB non-image named .jpg is never
+            # read whole. Ordinary images are read once, without this second open.
             return Decoded(None, None, NOT_AN_IMAGE)
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -90,12 +91,14 @@ class _Skip(Exception):
 
 
 NOT_AN_IMAGE = "not an image: the content is no format Pillow can read"
+SNIFF_ABOVE = 64 * 2**20  # bytes; files above this have their header checked before a full read
 
 
 def _looks_like_an_image(path: Path) -> bool:
     """Whether Pillow recognises the file's header; it reads only the first bytes."""
     try:
-        with Image.open(path):
+        with warnings.catch_warnings(), Image.open(path):
+            warnings.simplefilter("ignore")  # header notes (TIFF EXIF and the like) are not news here
             return True
     except UnidentifiedImageError:
         return False

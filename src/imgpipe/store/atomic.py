@@ -54,7 +54,6 @@ def read_json(path: Path) -> Any:
         raise ImgpipeError(f"{path} is missing: run the stage that makes it (dvc repro).") from None
 
 
-
 def write_csv(path: Path, table: Any) -> None:
     """A pandas table as CSV, without its index, with Unix line ends on every platform."""
     with atomic_path(path) as tmp:
