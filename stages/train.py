@@ -60,8 +60,7 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
         mark_killed(job.checkpoint.abandoned_run_id)
     with run:
         if job.resume:
-            print(f"train: resuming from {job.checkpoint.path}, epoch {len(job.resume['history'])} of {job.cfg.epochs}"
-                  + (" (training had finished: saving its model)" if job.finished_training() else ""))
+            print(resume_note(job))
             log_missing_epochs(run.info.run_id, job.resume["history"])
         if resumed_run != run.info.run_id:  # a reopened run holds these already
             mlflow.log_params(job.facts())
@@ -75,9 +74,19 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
         history.write(paths.train_history, [r.as_dict() for r in result.history])
         log_files([*paths.upstream_reports(), paths.train_history, augmented.pipeline_path(paths.augmented)], REPORTS)
-        log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
+        if not (job.saved_before() and resumed_run == run.info.run_id):  # else the run holds it already
+            log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
     job.checkpoint.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")
+
+
+def resume_note(job: TrainingJob) -> str:
+    where, done = job.checkpoint.path, f"epoch {len(job.resume['history'])} of {job.cfg.epochs}"
+    if job.saved_before():
+        return (f"train: {where} holds this training, finished ({done}): writing its model out again, "
+                "not retraining (delete checkpoints/ to train afresh)")
+    return f"train: resuming from {where}, {done}" + (
+        " (training had finished: saving its model)" if job.finished_training() else "")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,11 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_
     assert again.epoch_seconds == [] and [r.as_dict() for r in again.history] == [r.as_dict() for r in expected]
     assert all(torch.equal(v, again_model.state_dict()[k]) for k, v in whole.state_dict().items())
     checkpoint.mark_complete()  # as the stage does once the model is saved
-    assert checkpoint.load() is None  # complete: a forced rerun starts afresh
+    saved = checkpoint.load()  # complete: a rerun writes this model out again, it trains nothing
+    assert saved["complete"] and saved["history"] == finished["history"]
+    kept_model = create_model(digits_spec())
+    kept = train(kept_model, **data, augment=pipeline(), checkpoint=checkpoint, resume=saved)
+    assert kept.epoch_seconds == [] and all(torch.equal(v, kept_model.state_dict()[k]) for k, v in whole.state_dict().items())
     assert Checkpoint(tmp_path, "other params").load() is None
 
 
@@ -186,3 +190,20 @@ def test_channel_statistics_in_chunks_equal_the_whole_array_at_once():
         mean, std = channel_stats(images, chunk=chunk)
         assert mean == pixels.mean(axis=0).round(6).tolist() and std == pixels.std(axis=0).round(6).tolist()
     assert channel_stats(np.full((4, 2, 2, 1), 9, np.uint8))[1] == [1.0]  # no spread: divide by 1, not 0
+
+
+def test_the_checkpoint_fingerprint_covers_the_train_stages_code_and_nothing_else(tmp_path):
+    from imgpipe.train.checkpoint import code_digest
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  train:\n    deps: [stages/train.py, src, data/augment]\n  evaluate:\n    deps: [stages/evaluate.py]\n")
+    for name in ("stages/train.py", "stages/evaluate.py", "src/loop.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    before = code_digest(tmp_path)
+    (tmp_path / "stages" / "evaluate.py").write_text("x = 2\n")  # not train's code
+    (tmp_path / "src" / "notes.txt").write_text("not code")
+    assert code_digest(tmp_path) == before
+    (tmp_path / "src" / "loop.py").write_text("x = 2\n")
+    assert code_digest(tmp_path) != before

@@ -12,6 +12,8 @@ import sys
 import pytest
 import torch
 
+from helpers import make_project
+
 pytestmark = pytest.mark.slow
 
 
@@ -19,55 +21,82 @@ def metrics_bytes(project) -> bytes:
     return (project.root / "metrics.json").read_bytes()
 
 
-def test_same_params_same_metrics_and_a_killed_run_resumes_to_the_same_end(project):
-    project.set_params({"train": {"epochs": 5, "dropout": 0.2, "scheduler": {"name": "cosine", "warmup_epochs": 1}}})
+def trained_model(project) -> tuple[bytes, dict]:
+    """The training's history and weights, as evaluate reads them."""
+    weights = torch.load(project.root / "models" / "model.pt", weights_only=True)
+    return (project.root / "reports" / "train_history.csv").read_bytes(), {k: v.tolist() for k, v in weights.items()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny project trained once, uninterrupted: the project, its model and its metrics."""
+    project = make_project(tmp_path_factory.mktemp("kills") / "proj")
+    project.set_params({"train": {"dropout": 0.2, "scheduler": {"name": "cosine", "warmup_epochs": 1}}})
     project.commit("tiny project")
     project.run("dvc", "repro")
-    uninterrupted = metrics_bytes(project)
+    return project, trained_model(project), metrics_bytes(project)
 
-    # A second run of the same params, from scratch (the finished checkpoint is not resumed).
-    project.run("dvc", "repro", "--force", "train")
-    project.run("python", "-m", "stages.evaluate")
+
+def test_same_params_same_metrics_and_a_finished_training_is_never_redone(trained):
+    project, _, uninterrupted = trained
+    # A finished training's checkpoint is not trained again when DVC reruns the stage.
+    again = project.run("dvc", "repro", "--force", "--single-item", "train").stdout
+    assert "writing its model out again, not retraining" in again and "epoch 1:" not in again
+    # A second training of the same params, from scratch, ends with the same metrics.
+    shutil.rmtree(project.root / "checkpoints")
+    project.run("dvc", "repro", "--force", "--single-item", "train")
+    project.run("dvc", "repro")
     assert metrics_bytes(project) == uninterrupted
 
-    # Kill the stage once epoch 2 is reported (its checkpoint is written before the report).
-    kill_when(project, "epoch 2:")
-    saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=True)
-    assert 2 <= len(saved["history"]) < 5 and not saved["complete"]
 
-    rerun = project.run("dvc", "repro")
-    assert "resuming from" in rerun.stdout
-    assert metrics_bytes(project) == uninterrupted
+# How a run is stopped: the machine or the OOM killer takes the whole process group; only
+# the `dvc` process dies (its stage runs on, orphaned); Ctrl-C in the terminal.
+STOPS = {"SIGKILL group": (signal.SIGKILL, True), "SIGKILL dvc alone": (signal.SIGKILL, False),
+         "Ctrl-C": (signal.SIGINT, True)}
+# Where: an upstream stage at work, training between epochs, and saving after the last.
+POINTS = {"before training": ("augment", "augment: "), "during training": ("train", "epoch 1:"),
+          "after training": ("train", "train: saving the model")}
 
-    # The resumed epochs went into the same MLflow run as the first ones.
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_stopped_run_loses_nothing_and_redoes_no_finished_epoch(trained, stop, point):
+    project, uninterrupted, _ = trained
+    stage, line = POINTS[point]
+    if stage == "train":
+        shutil.rmtree(project.root / "checkpoints")  # so that the stopped run trains afresh
+    stop_at(project, ["dvc", "repro", "--force", "--single-item", stage], line, *STOPS[stop])
+    # What evaluate reads comes out the same as uninterrupted (evaluate itself is the fixture's).
+    rerun = project.run("dvc", "repro", "train").stdout
+    assert trained_model(project) == uninterrupted
+    if stage == "train":
+        assert "epoch 1:" not in rerun, rerun  # epoch 1 was checkpointed: it is not trained again
     import mlflow
 
-    run_id = json.loads((project.root / "models" / "run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root}/mlflow.db")
-    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3, 4, 5]
-
-    # Killed after the last epoch, while saving: the next run saves, it does not retrain.
-    project.run("dvc", "repro", "--force", "train", "--single-item")  # a fresh training to kill
-    shutil.rmtree(project.root / "models")
-    kill_when(project, "train: saving the model")
-    saved = torch.load(project.root / "checkpoints" / "last.pt", weights_only=True)
-    assert len(saved["history"]) == 5 and not saved["complete"]
-    rerun = project.run("dvc", "repro")
-    assert "training had finished: saving its model" in rerun.stdout and "epoch 1:" not in rerun.stdout
-    assert metrics_bytes(project) == uninterrupted
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
+    run_id = json.loads((project.root / "models" / "run.json").read_text())["run_id"]
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2]  # each epoch once
 
 
-def kill_when(project, line_start: str) -> None:
-    """Run the train stage and SIGKILL its process group when it prints ``line_start``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    for line in proc.stdout:
-        if line.startswith(line_start):
-            os.killpg(proc.pid, signal.SIGKILL)
+def stop_at(project, cmd: list[str], line_start: str, sig: int, whole_group: bool) -> None:
+    """Run ``cmd`` and send ``sig`` when it prints ``line_start``: to its process group, or
+    to the process alone; then wait until every process it started has ended."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
+    env.update(PYTHONUNBUFFERED="1", PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}")
+    proc = subprocess.Popen(cmd, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    seen = []
+    for out in proc.stdout:
+        seen.append(out)
+        if out.startswith(line_start):
+            os.killpg(proc.pid, sig) if whole_group else os.kill(proc.pid, sig)
             break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the stage ended before printing {line_start!r}"
+    else:
+        raise AssertionError(f"{cmd} ended before printing {line_start!r}:\n{''.join(seen)}")
+    seen.extend(proc.stdout)  # until every writer, an orphaned stage too, has ended
+    assert proc.wait() != 0, "".join(seen)
 
 
 def test_two_process_ddp_with_gloo_completes(project):

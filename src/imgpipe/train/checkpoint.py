@@ -4,8 +4,10 @@
 train, and the next run picks up the last saved epoch, provided the params and data are
 the ones it was saved with (the fingerprint). A checkpoint is marked complete only once
 the model is saved and logged, so a run that finished training but failed to save
-resumes into saving rather than retraining; a complete one is never resumed, so
-``dvc repro --force train`` trains afresh.
+resumes into saving rather than retraining. A complete one is not trained again either:
+its model is written out again (an orphaned trainer may have finished after ``dvc`` was
+killed, and DVC then reruns the stage). The fingerprint covers the train stage's code as
+well, so an edit to it trains afresh; so does deleting ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,24 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def code_digest(root: Path, stage: str = "train") -> str:
+    """A hash of the Python files among ``stage``'s deps in dvc.yaml: the code that trains.
+
+    The same files DVC reruns the stage for, so a checkpoint saved by other code is
+    neither resumed nor reused; its data deps are fingerprinted by their DVC hashes.
+    """
+    import yaml
+
+    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage].get("deps", [])
+    digest = hashlib.sha256()
+    for dep in deps:
+        path = root / dep
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def training_lock(folder: Path) -> Iterator[None]:
     """Held while a training runs on ``folder``'s checkpoint: a second one (an orphaned
@@ -54,7 +74,8 @@ class Checkpoint:
         self.abandoned_run_id: str | None = None  # the run of an unfinished checkpoint that will not resume
 
     def load(self) -> dict[str, Any] | None:
-        """The saved training state to resume, or None: absent, complete or for other params."""
+        """The saved training state, or None: absent, unreadable, or for other params, data
+        or code. ``state["complete"]`` says its model was saved and logged already."""
         if not self.path.is_file():
             return None
         try:
@@ -65,8 +86,6 @@ class Checkpoint:
         if state.get("fingerprint") != self.fingerprint:
             print(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
             self.abandoned_run_id = None if state.get("complete") else state.get("run_id")
-            return None
-        if state.get("complete"):
             return None
         return state
 
@@ -79,5 +98,5 @@ class Checkpoint:
     def mark_complete(self) -> None:
         """Call once the trained model is safely saved: this checkpoint is never resumed again."""
         state = self.load()
-        if state is not None:
+        if state is not None and not state["complete"]:
             self.save({k: v for k, v in state.items() if k not in ("fingerprint", "complete")}, complete=True)

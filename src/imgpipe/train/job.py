@@ -19,7 +19,7 @@ from imgpipe.paths import Paths
 from imgpipe.store import augmented, balanced, ingested
 from imgpipe.store.dataset import Split
 from imgpipe.tracking.lineage import dvc_hashes
-from imgpipe.train.checkpoint import Checkpoint, fingerprint
+from imgpipe.train.checkpoint import Checkpoint, code_digest, fingerprint
 from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import FitResult, fit
@@ -58,7 +58,7 @@ class TrainingJob:
         # The DVC hashes of the data read fingerprint the checkpoint and go on the MLflow run.
         hashes = dvc_hashes(paths.dvc_lock, [paths.relative(p) for p in (paths.ingested, paths.balanced, paths.augmented)])
         names = {"training": paths.relative(paths.augmented), "validation": paths.relative(paths.ingested)}
-        checkpoint = Checkpoint(paths.checkpoints, fingerprint(cfg.model_dump(), hashes))
+        checkpoint = Checkpoint(paths.checkpoints, fingerprint(cfg.model_dump(), hashes, code_digest(paths.root)))
         return cls(cfg, dist, device, train, val, spec, model, origin, batches, weighting.loss_by_label(classes),
                    hashes, names, checkpoint, checkpoint.load())
 
@@ -68,9 +68,13 @@ class TrainingJob:
                 "validation": (self.data_names["validation"], self.val)}
 
     def finished_training(self) -> bool:
-        """The resumed checkpoint holds a run that trained to its end but was not saved."""
+        """The resumed checkpoint holds a run that trained to its end (saved or not)."""
         return bool(self.resume) and (len(self.resume["history"]) >= self.cfg.epochs
                                       or bool(self.resume.get("stopped_early")))
+
+    def saved_before(self) -> bool:
+        """The checkpoint's model was saved and logged already: it only needs writing out again."""
+        return bool(self.resume) and bool(self.resume.get("complete"))
 
     def fit(self, on_epoch: Callable[..., None] = lambda result, seconds: None) -> FitResult:
         return fit(self.model, self.batches, (self.val.images, self.val.labels), self.cfg, self.loss_weights,
