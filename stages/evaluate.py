@@ -27,6 +27,7 @@ from imgpipe.store.atomic import write_csv, write_json
 from imgpipe.store.dataset import Split
 from imgpipe.tracking.artifacts import EVALUATION, log_files
 from imgpipe.tracking.runs import flatten, start_evaluation_run
+from imgpipe.tracking.store import store_errors
 from imgpipe.viz.grids import save_png
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
 
     # Into the training run; a model evaluated before gets a new run nested under it.
-    with start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
+    with store_errors(paths.root), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
         import mlflow
 
         flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})

@@ -23,6 +23,7 @@ from imgpipe.tracking.artifacts import REPORTS, log_files
 from imgpipe.tracking.lineage import log_data_inputs
 from imgpipe.tracking.model import log_model
 from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed, start_training_run
+from imgpipe.tracking.store import store_errors
 from imgpipe.train.checkpoint import training_lock
 from imgpipe.train.distributed import init_from_env, relaunch_command, under_torchrun
 from imgpipe.train.job import TrainingJob
@@ -41,7 +42,8 @@ def main() -> None:
     with training_lock(paths.checkpoints) if dist.is_main else contextlib.nullcontext():
         job = TrainingJob.prepare(paths, cfg, dist)
         if dist.is_main:
-            train_and_record(paths, job, mlflow_cfg)
+            with store_errors(paths.root):
+                train_and_record(paths, job, mlflow_cfg)
         else:
             job.fit()
     dist.close()

@@ -1,5 +1,7 @@
 """Faults a user meets (issue #13): each is one sentence or handled, never lost work."""
 
+import contextlib
+
 import pytest
 
 
@@ -111,3 +113,70 @@ def test_a_killed_training_that_will_not_resume_is_marked_killed(tmp_path, monke
     assert new.load() is None and new.abandoned_run_id == run_id
     mark_killed(new.abandoned_run_id)
     assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+
+
+def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path, capsys):
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.models.factory import create_model
+    from imgpipe.models.spec import ModelSpec
+    from imgpipe.store import model_folder
+    from imgpipe.train.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(tmp_path / "checkpoints", "fp")
+    checkpoint.save({"history": [{"epoch": 1}], "model": {"w": __import__("torch").zeros(1000)}})
+    whole = checkpoint.path.read_bytes()
+    checkpoint.path.write_bytes(whole[: len(whole) // 2])  # a disk that failed under it
+    assert checkpoint.load() is None  # training starts afresh, saying why
+    assert f"ignoring unreadable checkpoint {checkpoint.path}" in capsys.readouterr().out
+
+    spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
+    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    weights = tmp_path / "models" / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ImgpipeError, match=r"model\.pt is not the plain state dict .*dvc repro --force train"):
+        model_folder.load(tmp_path / "models")
+
+
+@contextlib.contextmanager
+def read_only(path):
+    """``path`` made unwritable, for root too (immutable), and writable again afterwards."""
+    import os
+    import subprocess
+
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not supported here: root cannot make a file read-only otherwise")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+
+
+@pytest.mark.parametrize("fault", ["read-only", "deleted"])
+def test_a_tracking_store_made_read_only_or_deleted_mid_run_is_one_sentence(tmp_path, monkeypatch, fault):
+    import mlflow
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.tracking.store import connect, store_errors
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    connect(tmp_path, "faults")
+    db = tmp_path / "mlflow.db"
+    with pytest.raises(ImgpipeError) as error, store_errors(tmp_path), mlflow.start_run():
+        mlflow.log_metric("val_loss", 1.0, step=1)
+        if fault == "deleted":
+            db.unlink()
+            mlflow.log_metric("val_loss", 0.5, step=2)
+        else:
+            with read_only(db):
+                mlflow.log_metric("val_loss", 0.5, step=2)
+    message = str(error.value)
+    assert str(db) in message and "dvc repro" in message and "\n" not in message
+    assert ("deleted while in use" in message) == (fault == "deleted")

@@ -50,8 +50,9 @@ def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
         model.load_state_dict(state)
     except Exception as exc:
         raise ImgpipeError(f"{folder / WEIGHTS_FILE} is not the plain state dict that train writes for this "
-                           f"model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); retrain with "
-                           "`dvc repro --force train`, or restore the folder with `dvc checkout models`.") from None
+                           f"model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); write it again "
+                           "with `dvc repro --force train` (from its checkpoint, else by retraining), or restore "
+                           "the folder with `dvc checkout models`.") from None
     return spec, model.eval()
 
 

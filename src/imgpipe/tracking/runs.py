@@ -147,7 +147,8 @@ def start_evaluation_run(root: Path, run_info: dict[str, str], params: dict[str,
     except Exception as exc:
         raise ImgpipeError(
             f"cannot find MLflow run {run_info['run_id']}, which trained the model in models/, in {uri}: {exc}. "
-            "If the tracking store was reset, rerun training: dvc repro --force train"
+            "If the tracking store was reset, record the model again: dvc repro --force train (from its "
+            "checkpoint, without retraining, when checkpoints/ is still there)"
         ) from None
     if EVALUATED_MARK not in trained.data.metrics:
         return mlflow.start_run(run_id=trained.info.run_id)

@@ -70,8 +70,51 @@ def connect(root: Path, experiment_name: str) -> str:
     except ImgpipeError:
         raise
     except Exception as exc:  # any store error: unreachable server, bad URI, permissions
-        raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {exc}") from None
+        reason = database_failure(exc) or str(exc).splitlines()[0]
+        raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {reason}") from None
     return uri
+
+
+def database_failure(exc: BaseException) -> str | None:
+    """The database's own complaint when ``exc`` (or what caused it) is the store failing
+    (read-only, deleted, full, corrupt, gone away), else None."""
+    from sqlalchemy.exc import DBAPIError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DBAPIError):
+            return str(seen.orig).splitlines()[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def store_errors(root: Path) -> Iterator[None]:
+    """Say in one sentence that the tracking store failed mid-run, and what to do.
+
+    A SQLite file made read-only, deleted (SQLite then calls it read-only too), filled up
+    or damaged while a stage records into it would otherwise end the stage in MLflow's
+    traceback, after MLflow's own log of the same error.
+    """
+    import logging
+
+    db_log = logging.getLogger("mlflow.store.db.utils")  # logs the error it then raises: said once, below
+    level = db_log.level
+    db_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except Exception as exc:
+        reason = database_failure(exc)
+        if reason is None:
+            raise
+        uri = tracking_uri(root)
+        where = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else uri
+        gone = " (the file was deleted while in use)" if isinstance(where, Path) and not where.exists() else ""
+        raise ImgpipeError(f"MLflow could not write to {where}{gone}: {reason}. Make it writable, or move a damaged "
+                           "file aside (a new one is made), then run `dvc repro` again: train resumes from its "
+                           "checkpoint and records its epochs again.") from None
+    finally:
+        db_log.setLevel(level)
 
 
 @contextlib.contextmanager
