@@ -83,6 +83,12 @@ def team(tmp_path_factory, server):
     proj.commit("baseline")
     for name, setting in EXPERIMENTS.items():
         proj.run("dvc", "exp", "run", "--queue", "--name", name, "-S", setting, env=env)
+    run_queue(proj, list(EXPERIMENTS), env)
+    return proj, env
+
+
+def run_queue(proj, names: list[str], env: dict | None = None) -> None:
+    """``dvc queue start -j 2``, then wait until it is done; every experiment must succeed."""
     proj.run("dvc", "queue", "start", "-j", "2", env=env)
     deadline = time.monotonic() + 900
     while True:
@@ -91,9 +97,27 @@ def team(tmp_path_factory, server):
             break
         assert time.monotonic() < deadline, status
         time.sleep(3)
-    assert status.count("Success") == len(EXPERIMENTS), status + "".join(
-        proj.run("dvc", "queue", "logs", name, check=False).stdout[-3000:] for name in EXPERIMENTS)
-    return proj, env
+    assert status.count("Success") == len(names), status + "".join(
+        proj.run("dvc", "queue", "logs", name, check=False).stdout[-3000:] for name in names)
+
+
+def test_three_queued_experiments_two_at_a_time_all_succeed_on_a_fresh_store(tmp_path):
+    """With no mlflow.db yet, parallel workers once raced to create it and lost a run (#13)."""
+    import mlflow
+
+    proj = make_project(tmp_path / "proj")
+    proj.commit("tiny project")
+    proj.run("dvc", "repro", "augment")  # the data once, into the cache the experiments share
+    proj.commit("data")
+    assert not (proj.root / "mlflow.db").exists()
+    names = {"lr-2": "train.lr=0.002", "lr-3": "train.lr=0.003", "lr-4": "train.lr=0.004"}
+    for name, setting in names.items():
+        proj.run("dvc", "exp", "run", "--queue", "--name", name, "-S", setting)
+    run_queue(proj, list(names))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{proj.root}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED" and "test.accuracy" in r.data.metrics) \
+        == sorted(names)
 
 
 def test_the_database_password_stays_off_command_lines(server):
