@@ -180,3 +180,21 @@ def test_a_tracking_store_made_read_only_or_deleted_mid_run_is_one_sentence(tmp_
     message = str(error.value)
     assert str(db) in message and "dvc repro" in message and "\n" not in message
     assert ("deleted while in use" in message) == (fault == "deleted")
+
+
+def test_a_write_the_disk_cannot_hold_is_refused_first_naming_the_space(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import numpy as np
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.store.dataset import Split, write_dataset
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**20, 10 * 2**20 - 2**19, 2**19))
+    images = np.zeros((16, 256, 256, 1), dtype=np.uint8)  # 1 MiB, with 0.5 MiB free
+    split = Split(images, __import__("pandas").DataFrame({"label": [0] * 16, "path": ["x"] * 16}))
+    with pytest.raises(ImgpipeError, match=r"no room on the disk holding .*out \(needs 1\.0 MiB, 512 KiB free"):
+        write_dataset(tmp_path / "out", ["a"], {"train": split})
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -108,3 +109,46 @@ def test_two_process_ddp_with_gloo_completes(project):
     assert len(history) == 3  # header and two epochs, written once (by rank 0)
     metrics = json.loads((project.root / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.3  # ten digit classes: chance is 0.1
+
+
+@contextlib.contextmanager
+def small_disk(folder, size: int):
+    """A tmpfs of ``size`` bytes mounted on ``folder`` (root only); yields a function that
+    resizes it, and unmounts it afterwards, so what was there before shows again."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield lambda new: subprocess.run(["mount", "-o", f"remount,size={new}", str(folder)], check=True)
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_sentence_and_the_run_carries_on_once_there_is_room(trained):
+    project, uninterrupted, _ = trained
+    checkpoints = project.root / "checkpoints"
+    one_checkpoint = (checkpoints / "last.pt").stat().st_size
+    shutil.rmtree(checkpoints)
+    # Room for epoch 1's checkpoint, not for epoch 2's beside it (the first is kept until the second is whole).
+    with small_disk(checkpoints, one_checkpoint * 3 // 2) as resize:
+        failed = project.run("dvc", "repro", "--force", "--single-item", "train", check=False)
+        said = failed.stdout + failed.stderr
+        assert failed.returncode != 0 and "Traceback" not in said
+        assert f"no room on the disk holding {checkpoints / 'last.pt'} (needs " in said and "epoch 1:" in said
+        resize(10 * 2**20)
+        rerun = project.run("dvc", "repro", "train").stdout
+        assert "resuming from" in rerun and "epoch 1:" not in rerun and trained_model(project) == uninterrupted
+
+    # Ingest's arrays on a disk too small for them: refused before writing, then carried on.
+    with small_disk(project.root / "data", 64 * 2**10) as resize:
+        failed = project.run("dvc", "repro", "--force", "--single-item", "ingest", check=False)
+        said = failed.stdout + failed.stderr
+        assert failed.returncode != 0 and "Traceback" not in said
+        assert f"no room on the disk holding {project.root / 'data' / 'ingest'} (needs " in said
+        resize(10 * 2**20)
+        project.run("dvc", "repro", "train")
+        assert project.run("dvc", "status", "train").stdout.strip().endswith("up to date.")

@@ -36,15 +36,32 @@ def run_stage(main: Callable[[], None]) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"error: {disk_full_message(exc)}", file=sys.stderr)
+        print(f"error: {disk_full_message(Path(exc.filename or '.'))}", file=sys.stderr)
         sys.exit(2)
 
 
-def disk_full_message(exc: OSError) -> str:
-    """Which disk filled up, how much is free there now, and what to do."""
-    where = Path(exc.filename or ".").resolve()
+def disk_full_message(where: Path, needed: int | None = None) -> str:
+    """Which disk filled up, the space a write needs there (when known) and is free, and what to do."""
+    where = Path(where).resolve()
+    wants = f"needs {_size(needed)}, " if needed else ""
+    return (f"no room on the disk holding {where} ({wants}{_size(_free_bytes(where))} free there now); the "
+            "stage's outputs are whole or absent, never half-written. Free some space (dvc gc, old experiments, "
+            "the DVC cache) and run `dvc repro` again.")
+
+
+def check_free_space(where: Path, needed: int) -> None:
+    """Refuse, in a sentence, a write of ``needed`` bytes to ``where`` that the disk cannot hold."""
+    if _free_bytes(Path(where)) < needed:
+        raise ImgpipeError(disk_full_message(where, needed))
+
+
+def _free_bytes(where: Path) -> int:
     folder = next((p for p in (where, *where.parents) if p.exists()), Path("."))
-    free = shutil.disk_usage(folder).free / 2**30
-    return (f"the disk holding {where} is full ({free:.1f} GiB free there now); the stage's outputs are whole or "
-            "absent, never half-written. Free some space (dvc gc, old experiments, the DVC cache) and run "
-            "`dvc repro` again.")
+    return shutil.disk_usage(folder).free
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.0f} KiB"

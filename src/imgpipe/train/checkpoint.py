@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import torch
 
-from imgpipe.errors import ImgpipeError
+from imgpipe.errors import ImgpipeError, check_free_space
 from imgpipe.store.atomic import atomic_path
 
 
@@ -66,6 +66,17 @@ def training_lock(folder: Path) -> Iterator[None]:
                            "or stop it (ps aux | grep stages.train), then run dvc repro again.") from None
 
 
+def tensor_bytes(state: Any) -> int:
+    """The bytes of the tensors in a nested state dict: about the size of its file."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
+
+
 class Checkpoint:
     def __init__(self, folder: Path, fingerprint: str):
         self.path = folder / "last.pt"
@@ -92,6 +103,7 @@ class Checkpoint:
     def save(self, state: dict[str, Any], complete: bool = False) -> None:
         """Write atomically: a kill mid-write leaves the previous epoch's checkpoint whole."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(self.path, tensor_bytes(state))  # beside the previous one, kept until this is whole
         with atomic_path(self.path) as tmp:
             torch.save({**state, **self.extra, "fingerprint": self.fingerprint, "complete": complete}, tmp)
 
