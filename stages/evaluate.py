@@ -16,6 +16,7 @@ from imgpipe.errors import run_stage
 from imgpipe.evaluate.metrics import (
     classification_metrics, confusion_table, curves, most_confident_mistakes, per_class_table, summary_line,
 )
+from imgpipe.evaluate.intervals import bootstrap_intervals
 from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
 from imgpipe.models.device import select_device
 from imgpipe.models.inference import predict_proba
@@ -41,6 +42,9 @@ def main() -> None:
     splits = {name: ingested.read_split(paths.ingested, name) for name in ("val", "test")}
     proba = {name: predict_proba(model, s.images, cfg.batch_size, device, tta=cfg.tta) for name, s in splits.items()}
     metrics = {name: classification_metrics(s.labels, proba[name], spec.classes) for name, s in splits.items()}
+    # A test split of a few dozen images: say how far its headline numbers could move.
+    metrics["test"].update(bootstrap_intervals(splits["test"].labels, proba["test"].argmax(axis=1),
+                                               cfg.bootstrap_resamples, cfg.seed))
     # Per-class numbers are a table, not headline metrics: as metrics they would be
     # 4 x classes x 2 columns in `dvc exp show`.
     per_class = {name: m.pop("per_class") for name, m in metrics.items()}
@@ -53,7 +57,8 @@ def main() -> None:
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
 
     # Into the training run; a model evaluated before gets a new run nested under it.
-    with store_errors(paths.root), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
+    then = "evaluate scores the trained model again, with no retraining"
+    with store_errors(paths.root, then), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
         import mlflow
 
         flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})

@@ -42,7 +42,7 @@ def main() -> None:
     with training_lock(paths.checkpoints) if dist.is_main else contextlib.nullcontext():
         job = TrainingJob.prepare(paths, cfg, dist)
         if dist.is_main:
-            with store_errors(paths.root):
+            with store_errors(paths.root, then="train resumes from its checkpoint and records its epochs again"):
                 train_and_record(paths, job, mlflow_cfg)
         else:
             job.fit()
@@ -76,7 +76,8 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
         history.write(paths.train_history, [r.as_dict() for r in result.history])
         log_files([*paths.upstream_reports(), paths.train_history, augmented.pipeline_path(paths.augmented)], REPORTS)
-        if not (job.saved_before() and resumed_run == run.info.run_id):  # else the run holds it already
+        # Logged unless this run holds it already (a registration asked for since is made anew).
+        if not (job.saved_before() and resumed_run == run.info.run_id) or mlflow_cfg.registered_model:
             log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
     job.checkpoint.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")

@@ -11,7 +11,10 @@ def test_metrics_weigh_rare_classes():
     m = classification_metrics(y_true, proba, ["common", "rare"])
     assert m["accuracy"] == 0.9
     assert m["balanced_accuracy"] == 0.5
-    assert m["per_class"]["rare"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 10}
+    rare = m["per_class"]["rare"]
+    assert {k: rare[k] for k in ("precision", "recall", "f1", "support")} == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 10}
+    # 0 of 10: Wilson's interval reaches up to about 0.28, not a certain 0.
+    assert rare["recall_ci95_low"] == 0.0 and rare["recall_ci95_high"] == pytest.approx(0.2775, abs=1e-3)
     assert m["per_class"]["common"]["recall"] == 1.0
     assert m["roc_auc_ovr"] == 0.5  # constant scores rank nothing
     assert m["log_loss"] == pytest.approx(-(0.9 * np.log(0.8) + 0.1 * np.log(0.2)), abs=1e-6)
@@ -53,3 +56,19 @@ def test_confusion_outputs(tmp_path):
     png = tmp_path / "cm.png"
     plot_confusion_matrix(y_true, y_pred, ["a", "b", "c"], png, title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_intervals_are_seeded_and_widen_as_the_test_split_shrinks():
+    from imgpipe.evaluate.intervals import bootstrap_intervals
+
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 2000)
+    y_pred = np.where(rng.random(2000) < 0.75, y_true, (y_true + 1) % 4)
+    big = bootstrap_intervals(y_true, y_pred, 1000, seed=0)
+    small = bootstrap_intervals(y_true[:40], y_pred[:40], 1000, seed=0)
+    assert bootstrap_intervals(y_true, y_pred, 1000, seed=0) == big  # seeded: the same numbers again
+    for name in ("accuracy", "balanced_accuracy"):
+        assert big[f"{name}_ci95_low"] < 0.75 < big[f"{name}_ci95_high"]
+        width = lambda m: m[f"{name}_ci95_high"] - m[f"{name}_ci95_low"]  # noqa: E731
+        assert width(big) < 0.06 < 0.2 < width(small)
+    assert bootstrap_intervals(y_true, y_pred, 0, seed=0) == {}  # evaluate.bootstrap_resamples: 0

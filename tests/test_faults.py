@@ -1,8 +1,8 @@
 """Faults a user meets (issue #13): each is one sentence or handled, never lost work."""
 
-import contextlib
-
 import pytest
+
+from helpers import REPO
 
 
 def test_a_stage_reports_ctrl_c_and_a_full_disk_in_one_sentence(capsys):
@@ -137,49 +137,68 @@ def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path,
         model_folder.load(tmp_path / "models")
 
 
-@contextlib.contextmanager
-def read_only(path):
-    """``path`` made unwritable, for root too (immutable), and writable again afterwards."""
+@pytest.mark.parametrize("fault", ["read-only", "deleted"])
+def test_a_tracking_store_made_read_only_or_deleted_mid_run_is_one_sentence(tmp_path, monkeypatch, fault):
     import os
     import subprocess
 
-    if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-            pytest.skip("chattr +i is not supported here: root cannot make a file read-only otherwise")
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        path.chmod(0o444)
-        try:
-            yield
-        finally:
-            path.chmod(0o644)
-
-
-@pytest.mark.parametrize("fault", ["read-only", "deleted"])
-def test_a_tracking_store_made_read_only_or_deleted_mid_run_is_one_sentence(tmp_path, monkeypatch, fault):
     import mlflow
 
     from imgpipe.errors import ImgpipeError
     from imgpipe.tracking.store import connect, store_errors
 
+    if fault == "read-only" and os.geteuid() != 0:
+        # MLflow's pooled SQLite connection keeps writing to a file chmod'ed under it; only
+        # root can take writing away mid-run (chattr +i), as a remount or a disk does.
+        pytest.skip("making a file read-only under an open SQLite connection needs root (chattr +i)")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     connect(tmp_path, "faults")
     db = tmp_path / "mlflow.db"
-    with pytest.raises(ImgpipeError) as error, store_errors(tmp_path), mlflow.start_run():
+    with pytest.raises(ImgpipeError) as error, store_errors(tmp_path, then="train resumes"), mlflow.start_run():
         mlflow.log_metric("val_loss", 1.0, step=1)
         if fault == "deleted":
             db.unlink()
             mlflow.log_metric("val_loss", 0.5, step=2)
         else:
-            with read_only(db):
+            if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+                pytest.skip("chattr +i is not supported on this filesystem")
+            try:
                 mlflow.log_metric("val_loss", 0.5, step=2)
+            finally:
+                subprocess.run(["chattr", "-i", str(db)], check=True)
     message = str(error.value)
-    assert str(db) in message and "dvc repro" in message and "\n" not in message
+    assert message.startswith(f"MLflow could not write to {db}") and message.endswith("train resumes.")
+    assert "make it writable again" in message and "\n" not in message
     assert ("deleted while in use" in message) == (fault == "deleted")
+
+
+def test_only_the_store_failing_is_called_so():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.tracking.store import store_errors
+
+    def database_error(message: str) -> OperationalError:
+        return OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
+
+    with pytest.raises(ImgpipeError, match="^cannot find MLflow run x$"), store_errors(REPO, then="-"):
+        try:
+            raise database_error("no such table: runs")
+        except OperationalError:
+            raise ImgpipeError("cannot find MLflow run x")  # raised while handling: kept as it is
+    with pytest.raises(ValueError, match="Changing param values"), store_errors(REPO, then="-"):
+        try:
+            raise database_error("UNIQUE constraint failed")
+        except OperationalError:
+            raise ValueError("Changing param values is not allowed")  # MLflow's own, not the store
+    with pytest.raises(ImgpipeError, match=r"\(database is locked\): .*let that finish, then run `dvc repro` again; -"):
+        with store_errors(REPO, then="-"):
+            locked = sqlite3.OperationalError("database is locked")
+            locked.sqlite_errorname = "SQLITE_BUSY"
+            raise RuntimeError("wrapped") from OperationalError("UPDATE ...", {}, locked)
 
 
 def test_a_write_the_disk_cannot_hold_is_refused_first_naming_the_space(tmp_path, monkeypatch):
@@ -198,3 +217,17 @@ def test_a_write_the_disk_cannot_hold_is_refused_first_naming_the_space(tmp_path
     with pytest.raises(ImgpipeError, match=r"no room on the disk holding .*out \(needs 1\.0 MiB, 512 KiB free"):
         write_dataset(tmp_path / "out", ["a"], {"train": split})
     assert not (tmp_path / "out").exists()
+
+
+def test_a_finished_checkpoint_names_the_run_that_holds_its_model_after_a_store_reset(tmp_path):
+    from imgpipe.train.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(tmp_path, "fp")
+    checkpoint.extra["run_id"] = "lost"
+    checkpoint.save({"history": []}, complete=True)
+    # The store was reset: the stage logged the model to a new run, then marks complete.
+    again = Checkpoint(tmp_path, "fp")
+    again.extra["run_id"] = "new"
+    again.mark_complete()
+    state = Checkpoint(tmp_path, "fp").load()
+    assert state["complete"] and state["run_id"] == "new"

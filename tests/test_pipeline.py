@@ -56,15 +56,21 @@ def test_first_repro_runs_every_stage_in_order(repro):
 def test_metrics_json_has_every_headline_metric_for_val_and_test(project):
     metrics = json.loads((project.root / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"}
+    intervals = {f"{name}_ci95_{end}" for name in ("accuracy", "balanced_accuracy") for end in ("low", "high")}
     for split in ("val", "test"):
-        assert set(metrics[split]) == HEADLINE
+        assert set(metrics[split]) == HEADLINE | (intervals if split == "test" else set())
         assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    test = metrics["test"]
+    assert test["accuracy_ci95_low"] <= test["accuracy"] <= test["accuracy_ci95_high"]
 
 
 def test_per_class_table_covers_every_test_image(project):
     per_class = pd.read_csv(project.root / "reports/per_class.csv", dtype={"class": str})
     assert list(per_class["class"]) == [str(d) for d in range(10)]
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support", "recall_ci95_low",
+                                       "recall_ci95_high"]
+    assert (per_class["recall_ci95_low"] <= per_class["recall"]).all()
+    assert (per_class["recall"] <= per_class["recall_ci95_high"]).all()
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
     assert per_class["support"].sum() == ingest["total"]["test"]
 

@@ -70,13 +70,19 @@ def test_same_seed_same_history(digits_small):
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
 
 
-@pytest.mark.parametrize("online", [False, True])
-def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_small, tmp_path, online):
+# regularised: Mixup and CutMix, a weight average, focal loss and re-weighting from epoch 3,
+# each with state or random draws a resumed run must get back exactly.
+REGULARISED = {"mix": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "p": 0.8}, "ema": {"decay": 0.9}, "loss": "focal",
+               "drw_epoch": 3}
+
+
+@pytest.mark.parametrize("online, regularised", [(False, False), (True, False), (False, True)])
+def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_small, tmp_path, online, regularised):
     from imgpipe.augment.pipeline import build_pipeline
 
     images, labels = digits_small
     cfg = train_cfg(epochs=4, dropout=0.3, scheduler={"name": "cosine", "warmup_epochs": 1},
-                    device_augment={"hflip": True, "crop_padding": 1})
+                    device_augment={"hflip": True, "crop_padding": 1}, **(REGULARISED if regularised else {}))
     data = dict(train_split=(images[:200], labels[:200]), val_split=(images[200:], labels[200:]), cfg=cfg)
     pipeline = lambda: build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0) if online else None  # noqa: E731
 

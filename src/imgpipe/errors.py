@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -49,15 +50,30 @@ def disk_full_message(where: Path, needed: int | None = None) -> str:
             "the DVC cache) and run `dvc repro` again.")
 
 
-def check_free_space(where: Path, needed: int) -> None:
-    """Refuse, in a sentence, a write of ``needed`` bytes to ``where`` that the disk cannot hold."""
-    if _free_bytes(Path(where)) < needed:
+def check_free_space(where: Path, needed: int, failed: bool = False) -> None:
+    """Refuse, in a sentence, a write of ``needed`` bytes to ``where`` that the disk cannot
+    hold, with a margin for the file format's own overhead. ``failed``: a write already
+    failed there; say so if the disk is why (under 1 MiB free).
+
+    Filesystems that report no size (some FUSE and network mounts) are not judged, and
+    ``IMGPIPE_SKIP_SPACE_CHECK=1`` turns the check off where the free space misleads
+    (compressed filesystems store uint8 images in far less than their size).
+    """
+    if not needed or os.environ.get("IMGPIPE_SKIP_SPACE_CHECK") == "1":
+        return
+    usage = shutil.disk_usage(_existing(Path(where).parent))  # where its temporary goes
+    if usage.total == 0:
+        return
+    if usage.free < (2**20 if failed else needed * 1.05 + 2**16):
         raise ImgpipeError(disk_full_message(where, needed))
 
 
 def _free_bytes(where: Path) -> int:
-    folder = next((p for p in (where, *where.parents) if p.exists()), Path("."))
-    return shutil.disk_usage(folder).free
+    return shutil.disk_usage(_existing(where)).free
+
+
+def _existing(where: Path) -> Path:
+    return next((p for p in (where, *where.parents) if p.exists()), Path("."))
 
 
 def _size(nbytes: int) -> str:

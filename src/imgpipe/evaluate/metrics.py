@@ -11,14 +11,16 @@ from sklearn.metrics import (
     precision_recall_fscore_support, roc_auc_score, roc_curve,
 )
 
+from imgpipe.evaluate.intervals import recall_interval
+
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Every metric of a classifier from its class probabilities.
 
     Accuracy; balanced accuracy and macro F1, which weigh every class equally and so show
     what plain accuracy hides on long-tailed data; weighted F1; per-class precision,
-    recall, F1 and support; one-vs-rest ROC-AUC (macro); log loss; and expected
-    calibration error, how far confidence is from accuracy.
+    recall (with its Wilson 95% interval), F1 and support; one-vs-rest ROC-AUC (macro);
+    log loss; and expected calibration error, how far confidence is from accuracy.
     """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
@@ -35,7 +37,8 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
         "log_loss": r(log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels)),
         "ece": r(expected_calibration_error(y_true, proba)),
         "per_class": {
-            name: {"precision": r(p), "recall": r(rc), "f1": r(f), "support": int(s)}
+            name: {"precision": r(p), "recall": r(rc), "f1": r(f), "support": int(s),
+                   **dict(zip(("recall_ci95_low", "recall_ci95_high"), recall_interval(int(round(rc * s)), int(s))))}
             for name, p, rc, f, s in zip(classes, precision, recall, f1, support)
         },
     }
@@ -105,6 +108,10 @@ def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
 
 
 def summary_line(split: str, m: dict[str, Any]) -> str:
-    """The headline metrics of one split, for the console."""
-    return (f"{split}: accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f}, "
+    """The headline metrics of one split, for the console, with their 95% intervals when known."""
+    def with_ci(name: str) -> str:
+        low, high = m.get(f"{name}_ci95_low"), m.get(f"{name}_ci95_high")
+        return f"{m[name]:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
+    return (f"{split}: accuracy {with_ci('accuracy')}, balanced accuracy {with_ci('balanced_accuracy')}, "
             f"macro F1 {m['f1_macro']:.4f}, ROC-AUC {m['roc_auc_ovr']:.4f}, log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}")

@@ -7,6 +7,7 @@ from torch import nn
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.architectures import base_cnn, simple_cnn, timm_efficientnet_lite0, torchvision_backbone
 from imgpipe.models.classifier import ImageClassifier
+from imgpipe.models.heads import use_cosine_head
 from imgpipe.models.names import BACKBONES, MODEL_NAMES, TIMM_BACKBONES, TORCHVISION_BACKBONES
 from imgpipe.models.spec import ModelSpec
 
@@ -15,6 +16,7 @@ def create_model(spec: ModelSpec) -> ImageClassifier:
     """The architecture ``spec`` names, untrained (weights come from a file or pretraining)."""
     n = len(spec.classes)
     options = dict(spec.options)
+    cosine = options.pop("cosine_head", False)  # train.loss: ldam
     if spec.name == "simple_cnn":
         net, in_ch = simple_cnn(spec.channels, n, spec.image_size, **options), spec.channels
     elif spec.name == "base_cnn":
@@ -30,6 +32,8 @@ def create_model(spec: ModelSpec) -> ImageClassifier:
         # two classes gives logits of +-30 on pretrained features and wrecks fine-tuning.
         nn.init.normal_(net.head[-1].weight, std=0.01)
         nn.init.zeros_(net.head[-1].bias)
+    if cosine:
+        use_cosine_head(net.head)
     mean = spec.mean or [0.5] * in_ch
     std = spec.std or [0.5] * in_ch
     if len(mean) != in_ch:  # grayscale statistics for an RGB backbone

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.names import MODEL_NAMES
@@ -26,6 +26,9 @@ class ModelSpec:
     std: list[float] = field(default_factory=list)
     # How ingest made the images, so `imgpipe predict` prepares new files identically.
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # How often training drew each class (in `classes` order): what post-hoc logit
+    # adjustment divides out. Empty in specs written before it existed.
+    class_prior: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +65,13 @@ class _SpecSchema(Strict):
     mean: list[float] = Field(default_factory=list, max_length=3)
     std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list, max_length=3)
     preprocessing: Optional[_Preprocessing] = None  # empty in specs written before it existed
+    class_prior: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _a_prior_per_class(self) -> "_SpecSchema":
+        if self.class_prior and len(self.class_prior) != len(self.classes):
+            raise ValueError(f"class_prior has {len(self.class_prior)} entries for {len(self.classes)} classes")
+        return self
 
     @field_validator("preprocessing", mode="before")
     @classmethod

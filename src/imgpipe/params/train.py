@@ -58,6 +58,18 @@ class DeviceAugmentConfig(Strict):
     crop_padding: int = Field(default=0, ge=0)  # random crop after padding by this many pixels
 
 
+class MixConfig(Strict):
+    # Mixup / CutMix on batches (imgpipe.train.mixing); an alpha of 0 turns that one off.
+    mixup_alpha: float = Field(default=0.0, ge=0.0, le=10.0)
+    cutmix_alpha: float = Field(default=0.0, ge=0.0, le=10.0)
+    p: float = Field(default=1.0, ge=0.0, le=1.0)  # the share of batches mixed
+
+
+class EmaConfig(Strict):
+    # An exponential moving average of the weights, validated and saved in their place.
+    decay: float = Field(default=0.0, ge=0.0, lt=1.0)  # 0 = off; 0.999 is usual
+
+
 class TrainConfig(SectionConfig):
     section: ClassVar[str] = "train"
 
@@ -77,6 +89,12 @@ class TrainConfig(SectionConfig):
     nesterov: bool
     scheduler: SchedulerConfig
     label_smoothing: float = Field(ge=0.0, lt=1.0)
+    # Long-tail losses (imgpipe.train.losses): which classes the training errors cost most.
+    loss: Literal["cross_entropy", "focal", "balanced_softmax", "logit_adjusted", "ldam"] = "cross_entropy"
+    focal_gamma: float = Field(default=2.0, ge=0.0, le=10.0)
+    logit_tau: float = Field(default=1.0, ge=0.0, le=5.0)
+    ldam_max_margin: float = Field(default=0.5, gt=0.0, le=1.0)
+    drw_epoch: int = Field(default=0, ge=0)  # class-balanced weights from this epoch on; 0 = never
     grad_clip_norm: float = Field(ge=0.0)  # 0 = no clipping
     early_stopping: EarlyStoppingConfig
     epochs: int = Field(ge=1)
@@ -86,6 +104,8 @@ class TrainConfig(SectionConfig):
     precision: Literal["fp32", "bf16", "fp16"]  # mixed precision on CUDA; fp32 elsewhere
     channels_last: bool  # CUDA memory format for convolutions
     device_augment: DeviceAugmentConfig
+    mix: MixConfig = MixConfig()
+    ema: EmaConfig = EmaConfig()
     # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
     augment_online: bool
     workers: int = Field(ge=0)
@@ -104,10 +124,18 @@ class TrainConfig(SectionConfig):
             raise KeyedError("nesterov", "nesterov needs optimizer: sgd with a momentum above 0")
         return self
 
+    @model_validator(mode="after")
+    def _drw_within_the_run(self) -> "TrainConfig":
+        if self.drw_epoch > self.epochs:
+            raise KeyedError("drw_epoch", f"re-weighting from epoch {self.drw_epoch} never starts in a run of "
+                             f"{self.epochs} epochs; use 0 (off) or an epoch up to train.epochs")
+        return self
+
     def model_options(self) -> dict[str, Any]:
         """The chosen architecture's options, as ModelSpec records them."""
         options = getattr(self, self.model).model_dump() if self.model in SMALL_CNNS else {}
-        return {**options, "dropout": self.dropout}
+        # LDAM's margins are in cosine units: its classifier scores cosines, scaled.
+        return {**options, "dropout": self.dropout, **({"cosine_head": True} if self.loss == "ldam" else {})}
 
     @property
     def unfrozen_blocks(self) -> Union[str, int]:

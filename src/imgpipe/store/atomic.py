@@ -15,22 +15,25 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from imgpipe.errors import ImgpipeError
+from imgpipe.errors import ImgpipeError, check_free_space
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, needed: int = 0) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     Works for files and folders. On failure the temporary is removed and any previous
-    ``target`` is left as it was.
+    ``target`` is left as it was. ``needed``, the bytes the write will take when known,
+    is checked against the free space first, so a full disk is a sentence, not a
+    half-written temporary.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # A killed writer leaves its temporary behind (a killed ingest: 100 MB and more);
-    # the next write of the same target clears it.
+    # the next write of the same target clears it, before the space is counted.
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
+    check_free_space(target, needed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     staged = tmp / target.name
     try:
@@ -38,6 +41,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(staged, target)
+    except RuntimeError:  # torch's writer says "file write failed", not ENOSPC
+        check_free_space(target, needed, failed=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imgpipe.errors import ImgpipeError, check_free_space
+from imgpipe.errors import ImgpipeError
 from imgpipe.store.atomic import atomic_path, read_json
 
 MANIFEST_COLUMNS = ["id", "label", "class_name", "split", "index", "sha256", "origin"]
@@ -100,8 +100,7 @@ def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split], ex
     ``extra`` maps file names to JSON-able data written alongside, in the same atomic step.
     """
     arrays = sum(int(np.prod(s.images.shape)) * np.dtype(s.images.dtype).itemsize for s in splits.values())
-    check_free_space(folder, arrays)  # a sentence now, rather than ENOSPC halfway through
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, needed=arrays) as tmp:  # a full disk: a sentence now, not ENOSPC halfway
         tmp.mkdir()
         for name, data in (extra or {}).items():
             (tmp / name).write_text(json.dumps(data, indent=2) + "\n")

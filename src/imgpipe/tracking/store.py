@@ -70,31 +70,62 @@ def connect(root: Path, experiment_name: str) -> str:
     except ImgpipeError:
         raise
     except Exception as exc:  # any store error: unreachable server, bad URI, permissions
-        reason = database_failure(exc) or str(exc).splitlines()[0]
-        raise ImgpipeError(f"cannot use the MLflow tracking store at {uri}: {reason}") from None
+        cause = database_failure(exc) or exc
+        reason = (str(cause).splitlines() or [type(cause).__name__])[0]
+        raise ImgpipeError(f"cannot use the MLflow tracking store at {shown_uri(uri)}: {reason}") from None
     return uri
 
 
-def database_failure(exc: BaseException) -> str | None:
-    """The database's own complaint when ``exc`` (or what caused it) is the store failing
-    (read-only, deleted, full, corrupt, gone away), else None."""
+def database_failure(exc: BaseException) -> BaseException | None:
+    """The database driver's own error when ``exc`` was raised because of it, else None.
+
+    Only explicit causes count (``raise ... from``, as MLflow wraps its SQL errors): an
+    error merely raised while handling a database error is not the store failing.
+    """
     from sqlalchemy.exc import DBAPIError
 
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DBAPIError):
-            return str(seen.orig).splitlines()[0]
-        seen = seen.__cause__ or seen.__context__
+            return seen.orig
+        seen = seen.__cause__
     return None
 
 
-@contextlib.contextmanager
-def store_errors(root: Path) -> Iterator[None]:
-    """Say in one sentence that the tracking store failed mid-run, and what to do.
+# What to do about a failing SQLite store, by the start of SQLite's error name.
+_ADVICE = {
+    "SQLITE_READONLY": "make it writable again (a deleted one is made afresh by the next run)",
+    "SQLITE_IOERR": "make it writable again (a deleted one is made afresh by the next run)",
+    "SQLITE_CANTOPEN": "make its folder writable",
+    "SQLITE_FULL": "free some space on its disk",
+    "SQLITE_BUSY": "another process holds it locked: let that finish",
+    "SQLITE_LOCKED": "another process holds it locked: let that finish",
+    "SQLITE_CORRUPT": "it is damaged: move it aside (a new one is made; past runs stay in the moved file)",
+    "SQLITE_NOTADB": "it is damaged: move it aside (a new one is made; past runs stay in the moved file)",
+}
 
-    A SQLite file made read-only, deleted (SQLite then calls it read-only too), filled up
-    or damaged while a stage records into it would otherwise end the stage in MLflow's
-    traceback, after MLflow's own log of the same error.
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI fit to print: a SQLite store as its file, a password hidden."""
+    if uri.startswith("sqlite:///"):
+        return uri.removeprefix("sqlite:///").split("?", 1)[0]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except ArgumentError:  # http(s):// and the like
+        return uri
+
+
+@contextlib.contextmanager
+def store_errors(root: Path, then: str) -> Iterator[None]:
+    """Say in one sentence that the tracking store failed mid-stage, and what to do; ``then``
+    says what the stage does when run again.
+
+    A SQLite file made read-only, deleted (SQLite then calls it read-only too), filled up,
+    locked or damaged while a stage records into it would otherwise end the stage in
+    MLflow's traceback, after MLflow's own log of the same error.
     """
     import logging
 
@@ -103,16 +134,20 @@ def store_errors(root: Path) -> Iterator[None]:
     db_log.setLevel(logging.CRITICAL)
     try:
         yield
+    except ImgpipeError:
+        raise
     except Exception as exc:
-        reason = database_failure(exc)
-        if reason is None:
+        cause = database_failure(exc)
+        if cause is None:
             raise
         uri = tracking_uri(root)
-        where = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else uri
-        gone = " (the file was deleted while in use)" if isinstance(where, Path) and not where.exists() else ""
-        raise ImgpipeError(f"MLflow could not write to {where}{gone}: {reason}. Make it writable, or move a damaged "
-                           "file aside (a new one is made), then run `dvc repro` again: train resumes from its "
-                           "checkpoint and records its epochs again.") from None
+        where = shown_uri(uri)
+        gone = " (the file was deleted while in use)" if uri.startswith("sqlite:") and not Path(where).exists() else ""
+        name = getattr(cause, "sqlite_errorname", "")
+        advice = next((a for code, a in _ADVICE.items() if name.startswith(code)), "check that it can be written")
+        reason = (str(cause).splitlines() or [type(cause).__name__])[0]
+        raise ImgpipeError(f"MLflow could not write to {where}{gone} ({reason}): {advice}, then run `dvc repro` "
+                           f"again; {then}.") from None
     finally:
         db_log.setLevel(level)
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import torch
 
-from imgpipe.errors import ImgpipeError, check_free_space
+from imgpipe.errors import ImgpipeError
 from imgpipe.store.atomic import atomic_path
 
 
@@ -34,21 +34,36 @@ def fingerprint(*parts: Any) -> str:
 
 
 def code_digest(root: Path, stage: str = "train") -> str:
-    """A hash of the Python files among ``stage``'s deps in dvc.yaml: the code that trains.
+    """A hash of the code that trains: the Python files among ``stage``'s deps in dvc.yaml
+    (the files DVC reruns the stage for) and the versions of the libraries that run them.
 
-    The same files DVC reruns the stage for, so a checkpoint saved by other code is
-    neither resumed nor reused; its data deps are fingerprinted by their DVC hashes.
+    A checkpoint saved by other code is then neither resumed nor reused; the data deps are
+    fingerprinted by their DVC hashes.
     """
+    from importlib.metadata import PackageNotFoundError, version
+
     import yaml
 
     deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage].get("deps", [])
-    digest = hashlib.sha256()
+    files: set[Path] = set()
     for dep in deps:
         path = root / dep
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes())
+        files.update(path.rglob("*.py") if path.is_dir() else [path] if path.suffix == ".py" else [])
+    digest = hashlib.sha256()
+    for file in sorted(files):  # the order of deps in dvc.yaml does not matter
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes())
+    for package in ("torch", "torchvision", "timm", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            digest.update(f"{package}=={version(package)}".encode())
     return digest.hexdigest()[:16]
+
+
+def file_digest(path: Path | None) -> str | None:
+    """A hash of a file the training reads outside DVC's deps (``train.weights_path``)."""
+    if path is None or not path.is_file():
+        return None
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -102,13 +117,14 @@ class Checkpoint:
 
     def save(self, state: dict[str, Any], complete: bool = False) -> None:
         """Write atomically: a kill mid-write leaves the previous epoch's checkpoint whole."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        check_free_space(self.path, tensor_bytes(state))  # beside the previous one, kept until this is whole
-        with atomic_path(self.path) as tmp:
+        # The space is checked beside the previous checkpoint, kept until this one is whole.
+        with atomic_path(self.path, needed=tensor_bytes(state)) as tmp:
             torch.save({**state, **self.extra, "fingerprint": self.fingerprint, "complete": complete}, tmp)
 
     def mark_complete(self) -> None:
         """Call once the trained model is safely saved: this checkpoint is never resumed again."""
         state = self.load()
-        if state is not None and not state["complete"]:
+        # Saved again when it was complete already but its model went to another MLflow
+        # run (the store was reset), so the checkpoint names the run that holds the model.
+        if state is not None and (not state["complete"] or state.get("run_id") != self.extra.get("run_id")):
             self.save({k: v for k, v in state.items() if k not in ("fingerprint", "complete")}, complete=True)

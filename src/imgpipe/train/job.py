@@ -19,10 +19,11 @@ from imgpipe.paths import Paths
 from imgpipe.store import augmented, balanced, ingested
 from imgpipe.store.dataset import Split
 from imgpipe.tracking.lineage import dvc_hashes
-from imgpipe.train.checkpoint import Checkpoint, code_digest, fingerprint
+from imgpipe.train.checkpoint import Checkpoint, code_digest, file_digest, fingerprint
 from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import FitResult, fit
+from imgpipe.train.losses import class_prior
 from imgpipe.train.setup import initial_model, model_spec
 
 @dataclass
@@ -51,14 +52,17 @@ class TrainingJob:
         # class_weight and weighted_sampler left the data alone; their weights act here.
         weighting = balanced.read_weighting(paths.balanced)
         pipeline = augmented.load_pipeline(paths.augmented, cfg.seed) if cfg.augment_online else None
-        spec = model_spec(cfg, classes, train.images, ingested.read_preprocessing(paths.ingested))
+        sampler = weighting.sampler_by_label(classes)
+        prior = class_prior(train.labels, len(classes), sampler)
+        spec = model_spec(cfg, classes, train.images, ingested.read_preprocessing(paths.ingested), prior)
         model, origin = initial_model(spec, cfg, paths.root)
-        batches = TrainBatches(train.images, train.labels, device, cfg.batch_size,
-                               weighting.sampler_by_label(classes), pipeline, cfg.workers)
+        batches = TrainBatches(train.images, train.labels, device, cfg.batch_size, sampler, pipeline, cfg.workers)
         # The DVC hashes of the data read fingerprint the checkpoint and go on the MLflow run.
         hashes = dvc_hashes(paths.dvc_lock, [paths.relative(p) for p in (paths.ingested, paths.balanced, paths.augmented)])
         names = {"training": paths.relative(paths.augmented), "validation": paths.relative(paths.ingested)}
-        checkpoint = Checkpoint(paths.checkpoints, fingerprint(cfg.model_dump(), hashes, code_digest(paths.root)))
+        weights_file = file_digest(paths.root / cfg.weights_path if cfg.weights_path else None)
+        checkpoint = Checkpoint(paths.checkpoints, fingerprint(cfg.model_dump(), hashes, code_digest(paths.root),
+                                                                weights_file))
         return cls(cfg, dist, device, train, val, spec, model, origin, batches, weighting.loss_by_label(classes),
                    hashes, names, checkpoint, checkpoint.load())
 
@@ -78,7 +82,7 @@ class TrainingJob:
 
     def fit(self, on_epoch: Callable[..., None] = lambda result, seconds: None) -> FitResult:
         return fit(self.model, self.batches, (self.val.images, self.val.labels), self.cfg, self.loss_weights,
-                   self.checkpoint, self.resume, self.dist, on_epoch)
+                   self.checkpoint, self.resume, self.dist, on_epoch, self.spec.class_prior)
 
     def facts(self) -> dict[str, Any]:
         """What the run was, beyond params: data sizes, model size and where weights came from."""

@@ -27,6 +27,8 @@ from imgpipe.params.train import TrainConfig
 from imgpipe.train.checkpoint import Checkpoint
 from imgpipe.train.data import TrainBatches, augment_batch
 from imgpipe.train.distributed import Dist
+from imgpipe.train.losses import TrainLoss, class_prior
+from imgpipe.train.mixing import mix_batch
 from imgpipe.train.state import EpochResult, TrainState, seed_everything
 
 
@@ -55,9 +57,12 @@ def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, bat
     for x, y in bar:
         x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
         x = augment_batch(x, cfg.device_augment, state.generator)
+        x, partner, lam = mix_batch(x, y, cfg.mix, state.generator)
         with autocast():
             logits = net(x)
             loss = criterion(logits.float(), y)
+            if lam < 1.0:  # mixed: each image's loss shared between its two labels
+                loss = lam * loss + (1.0 - lam) * criterion(logits.float(), partner)
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         if cfg.grad_clip_norm:
@@ -65,6 +70,8 @@ def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, bat
             nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip_norm)
         state.scaler.step(state.optimizer)
         state.scaler.update()
+        if state.ema is not None:
+            state.ema.update_parameters(state.model)
         state.schedule.after_batch()
         totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
         bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
@@ -103,9 +110,11 @@ def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist
 def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
         loss_weights: list[float] | None = None, checkpoint: Checkpoint | None = None,
         resume: dict[str, Any] | None = None, dist: Dist = Dist(),
-        on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None) -> FitResult:
+        on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None,
+        prior: list[float] | None = None) -> FitResult:
     """Train for up to ``cfg.epochs`` epochs, validating and checkpointing each; ``resume``,
-    a state that ``checkpoint`` saved, continues an interrupted run."""
+    a state that ``checkpoint`` saved, continues an interrupted run. ``prior`` (how often
+    training draws each class; by default the train labels' shares) shapes the loss."""
     device = train.device
     generator = seed_everything(cfg.seed)
     x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device)
@@ -115,17 +124,19 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
     if resume is not None:
         state.load_state_dict(resume)
     autocast = autocast_for(cfg, device)
-    weight = torch.tensor(loss_weights, dtype=torch.float32, device=device) if loss_weights else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    if prior is None:
+        prior = class_prior(train.labels, int(max(train.labels.max(), np.max(val[1]))) + 1)
+    criterion = TrainLoss(cfg, prior, loss_weights, len(train)).to(device)
     resumed_from, seconds, stop = state.epoch, [], state.stopped_early
     last = state.epoch if state.stopped_early else cfg.epochs  # an early-stopped run trains no further
     for epoch in range(state.epoch + 1, last + 1):
         began = time.perf_counter()
+        criterion.start_epoch(epoch)
         batches, steps = train.epoch(state.generator, dist)
         totals = dist.sum(train_one_epoch(state, net, criterion, batches, steps, cfg, autocast,
                                           f"epoch {epoch}/{cfg.epochs}", dist.is_main))
         # Every process scores the whole val split, so all agree on early stopping unasked.
-        val_loss, val_acc, val_bal = evaluate(model, x_val, y_val, cfg.batch_size * 4, autocast)
+        val_loss, val_acc, val_bal = evaluate(state.eval_model, x_val, y_val, cfg.batch_size * 4, autocast)
         result = EpochResult(epoch, float(totals[0] / totals[2]), float(totals[1] / totals[2]), val_loss, val_acc,
                              val_bal, state.optimizer.param_groups[0]["lr"])
         stop = state.end_epoch(result)
@@ -146,6 +157,8 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
 
 
 def _restore_best(state: TrainState, dist: Dist) -> None:
+    if state.ema is not None:  # the averaged weights are the ones kept
+        state.model.load_state_dict(state.ema.module.state_dict())
     stopper = state.stopper
     if stopper.restore_best(state.model, state.history[-1].epoch) and dist.is_main:
         print(f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from imgpipe.models.freeze import parameter_groups
 from imgpipe.params.train import TrainConfig
@@ -56,6 +57,12 @@ class TrainState:
     device: torch.device
     history: list[EpochResult] = field(default_factory=list)
     stopped_early: bool = False  # early stopping ended the run: resuming trains no further
+    ema: AveragedModel | None = None  # train.ema: the averaged weights, validated and kept
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, kept as the best and saved: the average when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
@@ -63,8 +70,12 @@ class TrainState:
         optimizer = create_optimizer(parameter_groups(model, cfg.lr, cfg.backbone_lr_mult), cfg)
         # A loss scaler only for fp16, whose gradients underflow; bf16 and fp32 need none.
         fp16 = device.type == "cuda" and cfg.precision == "fp16"
+        # torch's own EMA; use_buffers: batch-norm statistics are averaged too, not left stale.
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True) \
+            if cfg.ema.decay else None
         return cls(model, optimizer, Schedule(optimizer, cfg, steps_per_epoch),
-                   torch.amp.GradScaler("cuda", enabled=fp16), generator, EarlyStopping(cfg.early_stopping), device)
+                   torch.amp.GradScaler("cuda", enabled=fp16), generator, EarlyStopping(cfg.early_stopping), device,
+                   ema=ema)
 
     @property
     def epoch(self) -> int:
@@ -76,7 +87,7 @@ class TrainState:
         self.history.append(result)
         value = getattr(result, self.stopper.cfg.metric)
         self.schedule.after_epoch(value)
-        self.stopped_early = self.stopper.step(result.epoch, value, self.model)
+        self.stopped_early = self.stopper.step(result.epoch, value, self.eval_model)
         return self.stopped_early
 
     def state_dict(self) -> dict[str, Any]:
@@ -87,6 +98,7 @@ class TrainState:
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
             "history": [r.as_dict() for r in self.history], "stopped_early": self.stopped_early,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             **self.stopper.state_dict(),
         }
 
@@ -101,4 +113,6 @@ class TrainState:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = [EpochResult(**r) for r in state["history"]]
         self.stopped_early = bool(state.get("stopped_early", False))
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.stopper.load_state_dict(state)

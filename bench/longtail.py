@@ -1,0 +1,92 @@
+"""Long-tail remedies on CIFAR-10-LT (ratio 100), side by side at equal compute (issue #14).
+
+One project copy on CIFAR-10's JPEGs made long-tailed (``ingest.long_tail: all``,
+``imbalance_ratio: 100``): ingest, balance and augment run once (no resampling, no
+augmented copies), then train and evaluate run once per row and seed, each row changing
+only ``train`` params. Every row trains on the same 10,546 images for the same number of
+epochs, so each sees the same number of images: equal compute. The test split stays
+balanced (1,000 a class), so test accuracy is balanced accuracy.
+
+    python bench/longtail.py --cifar /tmp/cifar --epochs 10 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import copy_project  # noqa: E402
+
+DATA = {
+    "ingest": {"channels": 3, "image_size": 32, "long_tail": "all", "imbalance_ratio": 100},
+    "balance": {"method": "none"},
+    "augment": {"copies": 0},
+}
+# Each row's changes to the train section; the rest as params.yaml ships it.
+ROWS = {
+    "cross-entropy": {},
+    "focal (gamma 2)": {"loss": "focal", "focal_gamma": 2.0},
+    "balanced softmax": {"loss": "balanced_softmax"},
+    "logit-adjusted loss (tau 1.5)": {"loss": "logit_adjusted", "logit_tau": 1.5},
+    "LDAM-DRW (DRW from 80% of epochs)": {"loss": "ldam", "drw_epoch": "80%"},
+    "cross-entropy + DRW": {"drw_epoch": "80%"},
+    "cross-entropy + Mixup/CutMix": {"mix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "p": 0.5}},
+    "cross-entropy + EMA (0.999)": {"ema": {"decay": 0.999}},
+}
+
+
+def run_row(project, changes: dict, epochs: int, seed: int) -> dict:
+    changes = {**changes, "epochs": epochs, "seed": seed}
+    if changes.get("drw_epoch") == "80%":
+        changes["drw_epoch"] = max(1, round(epochs * 0.8))
+    project.set_params({"train": changes})
+    project.run("dvc", "repro")
+    return json.loads((project.root / "metrics.json").read_text())["test"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cifar", type=Path, help="unpacked CIFAR-10 JPEGs (train/, test/); default: unpack ../shared")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), help="row names to run (default: all)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cifar = args.cifar
+        if cifar is None:
+            cifar = Path(tmp) / "cifar10"
+            with tarfile.open(SHARED / "cifar10-jpeg.tar.gz") as tar:
+                tar.extractall(cifar, filter="data")
+        project = copy_project(Path(tmp) / "proj")
+        project.set_params({**DATA, "ingest": {**DATA["ingest"], "source": str(cifar)}})
+        base = project.params["train"]
+        results = {}
+        for name in args.rows:
+            runs = []
+            for seed in args.seeds:
+                project.set_params({"train": base})  # each row from the shipped train section
+                runs.append(run_row(project, ROWS[name], args.epochs, seed))
+                print(f"{name}, seed {seed}: balanced accuracy {runs[-1]['balanced_accuracy']:.3f}", flush=True)
+            results[name] = runs
+    report(results, args.epochs)
+
+
+def report(results: dict, epochs: int) -> None:
+    print(f"\n{epochs} epochs of the 10,546 long-tailed training images each ({epochs * 10546:,} images seen)\n")
+    print("| train | test balanced accuracy | spread (sd) | seeds |\n|---|---:|---:|---:|")
+    for name, runs in results.items():
+        scores = [r["balanced_accuracy"] for r in runs]
+        spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
+        print(f"| {name} | {statistics.mean(scores):.3f} | {spread:.3f} | {len(scores)} |")
+
+
+if __name__ == "__main__":
+    main()
