@@ -63,7 +63,7 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
     with run:
         if job.resume:
             print(resume_note(job))
-            log_missing_epochs(run.info.run_id, job.resume["history"])
+            log_missing_epochs(run.info.run_id, job.resumed_history())
         if resumed_run != run.info.run_id:  # a reopened run holds these already
             mlflow.log_params(job.facts())
             log_data_inputs(paths.root, job.data_hashes, job.data_inputs(), origin=params["ingest"]["source"])
@@ -79,12 +79,13 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
         # Logged unless this run holds it already (a registration asked for since is made anew).
         if not (job.saved_before() and resumed_run == run.info.run_id) or mlflow_cfg.registered_model:
             log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
-    job.checkpoint.mark_complete()  # only now: a failure before this resumes into saving, not retraining
+    job.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")
 
 
 def resume_note(job: TrainingJob) -> str:
-    where, done = job.checkpoint.path, f"epoch {len(job.resume['history'])} of {job.cfg.epochs}"
+    total = job.cfg.epochs + job.cfg.retrain_head.epochs
+    where, done = job.checkpoint.path.parent, f"epoch {len(job.resumed_history())} of {total}"
     if job.saved_before():
         return (f"train: {where} holds this training, finished ({done}): writing its model out again, "
                 "not retraining (delete checkpoints/ to train afresh)")

@@ -21,8 +21,14 @@ class CosineLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, scale: float):
         super().__init__()
-        self.scale = scale
-        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5))
+        self.scale, self.in_features, self.out_features = scale, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Cao et al.'s initialisation: uniform, each class's vector renormalised."""
+        with torch.no_grad():
+            self.weight.uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))

@@ -70,6 +70,12 @@ class EmaConfig(Strict):
     decay: float = Field(default=0.0, ge=0.0, lt=1.0)  # 0 = off; 0.999 is usual
 
 
+class RetrainHeadConfig(Strict):
+    # cRT: after `epochs`, re-train only the head on class-balanced batches (train/retrain_head.py).
+    epochs: int = Field(default=0, ge=0)  # 0 = off
+    sampler: Literal["class_balanced", "square_root"] = "class_balanced"
+
+
 class TrainConfig(SectionConfig):
     section: ClassVar[str] = "train"
 
@@ -106,6 +112,7 @@ class TrainConfig(SectionConfig):
     device_augment: DeviceAugmentConfig
     mix: MixConfig = MixConfig()
     ema: EmaConfig = EmaConfig()
+    retrain_head: RetrainHeadConfig = RetrainHeadConfig()
     # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
     augment_online: bool
     workers: int = Field(ge=0)

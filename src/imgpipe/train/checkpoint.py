@@ -93,8 +93,8 @@ def tensor_bytes(state: Any) -> int:
 
 
 class Checkpoint:
-    def __init__(self, folder: Path, fingerprint: str):
-        self.path = folder / "last.pt"
+    def __init__(self, folder: Path, fingerprint: str, name: str = "last.pt"):
+        self.path = folder / name
         self.fingerprint = fingerprint
         self.extra: dict[str, Any] = {}  # what the stage wants back on resume, e.g. the MLflow run id
         self.abandoned_run_id: str | None = None  # the run of an unfinished checkpoint that will not resume

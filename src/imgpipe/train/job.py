@@ -24,7 +24,9 @@ from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import FitResult, fit
 from imgpipe.train.losses import class_prior
+from imgpipe.train.retrain_head import CHECKPOINT_FILE, continued, head_config, head_sampler_weights, prepare_head
 from imgpipe.train.setup import initial_model, model_spec
+from imgpipe.train.state import EpochResult
 
 @dataclass
 class TrainingJob:
@@ -42,6 +44,9 @@ class TrainingJob:
     data_names: dict[str, str]  # the dvc.yaml names of the train and val splits' folders
     checkpoint: Checkpoint
     resume: dict[str, Any] | None  # the interrupted run's state, when there is one
+    prior: list[float]  # how often the first stage draws each class (the spec keeps the last stage's)
+    head_checkpoint: Checkpoint | None = None  # train.retrain_head: the head stage's own
+    head_resume: dict[str, Any] | None = None
 
     @classmethod
     def prepare(cls, paths: Paths, cfg: TrainConfig, dist: Dist) -> "TrainingJob":
@@ -54,17 +59,22 @@ class TrainingJob:
         pipeline = augmented.load_pipeline(paths.augmented, cfg.seed) if cfg.augment_online else None
         sampler = weighting.sampler_by_label(classes)
         prior = class_prior(train.labels, len(classes), sampler)
-        spec = model_spec(cfg, classes, train.images, ingested.read_preprocessing(paths.ingested), prior)
+        final_prior = class_prior(train.labels, len(classes), head_sampler_weights(
+            train.labels, len(classes), cfg.retrain_head.sampler)) if cfg.retrain_head.epochs else prior
+        spec = model_spec(cfg, classes, train.images, ingested.read_preprocessing(paths.ingested), final_prior)
         model, origin = initial_model(spec, cfg, paths.root)
         batches = TrainBatches(train.images, train.labels, device, cfg.batch_size, sampler, pipeline, cfg.workers)
         # The DVC hashes of the data read fingerprint the checkpoint and go on the MLflow run.
         hashes = dvc_hashes(paths.dvc_lock, [paths.relative(p) for p in (paths.ingested, paths.balanced, paths.augmented)])
         names = {"training": paths.relative(paths.augmented), "validation": paths.relative(paths.ingested)}
         weights_file = file_digest(paths.root / cfg.weights_path if cfg.weights_path else None)
-        checkpoint = Checkpoint(paths.checkpoints, fingerprint(cfg.model_dump(), hashes, code_digest(paths.root),
-                                                                weights_file))
+        fp = fingerprint(cfg.model_dump(), hashes, code_digest(paths.root), weights_file)
+        checkpoint = Checkpoint(paths.checkpoints, fp)
+        head = Checkpoint(paths.checkpoints, fp, CHECKPOINT_FILE) if cfg.retrain_head.epochs else None
+        if head is not None:
+            head.extra = checkpoint.extra  # one MLflow run for both stages
         return cls(cfg, dist, device, train, val, spec, model, origin, batches, weighting.loss_by_label(classes),
-                   hashes, names, checkpoint, checkpoint.load())
+                   hashes, names, checkpoint, checkpoint.load(), prior, head, head and head.load())
 
     def data_inputs(self) -> dict[str, tuple[str, Split]]:
         """Each split the job reads, by MLflow context: its folder's dvc.yaml name and the split."""
@@ -72,17 +82,48 @@ class TrainingJob:
                 "validation": (self.data_names["validation"], self.val)}
 
     def finished_training(self) -> bool:
-        """The resumed checkpoint holds a run that trained to its end (saved or not)."""
-        return bool(self.resume) and (len(self.resume["history"]) >= self.cfg.epochs
-                                      or bool(self.resume.get("stopped_early")))
+        """The resumed checkpoints hold a run that trained to its end (saved or not)."""
+        def done(state: dict[str, Any] | None, epochs: int) -> bool:
+            return bool(state) and (len(state["history"]) >= epochs or bool(state.get("stopped_early")))
+
+        return done(self.resume, self.cfg.epochs) and (
+            self.head_checkpoint is None or done(self.head_resume, self.cfg.retrain_head.epochs))
 
     def saved_before(self) -> bool:
         """The checkpoint's model was saved and logged already: it only needs writing out again."""
         return bool(self.resume) and bool(self.resume.get("complete"))
 
+    def resumed_history(self) -> list[dict[str, float]]:
+        """Every epoch the checkpoints hold, both stages, numbered as the run logs them."""
+        first = self.resume["history"] if self.resume else []
+        if not (self.head_resume and first):
+            return first
+        return first + [r.as_dict() for r in continued([EpochResult(**h) for h in self.head_resume["history"]],
+                                                          len(first))]
+
     def fit(self, on_epoch: Callable[..., None] = lambda result, seconds: None) -> FitResult:
-        return fit(self.model, self.batches, (self.val.images, self.val.labels), self.cfg, self.loss_weights,
-                   self.checkpoint, self.resume, self.dist, on_epoch, self.spec.class_prior)
+        first = fit(self.model, self.batches, (self.val.images, self.val.labels), self.cfg, self.loss_weights,
+                    self.checkpoint, self.resume, self.dist, on_epoch, self.prior)
+        return first if self.head_checkpoint is None else self._retrain_head(first, on_epoch)
+
+    def _retrain_head(self, first: FitResult, on_epoch: Callable[..., None]) -> FitResult:
+        """The second stage (cRT): the head alone, on class-balanced batches."""
+        cfg, after, classes = head_config(self.cfg), len(first.history), len(self.spec.classes)
+        prepare_head(self.model, cfg.seed)  # a resumed head stage's checkpoint replaces these weights
+        sampler = head_sampler_weights(self.train.labels, classes, self.cfg.retrain_head.sampler)
+        batches = TrainBatches(self.train.images, self.train.labels, self.device, cfg.batch_size, sampler,
+                               self.batches.augment, cfg.workers)
+        second = fit(self.model, batches, (self.val.images, self.val.labels), cfg, None, self.head_checkpoint,
+                     self.head_resume, self.dist, lambda r, s: on_epoch(continued([r], after)[0], s),
+                     self.spec.class_prior, stage="head epoch")
+        return FitResult(first.history + continued(second.history, after), after + second.best_epoch,
+                         second.stopped_early, first.resumed_from, first.epoch_seconds + second.epoch_seconds)
+
+    def mark_complete(self) -> None:
+        """The model is saved and logged: neither stage's checkpoint is trained again."""
+        self.checkpoint.mark_complete()
+        if self.head_checkpoint is not None:
+            self.head_checkpoint.mark_complete()
 
     def facts(self) -> dict[str, Any]:
         """What the run was, beyond params: data sizes, model size and where weights came from."""

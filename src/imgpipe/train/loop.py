@@ -111,10 +111,11 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
         loss_weights: list[float] | None = None, checkpoint: Checkpoint | None = None,
         resume: dict[str, Any] | None = None, dist: Dist = Dist(),
         on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None,
-        prior: list[float] | None = None) -> FitResult:
+        prior: list[float] | None = None, stage: str = "epoch") -> FitResult:
     """Train for up to ``cfg.epochs`` epochs, validating and checkpointing each; ``resume``,
     a state that ``checkpoint`` saved, continues an interrupted run. ``prior`` (how often
-    training draws each class; by default the train labels' shares) shapes the loss."""
+    training draws each class; by default the train labels' shares) shapes the loss;
+    ``stage`` names the epochs on the console ("head epoch" for the head stage)."""
     device = train.device
     generator = seed_everything(cfg.seed)
     x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device)
@@ -134,7 +135,7 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
         criterion.start_epoch(epoch)
         batches, steps = train.epoch(state.generator, dist)
         totals = dist.sum(train_one_epoch(state, net, criterion, batches, steps, cfg, autocast,
-                                          f"epoch {epoch}/{cfg.epochs}", dist.is_main))
+                                          f"{stage} {epoch}/{cfg.epochs}", dist.is_main))
         # Every process scores the whole val split, so all agree on early stopping unasked.
         val_loss, val_acc, val_bal = evaluate(state.eval_model, x_val, y_val, cfg.batch_size * 4, autocast)
         result = EpochResult(epoch, float(totals[0] / totals[2]), float(totals[1] / totals[2]), val_loss, val_acc,
@@ -145,7 +146,7 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
             if checkpoint is not None:
                 checkpoint.save(state.state_dict())  # complete only once the model is saved
             on_epoch(result, seconds[-1])
-            tqdm.write(f"epoch {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
+            tqdm.write(f"{stage} {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
                        f"val loss {val_loss:.4f} acc {val_acc:.3f} balanced {val_bal:.3f} | lr {result.lr:.2e}")
         if stop:
             if dist.is_main:
