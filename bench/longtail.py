@@ -40,13 +40,19 @@ ROWS = {
     "cross-entropy + DRW": {"drw_epoch": "80%"},
     "cross-entropy + Mixup/CutMix": {"mix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "p": 0.5}},
     "cross-entropy + EMA (0.999)": {"ema": {"decay": 0.999}},
+    # Two stages in the same budget: 80% of the epochs on everything, 20% on the head alone.
+    "cRT (80% + 20% head epochs, class-balanced)": {"epochs": "80%", "retrain_head": {"epochs": "20%"}},
 }
 
 
 def run_row(project, changes: dict, epochs: int, seed: int) -> dict:
-    changes = {**changes, "epochs": epochs, "seed": seed}
-    if changes.get("drw_epoch") == "80%":
-        changes["drw_epoch"] = max(1, round(epochs * 0.8))
+    share = lambda value: max(1, round(epochs * int(value[:-1]) / 100))  # noqa: E731 - "80%" of the epochs
+    changes = {"epochs": epochs, **changes, "seed": seed}
+    for key in ("epochs", "drw_epoch"):
+        if isinstance(changes.get(key), str):
+            changes[key] = share(changes[key])
+    if "retrain_head" in changes:
+        changes["retrain_head"] = {"epochs": share(changes["retrain_head"]["epochs"])}
     project.set_params({"train": changes})
     project.run("dvc", "repro")
     return json.loads((project.root / "metrics.json").read_text())["test"]

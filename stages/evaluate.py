@@ -13,20 +13,25 @@ from __future__ import annotations
 import numpy as np
 
 from imgpipe.errors import run_stage
-from imgpipe.evaluate.metrics import (
-    classification_metrics, confusion_table, curves, most_confident_mistakes, per_class_table, summary_line,
-)
+from imgpipe.evaluate.decide import fit_decision
 from imgpipe.evaluate.intervals import bootstrap_intervals
+from imgpipe.evaluate.metrics import (
+    classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
+    per_class_table, summary_line,
+)
 from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
+from imgpipe.models.decision import DecidedClassifier
 from imgpipe.models.device import select_device
 from imgpipe.models.inference import predict_proba
 from imgpipe.params.base import read_params
 from imgpipe.params.evaluate import EvaluateConfig
+from imgpipe.params.tracking import MlflowConfig
 from imgpipe.paths import Paths
 from imgpipe.store import history, ingested, model_folder
 from imgpipe.store.atomic import write_csv, write_json
 from imgpipe.store.dataset import Split
 from imgpipe.tracking.artifacts import EVALUATION, log_files
+from imgpipe.tracking.model import log_model
 from imgpipe.tracking.runs import flatten, start_evaluation_run
 from imgpipe.tracking.store import store_errors
 from imgpipe.viz.grids import save_png
@@ -38,10 +43,17 @@ def main() -> None:
     device = select_device("auto")
     spec, model = model_folder.load(paths.model_dir)
     model.to(device)
+    trained_in = model_folder.read_run(paths.model_dir)
 
     splits = {name: ingested.read_split(paths.ingested, name) for name in ("val", "test")}
-    proba = {name: predict_proba(model, s.images, cfg.batch_size, device, tta=cfg.tta) for name, s in splits.items()}
+    raw = {name: predict_proba(model, s.images, cfg.batch_size, device, tta=cfg.tta) for name, s in splits.items()}
+    # The decision (logit adjustment, temperature, threshold) is fitted on val, then scored.
+    decision = fit_decision(cfg, splits["val"].labels, raw["val"], spec.classes, spec.class_prior, trained_in["run_id"])
+    proba = {name: decision.apply(p) for name, p in raw.items()}
     metrics = {name: classification_metrics(s.labels, proba[name], spec.classes) for name, s in splits.items()}
+    for name, s in splits.items():
+        if cfg.calibrate:
+            metrics[name]["ece_before_calibration"] = round(expected_calibration_error(s.labels, raw[name]), 6)
     # A test split of a few dozen images: say how far its headline numbers could move.
     metrics["test"].update(bootstrap_intervals(splits["test"].labels, proba["test"].argmax(axis=1),
                                                cfg.bootstrap_resamples, cfg.seed))
@@ -50,13 +62,22 @@ def main() -> None:
     per_class = {name: m.pop("per_class") for name, m in metrics.items()}
     for name, m in metrics.items():
         print(f"evaluate: {summary_line(name, m)}")
+    if not decision.is_identity:
+        print(f"evaluate: decisions fitted on val: {decision.fitted}")
     write_json(paths.metrics, metrics)
+    write_json(paths.decision, decision.to_dict())
 
     write_tables(paths, splits["test"], proba["test"], spec.classes, per_class["test"])
-    trained_in = model_folder.read_run(paths.model_dir)
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
+    record(paths, metrics, per_class, trained_in, (model, spec, decision, splits["val"].images))
+    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, and "
+          f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted)")
 
-    # Into the training run; a model evaluated before gets a new run nested under it.
+
+def record(paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple) -> None:
+    """Into the training run; a model evaluated before gets a new run nested under it. A
+    decision other than the identity goes in with its model, which MLflow then serves."""
+    model, spec, decision, example = decided
     then = "evaluate scores the trained model again, with no retraining"
     with store_errors(paths.root, then), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
         import mlflow
@@ -64,9 +85,11 @@ def main() -> None:
         flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})
         mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # NaN AUC: skip
         log_files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
-                   paths.roc_csv, paths.pr_csv, paths.training_curves], EVALUATION)
-    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, and "
-          f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted)")
+                   paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision], EVALUATION)
+        if not decision.is_identity:
+            registered = MlflowConfig.load(paths.params).registered_model
+            log_model(DecidedClassifier(model.cpu().eval(), decision, len(spec.classes)), example, spec.to_dict(),
+                      registered, name="decided_model", decision=decision.to_dict())
 
 
 def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str], per_class: dict) -> None:

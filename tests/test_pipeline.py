@@ -230,6 +230,41 @@ def test_the_report_of_a_reevaluation_borrows_the_training_pictures(project, tta
     assert "## Training curves" in page and "## Confusion matrix (test)" in page and "## Augmentation preview" in page
 
 
+@pytest.fixture(scope="module")
+def decision_experiment(project, tta_experiment):
+    """Post-hoc logit adjustment and temperature scaling on the same model: evaluate only."""
+    return project.run("dvc", "exp", "run", "-S", "evaluate.logit_adjustment=1.0", "-S", "evaluate.calibrate=true")
+
+
+def test_decisions_are_fitted_on_val_without_retraining(project, decision_experiment):
+    assert ran(decision_experiment.stdout) == ["evaluate"]
+    metrics = json.loads((project.root / "metrics.json").read_text())
+    assert {"ece", "ece_before_calibration"} <= set(metrics["test"])
+    decision = json.loads((project.root / "reports/decision.json").read_text())
+    assert decision["temperature"] != 1.0 and decision["fitted"]["logit_adjustment"] == 1.0
+    assert decision["run_id"] == json.loads((project.root / "models/run.json").read_text())["run_id"]
+
+
+def test_predict_and_the_model_mlflow_serves_decide_as_evaluate_scored(project, client, decision_experiment):
+    import numpy as np
+    import torch
+
+    from imgpipe.models.decision import Decision
+    from imgpipe.models.inference import predict_proba
+    from imgpipe.store import ingested, model_folder
+    from imgpipe.tools.predict import load_predictor
+
+    images = np.array(ingested.read_split(project.root / "data/ingest", "test").images[:64])  # writable, as torch likes
+    decision = Decision(**json.loads((project.root / "reports/decision.json").read_text()))
+    raw = predict_proba(model_folder.load(project.root / "models")[1], images, 64, torch.device("cpu"))
+    decided = decision.apply(raw)  # as evaluate scores (without its test-time mirror images)
+    assert not np.allclose(decided, raw, atol=1e-3)  # the decision changes the scores
+    assert np.allclose(load_predictor(None, project.root).proba(images), decided, atol=1e-6)  # imgpipe predict
+    logged = client.search_logged_models([e.experiment_id for e in client.search_experiments()])
+    (served,) = [m for m in logged if m.name == "decided_model"]
+    assert np.allclose(load_predictor(f"models:/{served.model_id}", project.root).proba(images), decided, atol=1e-4)
+
+
 @pytest.mark.parametrize("section, value, key", [("train", {"lr": -1}, "train.lr"),
                                                  ("balance", {"method": "magic"}, "balance.method")])
 def test_bad_params_stop_the_stage_with_the_key(tmp_path, section, value, key):

@@ -76,6 +76,11 @@ class Paths:
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 
+    @property
+    def decision(self) -> Path:
+        """How evaluate turns the model's scores into decisions (imgpipe.models.decision)."""
+        return self.root / "reports" / "decision.json"
+
     def relative(self, path: Path) -> str:
         """``path`` as dvc.yaml and dvc.lock name it: relative to the root, with slashes."""
         return Path(path).relative_to(self.root).as_posix()

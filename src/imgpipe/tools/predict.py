@@ -15,6 +15,7 @@ import pandas as pd
 
 from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_file
 from imgpipe.errors import ImgpipeError
+from imgpipe.models.decision import Decision
 from imgpipe.models.spec import ModelSpec
 from imgpipe.paths import Paths
 from imgpipe.ingest.sources import walk_images
@@ -45,7 +46,21 @@ def load_predictor(ref: str | None, root: Path) -> Predictor:
         raise ImgpipeError(f"{exc} Or pass --model models:/<name>/<version>.") from None
     device = select_device("auto")
     model.to(device)
-    return Predictor(spec, lambda images: predict_proba(model, images, 64, device), str(folder))
+    decision = project_decision(root, folder, len(spec.classes))
+    return Predictor(spec, lambda images: decision.apply(predict_proba(model, images, 64, device)), str(folder))
+
+
+def project_decision(root: Path, folder: Path, classes: int) -> Decision:
+    """The decision evaluate fitted for the model in ``folder``: the project's, when it was
+    fitted for this very model (the same training run), else none."""
+    from imgpipe.store.atomic import read_json
+    from imgpipe.store.model_folder import read_run
+
+    path = Paths(root).decision
+    if not path.is_file():
+        return Decision()
+    decision = Decision.from_dict(read_json(path), str(path), classes)
+    return decision if decision.run_id == read_run(folder).get("run_id") else Decision()
 
 
 def _mlflow_predictor(uri: str, root: Path) -> Predictor:
