@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,26 @@ def deep_update(base: dict, changes: dict) -> dict:
     return base
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
+        leaves_daemons: bool = False) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with a clean environment and this venv first on PATH; its output comes back.
+
+    ``leaves_daemons``: the command starts processes that outlive it (``dvc queue start``'s
+    workers). They inherit its output, so it goes to a file: through pipes, waiting for
+    the output would wait for the daemons too.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=900)
+    if leaves_daemons:
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env,
+                                  timeout=900)
+            out.seek(0)
+            proc = subprocess.CompletedProcess(cmd, done.returncode, out.read(), "")
+    else:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
     return proc
@@ -57,8 +72,9 @@ class Project:
     def set_params(self, changes: dict) -> None:
         (self.root / "params.yaml").write_text(yaml.safe_dump(deep_update(self.params, changes), sort_keys=False))
 
-    def run(self, *cmd: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run(list(cmd), self.root, check=check, env=env)
+    def run(self, *cmd: str, check: bool = True, env: dict | None = None,
+            leaves_daemons: bool = False) -> subprocess.CompletedProcess:
+        return run(list(cmd), self.root, check=check, env=env, leaves_daemons=leaves_daemons)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
