@@ -11,6 +11,14 @@ import pytest
 from helpers import Project, make_project
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_store_from_another_test(monkeypatch):
+    """``mlflow.set_tracking_uri`` also sets MLFLOW_TRACKING_URI in ``os.environ``, where
+    imgpipe looks first: without this, one test's store would be the next test's."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)  # and on the way out, whatever the test set
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj")
