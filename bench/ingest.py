@@ -26,13 +26,13 @@ import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+sys.path.insert(0, str(REPO / "bench"))
+from shared_data import CIFAR_ARCHIVE, SHARED, cifar_folder  # noqa: E402
 VARIANTS = ["torchvision", "torchvision-dl2", "imgpipe-1", "imgpipe"]
 
 
@@ -101,17 +101,6 @@ def bench(name: str, root: Path, size: int, repeats: int) -> list[str]:
     return rows
 
 
-def cifar_train(explicit: str | None, scratch: Path) -> Path | None:
-    if explicit:
-        return Path(explicit) / "train"
-    archive = SHARED / "cifar10-jpeg.tar.gz"
-    if not archive.is_file():
-        return None
-    with tarfile.open(archive) as tar:
-        tar.extractall(scratch, filter="data")
-    return scratch / "train"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -121,7 +110,8 @@ def main() -> None:
     print("| dataset | size | variant | images | images/s | vs torchvision | peak RSS MB | peak worker RSS MB |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
-        sets = [("hymenoptera", SHARED / "hymenoptera" / "train", 64), ("cifar10 train", cifar_train(args.cifar, Path(tmp)), 32)]
+        cifar = cifar_folder(args.cifar, Path(tmp)) / "train" if args.cifar or CIFAR_ARCHIVE.is_file() else None
+        sets = [("hymenoptera", SHARED / "hymenoptera" / "train", 64), ("cifar10 train", cifar, 32)]
         for name, root, size in sets:
             if root is None or not root.is_dir():
                 print(f"| {name} | skipped: not found under {SHARED} |")

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+sys.path.insert(0, str(REPO / "bench"))
+from shared_data import cifar_folder  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import copy_project  # noqa: E402
 
@@ -89,11 +89,7 @@ def main() -> None:
     parser.add_argument("--cifar", type=Path, help="unpacked CIFAR-10 JPEGs (train/, test/); default: unpack ../shared")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cifar = args.cifar
-        if cifar is None:
-            cifar = Path(tmp) / "cifar10"
-            with tarfile.open(SHARED / "cifar10-jpeg.tar.gz") as tar:
-                tar.extractall(cifar, filter="data")
+        cifar = cifar_folder(args.cifar, Path(tmp))
         small = measure_train(tenth_of(cifar, Path(tmp) / "tenth"), Path(tmp) / "small")
         full = measure_train(cifar, Path(tmp) / "full")
         stats = {name: peak_rss_mb([sys.executable, "-c", code.format(npy=full["npy"])], REPO)

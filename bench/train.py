@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from shared_data import cifar_folder  # noqa: E402
 sys.path.insert(0, str(REPO / "src"))
 
 from imgpipe.models.device import select_device  # noqa: E402
@@ -39,16 +40,6 @@ from imgpipe.train.data import TrainBatches, channel_stats  # noqa: E402
 from imgpipe.train.loop import fit  # noqa: E402
 
 OPTIONS = {"base_cnn": {"filters": [4, 8, 16], "kernel_size": 7, "padding": "same"}, "resnet18": {}}
-
-
-def cifar_folder(given: str | None) -> Path:
-    if given:
-        return Path(given)
-    tar = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
-    out = Path(tempfile.mkdtemp(prefix="cifar-"))
-    with tarfile.open(tar) as archive:
-        archive.extractall(out)
-    return out
 
 
 def subset(folder: Path, n: int) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -146,7 +137,7 @@ def main() -> None:
     from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_files
 
     device = select_device("auto")
-    folder = cifar_folder(args.cifar)
+    folder = cifar_folder(args.cifar, Path(tempfile.mkdtemp(prefix="cifar-")))
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
     for name in args.models:

@@ -39,8 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="report.html (self-contained) or report.md (images in report_files/); default report.html")
     report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
+    init = commands.add_parser("init", help="write params.yaml for a folder of class folders, with reasons",
+                               description="Profile FOLDER (classes, image sizes, colour) and set params.yaml's "
+                               "ingest, balance, augment and train keys for it, keeping the file's comments; each "
+                               "choice is printed with its reason. Then run `dvc repro`.")
+    init.add_argument("folder", type=Path, help="images in class folders (<folder>/<class>/...), or pre-split "
+                      "(<folder>/train/<class>/...); best under raw/, versioned with `dvc add`")
+    init.add_argument("--params", type=Path, default=Path("params.yaml"), help="the file to update (default: params.yaml)")
+    init.add_argument("--image-size", type=int, help="use this size instead of the one chosen from the images")
+    init.add_argument("--dry-run", action="store_true", help="print the choices; write nothing")
     args = parser.parse_args(argv)
     try:
+        if args.command == "init":
+            return _init(args)
         if args.command == "server":
             return _server(args)
         if args.command == "report":
@@ -65,6 +76,13 @@ def _doctor() -> int:
     failed = [c.name for c in checks if not c.ok]
     print("doctor: all checks passed" if not failed else f"doctor: {len(failed)} problem(s): {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from imgpipe.tools.init.command import init_params
+
+    init_params(args.folder, args.params, args.image_size, args.dry_run)
+    return 0
 
 
 def _server(args: argparse.Namespace) -> int:

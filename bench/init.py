@@ -1,0 +1,96 @@
+"""``imgpipe init`` against the digits defaults, the README's transfer recipe and the best
+hand-tuned row, on the image folders of ../shared/datasets (issue #14).
+
+Each row is a fresh project copy whose params start as params.yaml ships them; a row's
+seed sets ingest's split and every other stage's seed, so the spread over seeds includes
+which images land in the small test split. For a seed, every row gets the same split.
+
+    python bench/init.py --seeds 0 1 2                       # every dataset and row
+    python bench/init.py --datasets brain-mri --rows init --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from shared_data import SHARED  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import copy_project  # noqa: E402
+
+# The README's "Transfer learning" command, on top of the shipped params.
+TRANSFER = {"ingest": {"channels": 3, "image_size": 224},
+            "train": {"model": "efficientnet_lite0", "pretrained": True, "freeze": {"unfreeze_last": 2},
+                      "backbone_lr_mult": 0.1}}
+# The best row of earlier hand-tuning on each set: brain-mri, issue #4's best balance
+# (balance-mode augmentation, simple_cnn at 64 px); hymenoptera, issue #5's transfer run.
+HAND_TUNED = {
+    "brain-mri": {"ingest": {"channels": 3, "image_size": 64}, "balance": {"method": "none"},
+                  "augment": {"mode": "balance", "copies": 2}},
+    "hymenoptera": {"ingest": {"channels": 3, "image_size": 224, "resize": "center_crop"},
+                    "balance": {"method": "none"}, "augment": {"copies": 0},
+                    "train": {"model": "efficientnet_lite0", "pretrained": True, "freeze": {"unfreeze_last": 2},
+                              "backbone_lr_mult": 0.1, "optimizer": "adamw", "lr": 0.001, "epochs": 5,
+                              "batch_size": 16, "scheduler": {"name": "cosine"},
+                              "device_augment": {"hflip": True}}},
+}
+ROWS = ("digits defaults", "README transfer recipe", "hand-tuned", "init")
+
+
+def run_row(root: Path, dataset: str, row: str, seed: int) -> dict:
+    project = copy_project(root)
+    folder = SHARED / dataset
+    if row == "init":
+        project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder))
+    else:
+        project.set_params({"ingest": {"source": str(folder)}})
+        project.set_params(TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset]
+                           if row == "hand-tuned" else {})
+    project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
+    began = time.perf_counter()
+    project.run("dvc", "repro")
+    test = json.loads((project.root / "metrics.json").read_text())["test"]
+    return {**test, "seconds": time.perf_counter() - began}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(HAND_TUNED))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset in args.datasets:
+            if not (SHARED / dataset).is_dir():
+                print(f"{dataset}: skipped, not found under {SHARED}")
+                continue
+            for row in args.rows:
+                for seed in args.seeds:
+                    run = run_row(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), dataset, row, seed)
+                    results.setdefault((dataset, row), []).append(run)
+                    print(f"{dataset} | {row} | seed {seed}: balanced accuracy {run['balanced_accuracy']:.3f} "
+                          f"({run['seconds']:.0f} s)", flush=True)
+    report(results)
+
+
+def report(results: dict[tuple[str, str], list[dict]]) -> None:
+    print("\n| dataset | row | test balanced accuracy, mean | sd | each seed | minutes per run |")
+    print("|---|---|---:|---:|---|---:|")
+    for (dataset, row), runs in results.items():
+        scores = [r["balanced_accuracy"] for r in runs]
+        sd = f"{statistics.stdev(scores):.3f}" if len(scores) > 1 else "-"
+        minutes = statistics.mean(r["seconds"] for r in runs) / 60
+        print(f"| {dataset} | {row} | {statistics.mean(scores):.3f} | {sd} | "
+              f"{', '.join(f'{s:.3f}' for s in scores)} | {minutes:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

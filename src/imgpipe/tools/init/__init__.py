@@ -1,0 +1,1 @@
+"""``imgpipe init FOLDER``: params.yaml for a new folder of images, each choice with its reason."""
