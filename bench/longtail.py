@@ -8,6 +8,11 @@ same number of epochs, so each sees the same number of images: equal compute (a 
 changes only evaluate reuses the finished training of its seed, as DVC would). The test split stays
 balanced (1,000 a class), so test accuracy is balanced accuracy.
 
+``--budget`` runs the other set of rows: the budget of the data-remedy table (about 1.27M
+images seen), a stronger CNN recipe, and rows that also change balance and augment
+(rerunning those stages); each row's epochs are set so that epochs x training images
+stays at that budget.
+
     python bench/longtail.py --cifar /tmp/cifar --epochs 10 --seeds 0 1 2
     python bench/longtail.py --cifar /tmp/cifar --budget     # the 1.27M-image rows
 """
