@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--params", type=Path, default=Path("params.yaml"), help="the file to update (default: params.yaml)")
     init.add_argument("--image-size", type=int, help="use this size instead of the one chosen from the images")
     init.add_argument("--dry-run", action="store_true", help="print the choices; write nothing")
+    init.add_argument("--no-trial", action="store_true", help="choose by the rules alone, without briefly "
+                      "training the candidates for how much of a pretrained backbone to retrain")
     args = parser.parse_args(argv)
     try:
         if args.command == "init":
@@ -81,7 +83,7 @@ def _doctor() -> int:
 def _init(args: argparse.Namespace) -> int:
     from imgpipe.tools.init.command import init_params
 
-    init_params(args.folder, args.params, args.image_size, args.dry_run)
+    init_params(args.folder, args.params, args.image_size, args.dry_run, trial=not args.no_trial)
     return 0
 
 
