@@ -55,7 +55,7 @@ def run_row(root: Path, dataset: str, row: str, seed: int) -> dict:
                            if row == "hand-tuned" else {})
     project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
     began = time.perf_counter()
-    project.run("dvc", "repro")
+    project.run("dvc", "repro", timeout=None)
     test = json.loads((project.root / "metrics.json").read_text())["test"]
     return {**test, "seconds": time.perf_counter() - began}
 

@@ -82,7 +82,7 @@ def run_row(project, row: dict, epochs: int, seed: int) -> dict:
         train["retrain_head"] = {"epochs": share(train["retrain_head"]["epochs"])}
     data = {section: {**DATA[section], **row.get(section, {})} for section in ("balance", "augment")}
     project.set_params({**data, "train": train, "evaluate": row.get("evaluate", {})})
-    project.run("dvc", "repro")
+    project.run("dvc", "repro", timeout=None)
     return json.loads((project.root / "metrics.json").read_text())["test"]
 
 

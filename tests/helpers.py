@@ -35,12 +35,13 @@ def deep_update(base: dict, changes: dict) -> dict:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
-        leaves_daemons: bool = False) -> subprocess.CompletedProcess:
+        leaves_daemons: bool = False, timeout: float | None = 900) -> subprocess.CompletedProcess:
     """Run ``cmd`` with a clean environment and this venv first on PATH; its output comes back.
 
     ``leaves_daemons``: the command starts processes that outlive it (``dvc queue start``'s
     workers). They inherit its output, so it goes to a file: through pipes, waiting for
-    the output would wait for the daemons too.
+    the output would wait for the daemons too. ``timeout`` (seconds; None = none) stops a
+    hung command; benchmarks that train for longer lift it.
     """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
@@ -49,11 +50,11 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
     if leaves_daemons:
         with tempfile.TemporaryFile("w+") as out:
             done = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env,
-                                  timeout=900)
+                                  timeout=timeout)
             out.seek(0)
             proc = subprocess.CompletedProcess(cmd, done.returncode, out.read(), "")
     else:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=900)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
     return proc
@@ -73,8 +74,8 @@ class Project:
         (self.root / "params.yaml").write_text(yaml.safe_dump(deep_update(self.params, changes), sort_keys=False))
 
     def run(self, *cmd: str, check: bool = True, env: dict | None = None,
-            leaves_daemons: bool = False) -> subprocess.CompletedProcess:
-        return run(list(cmd), self.root, check=check, env=env, leaves_daemons=leaves_daemons)
+            leaves_daemons: bool = False, timeout: float | None = 900) -> subprocess.CompletedProcess:
+        return run(list(cmd), self.root, check=check, env=env, leaves_daemons=leaves_daemons, timeout=timeout)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
