@@ -115,6 +115,19 @@ def test_init_keeps_every_comment_and_writes_params_that_validate(tmp_path):
     project.run(sys.executable, "-m", "stages.check_params")  # what dvc repro checks first
 
 
+def test_init_turns_off_what_an_earlier_experiment_left_on(tmp_path):
+    project = copy_project(tmp_path / "proj")
+    write_photos(project.root / "raw" / "pets", {"cat": 30, "dog": 8})
+    project.set_params({"ingest": {"long_tail": "all"}, "train": {"loss": "ldam", "drw_epoch": 3, "ema": {"decay": 0.9}},
+                        "evaluate": {"logit_adjustment": 1.0}})
+    out = project.run(IMGPIPE, "init", "raw/pets", "--no-trial")
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    assert params["ingest"]["long_tail"] == "builtin" and params["train"]["drw_epoch"] == 0
+    assert params["train"]["ema"]["decay"] == 0.0 and params["train"]["loss"] == "balanced_softmax"
+    assert params["evaluate"]["logit_adjustment"] == 0.0  # balanced softmax corrects the prior already
+    assert "not part of this recipe; was 1.0" in out.stdout and "train.mix" not in out.stdout  # only what changes
+
+
 def test_init_dry_run_writes_nothing_and_errors_are_one_sentence(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "pets", {"cat": 5, "dog": 5})

@@ -9,7 +9,8 @@ import yaml
 from imgpipe.errors import ImgpipeError
 from imgpipe.tools.init.params_file import updated_params, write_params
 from imgpipe.tools.init.profile import profile_folder
-from imgpipe.tools.init.recipe import Choice, choose
+from imgpipe.params.base import read_params
+from imgpipe.tools.init.recipe import Choice, choose, leftovers
 
 # How much of the backbone to retrain: the rule's choice first, then the alternative tried.
 FREEZING = {"the last 4 blocks": {"unfreeze_last": 4}, "every block": "none"}
@@ -23,7 +24,7 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     profile = profile_folder(folder)
     print(f"init: {profile.describe()}")
     root = params.resolve().parent
-    choices = choose(profile, source_name(folder, root), _has_gpu(), image_size)
+    choices = choose(profile, source_name(folder, root), _has_gpu(), image_size) + leftovers(read_params(params))
     if trial and any(c.key == "train.pretrained" and c.value for c in choices):
         choices = try_freezing(choices, params, root)
     width = max(len(c.key) for c in choices)

@@ -26,6 +26,17 @@ TRANSFER_BUDGET, TRANSFER_EPOCHS = 6_000, (10, 30)
 SCRATCH_BUDGET, SCRATCH_EPOCHS = 400_000, (15, 100)
 
 
+# Knobs outside init's recipe, as an earlier experiment may have left them, and the value
+# that turns each off: a leftover post-hoc adjustment on top of balanced softmax would
+# correct for the prior twice, a leftover long tail would thin the user's folder.
+NEUTRAL = {
+    "ingest.long_tail": "builtin", "augment.mode": "copies", "train.weights_path": None, "train.drw_epoch": 0,
+    "train.mix": {"mixup_alpha": 0.0, "cutmix_alpha": 0.0}, "train.ema": {"decay": 0.0},
+    "train.retrain_head": {"epochs": 0}, "train.augment_online": False, "train.grad_clip_norm": 0.0,
+    "evaluate.logit_adjustment": 0.0, "evaluate.threshold": {"optimize": "none"},
+}
+
+
 @dataclass(frozen=True)
 class Choice:
     key: str  # dotted params.yaml key, e.g. train.model
@@ -52,6 +63,19 @@ def choose(profile: FolderProfile, source: str, gpu: bool, image_size: int | Non
     choices.append(Choice("train.early_stopping", {"metric": "val_balanced_accuracy", "patience": 0,
                                                    "restore_best": True},
                           "keep the epoch with the best val balanced accuracy: val loss favours the large classes"))
+    return choices
+
+
+def leftovers(current: dict[str, Any]) -> list[Choice]:
+    """Turn off what ``current`` params (an earlier experiment's) set beyond init's recipe."""
+    choices = []
+    for key, off in NEUTRAL.items():
+        section, name = key.split(".")
+        value = current.get(section, {}).get(name)
+        differs = any(value.get(k) != v for k, v in off.items()) if isinstance(off, dict) and isinstance(value, dict) \
+            else value != off
+        if differs:
+            choices.append(Choice(key, off, f"not part of this recipe; was {value!r}"))
     return choices
 
 
