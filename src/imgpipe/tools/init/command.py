@@ -24,7 +24,7 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     profile = profile_folder(folder)
     print(f"init: {profile.describe()}")
     root = params.resolve().parent
-    choices = choose(profile, source_name(folder, root), image_size) + leftovers(read_params(params))
+    choices = choose(profile, source_name(folder, root), _has_gpu(), image_size) + leftovers(read_params(params))
     if trial and any(c.key == "train.pretrained" and c.value for c in choices):
         choices = try_freezing(choices, params, root)
     width = max(len(c.key) for c in choices)
@@ -64,6 +64,12 @@ def source_name(folder: Path, root: Path) -> str:
     print(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
           f"under raw/ and `dvc add` it (README, \"Versioning your images with DVC\").")
     return str(folder)
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 def _show(value: object) -> str:
