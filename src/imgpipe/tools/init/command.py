@@ -7,9 +7,9 @@ from pathlib import Path
 import yaml
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.params.base import read_params
 from imgpipe.tools.init.params_file import updated_params, write_params
 from imgpipe.tools.init.profile import profile_folder
-from imgpipe.params.base import read_params
 from imgpipe.tools.init.recipe import Choice, choose, leftovers
 
 # How much of the backbone to retrain: the rule's choice first, then the alternative tried.
