@@ -52,7 +52,7 @@ def run_row(root: Path, dataset: str, row: str, seed: int) -> dict:
     project = copy_project(root)
     folder = SHARED / dataset
     if row == "init":
-        project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder))
+        print(project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder)).stdout, flush=True)
     else:
         project.set_params({"ingest": {"source": str(folder)}})
         project.set_params(TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset]
@@ -60,8 +60,9 @@ def run_row(root: Path, dataset: str, row: str, seed: int) -> dict:
     project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
     began = time.perf_counter()
     project.run("dvc", "repro", timeout=None)
-    test = json.loads((project.root / "metrics.json").read_text())["test"]
-    return {**test, "seconds": time.perf_counter() - began}
+    metrics = json.loads((project.root / "metrics.json").read_text())
+    return {**metrics["test"], "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
+            "seconds": time.perf_counter() - began}
 
 
 def run_probes(root: Path, dataset: str, seed: int) -> dict[str, dict]:
@@ -134,7 +135,7 @@ def main() -> None:
                     run = run_row(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), dataset, row, seed)
                     results.setdefault((dataset, row), []).append(run)
                     print(f"{dataset} | {row} | seed {seed}: balanced accuracy {run['balanced_accuracy']:.3f} "
-                          f"({run['seconds']:.0f} s)", flush=True)
+                          f"(val {run['val_balanced_accuracy']:.3f}, {run['seconds']:.0f} s)", flush=True)
     report(results)
 
 

@@ -68,14 +68,13 @@ def test_profile_refuses_what_is_not_a_folder_of_classes(tmp_path):
 
 def test_photos_get_a_pretrained_backbone_and_small_images_a_cnn_from_scratch(tmp_path):
     write_photos(tmp_path / "photos", {"a": 40, "b": 40}, size=(400, 300))
-    photos = values(choose(profile_folder(tmp_path / "photos"), "raw/photos", gpu=True))
+    photos = values(choose(profile_folder(tmp_path / "photos"), "raw/photos"))
     assert photos["train.model"] == "efficientnet_lite0" and photos["train.pretrained"] is True
     assert photos["ingest.image_size"] == 224 and photos["ingest.channels"] == 3
     assert photos["train.freeze"] == {"unfreeze_last": 4} and photos["train.device_augment"]["hflip"]
-    on_cpu = values(choose(profile_folder(tmp_path / "photos"), "raw/photos", gpu=False))
-    assert on_cpu["ingest.image_size"] == 160
+    assert values(choose(profile_folder(tmp_path / "photos"), "raw/photos", image_size=160))["ingest.image_size"] == 160
     write_digit_folder(tmp_path / "digits", per_class=8)
-    small = values(choose(profile_folder(tmp_path / "digits"), "raw/digits", gpu=True))
+    small = values(choose(profile_folder(tmp_path / "digits"), "raw/digits"))
     assert small["train.model"] == "base_cnn" and small["train.pretrained"] is False
     assert small["ingest.channels"] == 1 and small["ingest.image_size"] < 64
     assert not small["train.device_augment"]["hflip"]  # a mirrored digit is another symbol
@@ -84,8 +83,8 @@ def test_photos_get_a_pretrained_backbone_and_small_images_a_cnn_from_scratch(tm
 def test_imbalance_picks_the_loss_and_size_picks_the_epochs(tmp_path):
     write_photos(tmp_path / "even", {"a": 20, "b": 20})
     write_photos(tmp_path / "skewed", {"a": 60, "b": 10})
-    even = values(choose(profile_folder(tmp_path / "even"), "x", gpu=False))
-    skewed = values(choose(profile_folder(tmp_path / "skewed"), "x", gpu=False))
+    even = values(choose(profile_folder(tmp_path / "even"), "x"))
+    skewed = values(choose(profile_folder(tmp_path / "skewed"), "x"))
     assert even["train.loss"] == "cross_entropy" and skewed["train.loss"] == "balanced_softmax"
     assert even["balance.method"] == skewed["balance.method"] == "none"
     assert skewed["train.early_stopping"]["metric"] == "val_balanced_accuracy"

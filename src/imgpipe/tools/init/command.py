@@ -24,7 +24,7 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     profile = profile_folder(folder)
     print(f"init: {profile.describe()}")
     root = params.resolve().parent
-    choices = choose(profile, source_name(folder, root), _has_gpu(), image_size) + leftovers(read_params(params))
+    choices = choose(profile, source_name(folder, root), image_size) + leftovers(read_params(params))
     if trial and any(c.key == "train.pretrained" and c.value for c in choices):
         choices = try_freezing(choices, params, root)
     width = max(len(c.key) for c in choices)
@@ -40,7 +40,7 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
 
 def try_freezing(choices: list[Choice], params: Path, root: Path) -> list[Choice]:
     """Retrain the last blocks or every block? Try both briefly; keep the better by val."""
-    from imgpipe.tools.init.trial import TRIAL_EPOCHS, pick, score, trial_data
+    from imgpipe.tools.init.trial import MARGIN, TRIAL_EPOCHS, pick, score, trial_data
 
     full = yaml.safe_load(updated_params(params, choices))
     data = trial_data(full, root)
@@ -52,7 +52,7 @@ def try_freezing(choices: list[Choice], params: Path, root: Path) -> list[Choice
     chosen = pick(scores)
     why = (f"tried briefly (val balanced accuracy: {tried}); {chosen} unfrozen "
            + ("kept, the images are close enough to ImageNet's" if chosen == next(iter(FREEZING))
-              else "learn better: these images are far from ImageNet's photos"))
+              else f"learns better here, by {MARGIN} or more: these images are further from ImageNet's photos"))
     return [Choice(c.key, FREEZING[chosen], why) if c.key == "train.freeze" else c for c in choices]
 
 
@@ -64,12 +64,6 @@ def source_name(folder: Path, root: Path) -> str:
     print(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
           f"under raw/ and `dvc add` it (README, \"Versioning your images with DVC\").")
     return str(folder)
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 def _show(value: object) -> str:

@@ -18,7 +18,6 @@ from imgpipe.tools.init.profile import FolderProfile
 
 TRANSFER_MIN_SIDE = 64  # below this, ImageNet's features have little to see
 IMAGENET_SIZE = 224  # the size EfficientNet-Lite0's weights were trained at
-CPU_SIZE = 160  # without a GPU: about twice the speed of 224 for a point or two
 IMBALANCED = 1.5  # largest/smallest class above which the loss corrects for the prior
 # Images seen in a training run, so small folders still train long enough and large
 # ones do not train for days: epochs = budget / training images, within the bounds.
@@ -50,12 +49,12 @@ def train_share(profile: FolderProfile, val_fraction: float = 0.15, test_fractio
     return max(1, round(total * (1 - val_fraction) * (1 if profile.presplit else 1 - test_fraction / (1 - val_fraction))))
 
 
-def choose(profile: FolderProfile, source: str, gpu: bool, image_size: int | None = None) -> list[Choice]:
+def choose(profile: FolderProfile, source: str, image_size: int | None = None) -> list[Choice]:
     """Every params.yaml value ``init`` sets for ``profile``, in params.yaml's order."""
     transfer = profile.short_side >= TRANSFER_MIN_SIDE
-    size = image_size or _image_size(profile, transfer, gpu)
+    size = image_size or _image_size(profile, transfer)
     n_train = train_share(profile)
-    choices = [Choice("ingest.source", source, "the folder given"), *_ingest(profile, size, transfer, gpu, image_size)]
+    choices = [Choice("ingest.source", source, "the folder given"), *_ingest(profile, size, transfer, image_size)]
     choices += _balance(profile)
     choices.append(Choice("augment.copies", 0, "flips and crops are drawn afresh each epoch on the device "
                           "(train.device_augment) instead of copies written to disk"))
@@ -79,14 +78,13 @@ def leftovers(current: dict[str, Any]) -> list[Choice]:
     return choices
 
 
-def _image_size(profile: FolderProfile, transfer: bool, gpu: bool) -> int:
+def _image_size(profile: FolderProfile, transfer: bool) -> int:
     if not transfer:  # small images keep their own size, in steps of 4 px
         return max(16, 4 * round(profile.short_side / 4))
-    cap = IMAGENET_SIZE if gpu else CPU_SIZE
-    return max(TRANSFER_MIN_SIDE, min(cap, 32 * (profile.short_side // 32)))
+    return max(TRANSFER_MIN_SIDE, min(IMAGENET_SIZE, 32 * (profile.short_side // 32)))
 
 
-def _ingest(profile: FolderProfile, size: int, transfer: bool, gpu: bool, asked: int | None) -> list[Choice]:
+def _ingest(profile: FolderProfile, size: int, transfer: bool, asked: int | None) -> list[Choice]:
     channels = Choice("ingest.channels", 1 if profile.gray else 3,
                       "the sampled images are gray: one channel loses nothing (backbones repeat it to three)"
                       if profile.gray else "the images are in colour")
@@ -94,12 +92,10 @@ def _ingest(profile: FolderProfile, size: int, transfer: bool, gpu: bool, asked:
         why = "as asked (--image-size)"
     elif not transfer:
         why = f"the images' own size (median shorter side {profile.short_side} px)"
-    elif size == IMAGENET_SIZE or size < CPU_SIZE or gpu:
-        why = (f"median shorter side {profile.short_side} px, at most {IMAGENET_SIZE}, the size the ImageNet "
-               "weights were trained at")
     else:
-        why = (f"median shorter side {profile.short_side} px; no GPU here, so {size} rather than "
-               f"{IMAGENET_SIZE}, about twice as fast (--image-size {IMAGENET_SIZE} for full size)")
+        why = (f"median shorter side {profile.short_side} px, rounded down to a multiple of 32, at most "
+               f"{IMAGENET_SIZE}, the size the ImageNet weights were trained at (--image-size 160 trains about "
+               "twice as fast on a CPU)")
     resize = Choice("ingest.resize", "squash", "keeps the whole image; objects near the border are not cut off")
     return [channels, Choice("ingest.image_size", size, why), resize]
 
