@@ -26,7 +26,7 @@ run: setup
 	dvc repro
 
 test: setup
-	python -m pytest
+	python -m pytest -n auto --maxprocesses 4 --dist loadfile  # a worker per core (pytest-xdist), one file each
 
 bench: setup
 	python bench/pipeline.py

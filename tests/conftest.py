@@ -3,7 +3,14 @@ The helpers behind them live in helpers.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Under pytest-xdist (`make test` runs a worker per core), each worker's stage processes
+# share the cores with the others': a torch with a thread per core in every one of them
+# oversubscribes the machine and runs many times slower. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import numpy as np
 import pytest

@@ -89,8 +89,11 @@ def stop_at(project, cmd: list[str], line_start: str, sig: int, whole_group: boo
     to the process alone; then wait until every process it started has ended."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
     env.update(PYTHONUNBUFFERED="1", PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}")
+    # Ctrl-C as a terminal sends it: a suite started in the background (`make test &`, nohup)
+    # hands its children SIGINT ignored, and an ignored signal stays ignored across exec.
     proc = subprocess.Popen(cmd, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # A hung stage must fail this test, not hang the suite: its group is killed after 5 minutes.
     deadline = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))
     deadline.start()
