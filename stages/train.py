@@ -4,7 +4,8 @@ Outputs (see dvc.yaml): ``models/`` (weights, the spec to rebuild and feed them,
 MLflow run), ``reports/train_history.csv`` (per-epoch metrics, DVC plots) and
 ``checkpoints/`` (the last epoch's state, kept by DVC between runs so a killed run
 resumes). Everything is logged to one MLflow run, which evaluate later completes.
-With ``train.nproc`` above 1 the stage starts itself under torchrun (DDP).
+With ``train.nproc`` above 1, or ``PET_NNODES`` set for several machines, the stage
+starts itself under torchrun (DDP).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from imgpipe.tracking.model import log_model
 from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed, start_training_run
 from imgpipe.tracking.store import store_errors
 from imgpipe.train.checkpoint import training_lock
-from imgpipe.train.distributed import init_from_env, relaunch_command, under_torchrun
+from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command
 from imgpipe.train.job import TrainingJob
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     # Where runs are recorded never changes the model, so the mlflow section is no
     # dependency of this stage in dvc.yaml; but a name MLflow would refuse stops it now.
     mlflow_cfg = MlflowConfig.load(paths.params)
-    if cfg.nproc > 1 and not under_torchrun():
+    if needs_relaunch(cfg.nproc):
         sys.exit(subprocess.call(relaunch_command(cfg.nproc, "stages.train"), cwd=paths.root))
     dist = init_from_env()
     # One training at a time on this checkpoint, from reading it to marking it complete.

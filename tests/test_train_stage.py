@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from helpers import make_project
+from helpers import free_port, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ def stop_at(project, cmd: list[str], line_start: str, sig: int, whole_group: boo
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_two_process_ddp_with_gloo_completes(project):
+def test_two_process_ddp_with_gloo_completes_and_two_nodes_end_the_same(project):
     project.set_params({"train": {"nproc": 2, "epochs": 2}})
     project.commit("ddp")
     out = project.run("dvc", "repro")
@@ -124,6 +124,27 @@ def test_two_process_ddp_with_gloo_completes(project):
     assert len(history) == 3  # header and two epochs, written once (by rank 0)
     metrics = json.loads((project.root / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.3  # ten digit classes: chance is 0.1
+    one_node = trained_model(project), metrics_bytes(project)
+
+    # The README's two-machine recipe, both "machines" on localhost sharing the project:
+    # one process per node, a c10d rendezvous, `dvc repro` on one and the stage on the other.
+    # One thread per process, as torchrun gives the two processes of one node: CPU sums
+    # split across another number of threads round differently.
+    project.set_params({"train": {"nproc": 1}})
+    shutil.rmtree(project.root / "checkpoints")
+    env = {"PET_NNODES": "2", "PET_RDZV_BACKEND": "c10d", "PET_RDZV_ENDPOINT": f"localhost:{free_port()}",
+           "PET_RDZV_ID": "imgpipe-test", "OMP_NUM_THREADS": "1"}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
+    other = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env={**full_env, **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = project.run("dvc", "repro", env=env, timeout=600)
+        other_out, _ = other.communicate(timeout=120)
+    finally:
+        other.kill()
+    assert other.returncode == 0, other_out
+    assert "on cpu x2" in out.stdout + other_out
+    assert (trained_model(project), metrics_bytes(project)) == one_node
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 The train stage runs unchanged under ``torchrun``: it reads the usual environment
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...). With ``train.nproc`` above
-1 and no such environment, it starts torchrun on itself (see :func:`relaunch_command`).
+1, or torchrun's own ``PET_NNODES`` above 1 (several machines), and no such environment, it
+starts torchrun on itself (see :func:`relaunch_command`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Dist:
 
     def close(self) -> None:
         if self.world > 1 and torch.distributed.is_initialized():
+            # Every rank waits for rank 0 to finish writing: on several machines sharing the
+            # project, the one running `dvc` must not look for outputs before they exist.
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
@@ -59,6 +63,25 @@ def init_from_env() -> Dist:
     return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def nodes_from_env() -> int:
+    """Machines taking part, from torchrun's own ``PET_NNODES`` (``2`` or ``1:4``); 1 without it."""
+    nnodes = os.environ.get("PET_NNODES", "1").strip()
+    try:
+        return int(nnodes.split(":")[-1])
+    except ValueError:
+        return 1  # torchrun itself will say what is wrong with it
+
+
+def needs_relaunch(nproc: int) -> bool:
+    return (nproc > 1 or nodes_from_env() > 1) and not under_torchrun()
+
+
 def relaunch_command(nproc: int, module: str) -> list[str]:
-    """torchrun on one machine with ``nproc`` processes, running ``python -m module``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module]
+    """torchrun with ``nproc`` processes here, running ``python -m module``.
+
+    On one machine, ``--standalone``. With ``PET_NNODES`` above 1 torchrun takes the
+    rendezvous (``PET_RDZV_BACKEND``, ``PET_RDZV_ENDPOINT``, ``PET_RDZV_ID``) from the
+    environment as it documents, so `dvc repro` needs no other command on several machines.
+    """
+    where = [] if nodes_from_env() > 1 else ["--standalone"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc}", "-m", module]

@@ -134,6 +134,8 @@ class TrainingJob:
 
     def describe(self) -> str:
         facts = self.facts()
+        # CPU results depend on the thread count (how sums are split), so it is said.
+        threads = f" ({torch.get_num_threads()} threads each)" if self.device.type == "cpu" else ""
         return (f"train: {self.cfg.model} from {self.origin}, {facts['model.trainable_parameters']:,} of "
-                f"{facts['model.parameters']:,} parameters trainable, on {self.device} x{self.dist.world}; "
+                f"{facts['model.parameters']:,} parameters trainable, on {self.device} x{self.dist.world}{threads}; "
                 f"{len(self.train)} images, {self.cfg.epochs} epochs")
