@@ -55,14 +55,16 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def decode_file(path: Path, settings: DecodeSettings) -> Decoded:
-    """Read and decode one file. Unreadable or bad files come back with a reason."""
+def decode_file(path, settings: DecodeSettings) -> Decoded:
+    """Read and decode one file, or a tar member (``shards.Member``: ``size`` and
+    ``read_bytes(limit)``). Unreadable or bad files come back with a reason."""
     try:
-        if Path(path).stat().st_size > SNIFF_ABOVE and not _looks_like_an_image(path):
+        size = path.size if hasattr(path, "size") else Path(path).stat().st_size
+        if size > SNIFF_ABOVE and not _looks_like_an_image(path):
             # A big file is judged by its first bytes: a 3 GB non-image named .jpg is never
             # read whole. Ordinary images are read once, without this second open.
             return Decoded(None, None, NOT_AN_IMAGE)
-        data = Path(path).read_bytes()
+        data = path.read_bytes() if hasattr(path, "size") else Path(path).read_bytes()
     except OSError as exc:
         return Decoded(None, None, f"unreadable: {exc.strerror or exc}")
     return decode_bytes(data, settings)
@@ -94,10 +96,11 @@ NOT_AN_IMAGE = "not an image: the content is no format Pillow can read"
 SNIFF_ABOVE = 64 * 2**20  # bytes; files above this have their header checked before a full read
 
 
-def _looks_like_an_image(path: Path) -> bool:
+def _looks_like_an_image(path) -> bool:
     """Whether Pillow recognises the file's header; it reads only the first bytes."""
     try:
-        with warnings.catch_warnings(), Image.open(path):
+        header = io.BytesIO(path.read_bytes(2**20)) if hasattr(path, "size") else path
+        with warnings.catch_warnings(), Image.open(header):
             warnings.simplefilter("ignore")  # header notes (TIFF EXIF and the like) are not news here
             return True
     except UnidentifiedImageError:

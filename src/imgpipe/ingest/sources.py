@@ -7,6 +7,8 @@
   ``ingest.torchvision_root`` or downloaded there;
 - a folder in ImageFolder layout, ``<root>/<class>/...`` (nested folders allowed), or
   pre-split as ``<root>/train/<class>/...`` plus ``val`` and/or ``test``;
+- the same tree in tar archives: a folder of WebDataset shards, or one plain ``.tar``
+  (see ``shards``);
 - a CSV manifest with columns ``path``, ``label`` and optionally ``split``.
 
 Every source returns a ``SourceImages``, so the ingest stage never cares where pixels
@@ -23,6 +25,7 @@ import numpy as np
 
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.ingest.decoding import DecodeSettings, decode_files, fit_pixels, is_image_name
+from imgpipe.ingest.shards import Member, is_shard_folder, sample_key, shard_files, tar_members
 from imgpipe.errors import ImgpipeError
 from imgpipe.store.dataset import pixel_hash
 
@@ -54,7 +57,7 @@ class SourceImages:
 
 @dataclass(frozen=True)
 class Candidate:
-    path: Path
+    path: Path | Member  # a file, or a file inside a tar archive
     id: str
     class_name: str
     split: str  # "" when the source does not say
@@ -72,12 +75,15 @@ def load_source(cfg: IngestConfig, root: Path) -> SourceImages:
         return load_torchvision(cfg, root)
     path = (root / cfg.source).expanduser()
     if path.is_dir():
-        return load_files(scan_folder(path), cfg)
+        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg)
     if path.is_file() and path.suffix.lower() == ".csv":
         return load_files(read_manifest_csv(path), cfg)
+    if path.is_file() and path.suffix.lower() == ".tar":
+        return load_files(scan_tar(path), cfg)
     raise ImgpipeError(
         f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
-        f"a folder of class folders nor a .csv manifest ({path} does not exist or is another kind of file)."
+        f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
+        f"({path} does not exist or is another kind of file)."
     )
 
 
@@ -92,20 +98,52 @@ def scan_folder(root: Path) -> list[Candidate]:
     folders are ignored, and so are files without an image extension; whether a file
     really is an image is decided later from its bytes.
     """
-    top = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    top = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    files = {path.relative_to(root).as_posix(): path for path in walk_images(root)}
+    return classify(files, top, {}, where=str(root))
+
+
+def scan_shards(folder: Path) -> list[Candidate]:
+    """Images in a folder of WebDataset ``.tar`` shards, as ``scan_folder`` finds them on disk."""
+    images, labels = tar_members(shard_files(folder))
+    return classify(images, _top_folders(images), labels, where=f"the shards in {folder}")
+
+
+def scan_tar(tar: Path) -> list[Candidate]:
+    """Images in one plain ``.tar`` of an ImageFolder tree (its one top folder dropped)."""
+    images, labels = tar_members([tar], keep_tops=frozenset(SPLIT_FOLDERS))
+    return classify(images, _top_folders(images), labels, where=str(tar))
+
+
+def _top_folders(names) -> list[str]:
+    return sorted({name.split("/", 1)[0] for name in names if "/" in name})
+
+
+def classify(files: dict[str, Path | Member], top: list[str], labels: dict[str, str], where: str) -> list[Candidate]:
+    """Candidates from image paths relative to the collection's root, sorted as on disk.
+
+    The class is the first folder (below ``train/``, ``val/`` or ``test/`` when every top
+    folder is one of those), or the text of a WebDataset ``.cls`` member in ``labels``;
+    deeper folders are just organisation.
+    """
     lowered = [name.lower() for name in top]
     presplit = "train" in lowered and all(name in SPLIT_FOLDERS for name in lowered)
-    groups = [(root / name, SPLIT_FOLDERS[name.lower()]) for name in top] if presplit else [(root, "")]
     found = []
-    for base, split in groups:
-        for path in walk_images(base):
-            rel = path.relative_to(base)
-            if len(rel.parts) < 2:
-                continue  # a file beside the class folders belongs to no class
-            found.append(Candidate(path, path.relative_to(root).as_posix(), rel.parts[0], split))
+    # Ordered by path components, as a sorted walk of the folder gives them.
+    for rel in sorted(files, key=lambda name: name.split("/")):
+        parts, split = rel.split("/"), ""
+        if presplit:
+            if parts[0].lower() not in SPLIT_FOLDERS:
+                continue  # a file beside the split folders belongs to no split
+            split, parts = SPLIT_FOLDERS[parts[0].lower()], parts[1:]
+        label = labels.get(sample_key(rel))
+        if label is None and len(parts) < 2:
+            continue  # a file beside the class folders belongs to no class
+        found.append(Candidate(files[rel], rel, label or parts[0], split))
     if not found:
         layout = "<root>/<class>/<image>" + (" (inside train/, val/, test/)" if presplit else "")
-        raise ImgpipeError(f"ingest.source: no image files found in {root}; expected {layout}.")
+        raise ImgpipeError(f"ingest.source: no image files found in {where}; expected {layout}, "
+                           "or WebDataset samples with a .cls member.")
     return found
 
 

@@ -11,6 +11,19 @@ from imgpipe.errors import ImgpipeError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict}
+    try:
+        return run[args.command](args)
+    except ImgpipeError as exc:
+        print(f"imgpipe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgpipe: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="classify image files or folders with a trained model",
@@ -39,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="report.html (self-contained) or report.md (images in report_files/); default report.html")
     report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
+    _add_data_commands(commands)
+    return parser
+
+
+def _add_data_commands(commands) -> None:
     init = commands.add_parser("init", help="write params.yaml for a folder of class folders, with reasons",
                                description="Profile FOLDER (classes, image sizes, colour) and set params.yaml's "
                                "ingest, balance, augment and train keys for it, keeping the file's comments; each "
@@ -50,24 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--dry-run", action="store_true", help="print the choices; write nothing")
     init.add_argument("--no-trial", action="store_true", help="choose by the rules alone, without briefly "
                       "training the candidates for how much of a pretrained backbone to retrain")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "init":
-            return _init(args)
-        if args.command == "server":
-            return _server(args)
-        if args.command == "report":
-            return _report(args)
-        return _doctor() if args.command == "doctor" else _predict(args)
-    except ImgpipeError as exc:
-        print(f"imgpipe: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("imgpipe: stopped (Ctrl-C)", file=sys.stderr)
-        return 130
+    pack = commands.add_parser("pack", help="write a folder of class folders as WebDataset .tar shards",
+                               description="Write the images under SRC as tar shards in DST (shard-000000.tar, ...), "
+                               "shuffled with --seed, --shard-size samples each. Point ingest.source at DST and "
+                               "`dvc add` it: DVC tracks a few files instead of one per image, and ingest gives the "
+                               "same output as from SRC.")
+    pack.add_argument("src", type=Path, help="images in class folders (<src>/<class>/...), or pre-split")
+    pack.add_argument("dst", type=Path, help="the folder to create for the shards (must not exist or be empty)")
+    pack.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default: 5000)")
+    pack.add_argument("--seed", type=int, default=0, help="seed of the sample order (default: 0)")
 
 
-def _doctor() -> int:
+def _doctor(args: argparse.Namespace) -> int:
     from imgpipe.tools.doctor import run_checks
 
     checks = run_checks(find_project_root(Path.cwd()))
@@ -99,6 +111,16 @@ def _report(args: argparse.Namespace) -> int:
 
     path = write_report(find_project_root(Path.cwd()), args.output, args.run)
     print(f"report: wrote {path}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from imgpipe.tools.pack import pack
+
+    shards = pack(args.src, args.dst, args.shard_size, args.seed)
+    size = sum(s.stat().st_size for s in shards)
+    print(f"pack: wrote {len(shards)} shards ({size / 2**20:.1f} MiB) to {args.dst}; "
+          f"set ingest.source to it and `dvc add {args.dst}`")
     return 0
 
 
