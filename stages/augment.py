@@ -1,12 +1,11 @@
 """Augment: write seeded, augmented variants of every training image beside the originals.
 
-Outputs (see dvc.yaml): ``data/augment/`` (originals plus their variants, and the exact
-albumentations pipeline) and ``reports/augment_preview.png`` (originals next to variants).
+Outputs (see dvc.yaml): ``data/augment/`` (the variants' pixels, references to the
+originals they sit beside, and the exact albumentations pipeline) and ``reports/augment_preview.png`` (originals next to variants).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from imgpipe.augment.pipeline import (
@@ -17,6 +16,7 @@ from imgpipe.params.augment import AugmentConfig
 from imgpipe.paths import Paths
 from imgpipe.store import augmented, balanced, ingested
 from imgpipe.store.dataset import Split, class_counts
+from imgpipe.store.stacked import Stacked
 from imgpipe.viz.grids import save_png
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     print(f"augment: {len(train)} training images, {per_image.sum()} augmented variants ({cfg.mode} mode)")
 
     variants = augment_variants(train.images, pipeline, per_image)
-    images = np.concatenate([np.asarray(train.images), variants])
+    images = Stacked.concat([train.images, variants])  # the kept rows stay references; only variants are new
     manifest = pd.concat([train.manifest, variants_manifest(train, per_image, variants)], ignore_index=True)
     augmented.write(paths.augmented, classes, Split(images, manifest), pipeline_dict(pipeline))
 

@@ -45,6 +45,10 @@ def test_every_balance_method_runs_through_dvc_and_leaves_val_and_test_alone(pro
             assert len(set(after)) == 1, (method, after)  # evened out exactly
         else:
             assert report["after"] != report["before"], method
+        # Picked and kept rows are references: only synthetic and augmented pixels are stored.
+        assert len(np.load(root / "data" / "balance" / "train.npy", mmap_mode="r")) == report["synthetic"], method
+        augmented_rows = (pd.read_csv(root / "data" / "augment" / "manifest.csv")["origin"] == "augmented").sum()
+        assert len(np.load(root / "data" / "augment" / "train.npy", mmap_mode="r")) == augmented_rows, method
         training = json.loads((root / "data" / "balance" / "training.json").read_text())
         assert (training["loss_weights"] is not None) == (method == "class_weight")
         assert (training["sampler_weights"] is not None) == (method == "weighted_sampler")

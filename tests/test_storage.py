@@ -24,6 +24,38 @@ def test_dataset_round_trip_and_identical_bytes(tmp_path):
     assert back.labels.tolist() == [0, 1, 0]
 
 
+def test_picked_rows_are_stored_as_references_and_only_new_pixels_are_written(tmp_path):
+    import pandas as pd
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.store.stacked import Stacked
+
+    data = tmp_path / "data"
+    source = _split(6, "train")
+    write_dataset(data / "ingest", ["a", "b"], {"train": source})
+    train = read_split(data / "ingest", "train")
+    # Balance: rows picked with repeats, nothing copied.
+    picked = [5, 0, 0, 3, 5, 5]
+    write_dataset(data / "balance", ["a", "b"], {"train": Split(train.images.take(picked), train.manifest.iloc[picked])})
+    assert np.load(data / "balance" / "train.npy").shape == (0, 4, 4, 1)
+    balanced = read_split(data / "balance", "train")
+    assert np.array_equal(balanced.images, source.images[picked])
+    # Augment: the balanced rows stay references to ingest; only the two variants are written.
+    variants = np.full((2, 4, 4, 1), 7, dtype=np.uint8)
+    rows = pd.concat([balanced.manifest, _split(2, "train").manifest], ignore_index=True)
+    write_dataset(data / "augment", ["a", "b"], {"train": Split(Stacked.concat([balanced.images, variants]), rows)})
+    assert np.array_equal(np.load(data / "augment" / "train.npy"), variants)
+    back = read_split(data / "augment", "train")
+    assert np.array_equal(back.images, np.concatenate([source.images[picked], variants]))
+    assert np.array_equal(read_split(data / "augment", "train", mmap=False).images, np.asarray(back.images))
+    assert np.array_equal(back.images[[7, 0, 6]], np.stack([variants[1], source.images[5], variants[0]]))
+    assert set(pd.read_csv(data / "augment" / "manifest.csv")["pixels"]) == {"../ingest/train.npy", "train.npy"}
+    # A referenced file gone: one sentence naming it and what to do.
+    (data / "ingest" / "train.npy").unlink()
+    with pytest.raises(ImgpipeError, match=r"ingest/train\.npy, which .*augment/manifest\.csv takes pixels from, is missing"):
+        read_split(data / "augment", "train")
+
+
 def test_failed_write_leaves_previous_output_and_no_temporaries(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("good")

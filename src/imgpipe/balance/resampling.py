@@ -14,11 +14,12 @@ import numpy as np
 from imgpipe.errors import ParamsError
 from imgpipe.params.balance import RESAMPLERS, BalanceConfig
 from imgpipe.store.dataset import pixel_hash
+from imgpipe.store.stacked import Stacked
 
 
 @dataclass
 class Resampled:
-    images: np.ndarray
+    images: Stacked  # picked rows as references to the input; synthetic rows as new pixels
     labels: np.ndarray
     # For each output row: the input row it copies, or -1 for a synthetic image.
     source_index: np.ndarray
@@ -113,13 +114,15 @@ def class_weights(labels: np.ndarray, classes: list[str]) -> dict[str, float]:
 def resample(images: np.ndarray, labels: np.ndarray, sampler: Any) -> Resampled:
     """Apply ``sampler`` to a train split.
 
-    Random samplers pick rows, so they resample indices and copy pixels once at the end.
-    The SMOTE family interpolates between neighbours, so it works on flattened pixels:
-    its new rows are blends of two images. Its cleaning variants (Tomek links, ENN) also
-    drop rows, so each output row is traced back to its input by its exact pixel values.
+    Random samplers pick rows, so they resample indices and the result refers to the
+    input's rows: no pixel is copied. The SMOTE family interpolates between neighbours, so
+    it works on flattened pixels: its new rows are blends of two images. Its cleaning
+    variants (Tomek links, ENN) also drop rows, so each output row is traced back to its
+    input by its exact pixel values; only the synthetic rows are new pixels.
     """
+    base = Stacked.of(images)
     if sampler is None:
-        return Resampled(np.asarray(images), np.asarray(labels), np.arange(len(labels)))
+        return Resampled(base, np.asarray(labels), np.arange(len(labels)))
     try:
         if not _is_random(sampler):
             flat = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
@@ -141,13 +144,13 @@ def resample(images: np.ndarray, labels: np.ndarray, sampler: Any) -> Resampled:
             new_flat = np.asarray(new_flat, dtype=np.float32)
             where = {row.tobytes(): i for i, row in enumerate(flat)}
             source = np.array([where.get(row.tobytes(), -1) for row in new_flat], dtype=np.int64)
-            new_images = np.clip(np.rint(new_flat), 0, 255).astype(np.uint8).reshape(-1, *images.shape[1:])
-            return Resampled(new_images, np.asarray(new_labels), source, note)
+            synthetic = np.clip(np.rint(new_flat[source < 0]), 0, 255).astype(np.uint8).reshape(-1, *images.shape[1:])
+            return Resampled(Stacked.assemble(source, base, synthetic), np.asarray(new_labels), source, note)
         rows, new_labels = sampler.fit_resample(np.arange(len(labels)).reshape(-1, 1), labels)
     except (ValueError, RuntimeError) as exc:
         raise ParamsError(f"params.yaml: balance: imbalanced-learn refused the settings: {exc}") from None
     rows = rows.ravel()
-    return Resampled(np.asarray(images)[rows], np.asarray(new_labels), rows)
+    return Resampled(base.take(rows), np.asarray(new_labels), rows)
 
 
 def _is_random(sampler: Any) -> bool:

@@ -11,7 +11,8 @@ from imgpipe.ingest.duplicates import Deduplicated, deduplicate
 from imgpipe.ingest.sources import SourceImages
 from imgpipe.ingest.splitting import assign_splits, check_classes, imbalance_ratio, long_tail_pool
 from imgpipe.params.ingest import IngestConfig
-from imgpipe.store.dataset import Rows, Split, class_counts, make_manifest
+from imgpipe.store.dataset import Split, class_counts, make_manifest
+from imgpipe.store.stacked import Stacked
 
 
 def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated, np.ndarray, dict[str, Split]]:
@@ -34,7 +35,7 @@ def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated
             sha256=[source.sha256[i] for i in rows],
             origin="original",
         )
-        splits[name] = Split(images=Rows(source.images, rows), manifest=manifest)
+        splits[name] = Split(images=Stacked.of(source.images).take(rows), manifest=manifest)
     check_classes({name: class_counts(s.labels, source.classes) for name, s in splits.items()})
     return dedup, keep, splits
 
