@@ -75,7 +75,7 @@ def main() -> None:
         for name, ingest in DATASETS.items():
             if ingest:
                 ingest = {**ingest, "source": str(cifar)}
-            rows = {rev: measure(rev, ingest, Path(tmp) / f"{len(name)}-{rev}") for rev in (args.before, args.after)}
+            rows = {rev: measure(rev, ingest, Path(tmp) / f"{len(ingest)}-{rev}") for rev in (args.before, args.after)}
             print(f"\n{name}\n\n| MiB | {args.before} | {args.after} | ratio |\n|---|---:|---:|---:|")
             for key in rows[args.before]:
                 a, b = rows[args.before][key], rows[args.after][key]

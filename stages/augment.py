@@ -9,12 +9,14 @@ from __future__ import annotations
 import pandas as pd
 
 from imgpipe.augment.pipeline import (
-    augment_variants, build_pipeline, check_pipeline, pipeline_dict, preview, variants_manifest, variants_per_image,
+    augment_variants, build_pipeline, check_pipeline, pipeline_dict, preview, save_variants, variants_manifest,
+    variants_per_image,
 )
 from imgpipe.errors import run_stage
 from imgpipe.params.augment import AugmentConfig
 from imgpipe.paths import Paths
 from imgpipe.store import augmented, balanced, ingested
+from imgpipe.store.atomic import scratch_folder
 from imgpipe.store.dataset import Split, class_counts
 from imgpipe.store.stacked import Stacked
 from imgpipe.viz.grids import save_png
@@ -32,14 +34,18 @@ def main() -> None:
     per_image = variants_per_image(train.labels, cfg.copies, cfg.mode)
     print(f"augment: {len(train)} training images, {per_image.sum()} augmented variants ({cfg.mode} mode)")
 
-    variants = augment_variants(train.images, pipeline, per_image)
-    images = Stacked.concat([train.images, variants])  # the kept rows stay references; only variants are new
-    manifest = pd.concat([train.manifest, variants_manifest(train, per_image, variants)], ignore_index=True)
-    augmented.write(paths.augmented, classes, Split(images, manifest), pipeline_dict(pipeline))
+    # Variants go to a file as they are made, not to memory; the kept rows stay references.
+    with scratch_folder(paths.augmented) as scratch:
+        variants, hashes = save_variants(augment_variants(train.images, pipeline, per_image),
+                                         scratch / "variants.u8", train.images.shape[1:])
+        images = Stacked.concat([train.images, variants])
+        manifest = pd.concat([train.manifest, variants_manifest(train, per_image, hashes)], ignore_index=True)
+        augmented.write(paths.augmented, classes, Split(images, manifest), pipeline_dict(pipeline))
 
     save_png(preview(train, classes, cfg.transforms, cfg.seed), paths.augment_preview)
     after = class_counts(manifest["label"], classes)
-    print(f"augment: wrote {len(images)} training images; per class: {after}; preview in {paths.augment_preview.name}")
+    print(f"augment: wrote {len(images)} training images ({len(variants)} new); per class: {after}; "
+          f"preview in {paths.augment_preview.name}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ from dataclasses import asdict
 
 from imgpipe.errors import run_stage
 from imgpipe.ingest.selection import ingest_report, select_splits
-from imgpipe.ingest.sources import check_bad_files, decode_settings, load_source
+from imgpipe.ingest.sources import SourceImages, check_bad_files, decode_settings, load_source
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested
-from imgpipe.store.atomic import write_json
+from imgpipe.store.atomic import scratch_folder, write_json
 from imgpipe.viz.grids import class_samples, save_png
 
 
@@ -25,7 +25,13 @@ def main() -> None:
     cfg = IngestConfig.load(paths.params)
     warn_if_untracked(cfg, paths)
 
-    source = load_source(cfg, paths.root)
+    # Image files are decoded to a file beside data/ingest, not to memory, so a collection
+    # bigger than memory can be ingested; it is gone once data/ingest is written.
+    with scratch_folder(paths.ingested) as scratch:
+        ingest(cfg, paths, load_source(cfg, paths.root, scratch))
+
+
+def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> None:
     print(f"ingest: {len(source.ids)} of {source.scanned} images decoded, {len(source.classes)} classes, from '{cfg.source}'")
     for bad in source.skipped:
         print(f"ingest: skipped {bad['file']}: {bad['reason']}")

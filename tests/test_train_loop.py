@@ -70,6 +70,34 @@ def test_same_seed_same_history(digits_small):
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
 
 
+@pytest.mark.parametrize("online", [False, True])
+def test_training_from_disk_equals_training_from_memory(digits_small, tmp_path, online):
+    from imgpipe.store.dataset import Split, make_manifest, read_split, write_dataset
+
+    images, labels = digits_small
+    classes = [str(i) for i in range(10)]
+    splits = {name: Split(images[rows], make_manifest(ids=[str(i) for i in rows], labels=labels[rows], classes=classes,
+                                                      split=name, sha256=["-"] * len(rows), origin="original"))
+              for name, rows in (("train", np.arange(200)), ("val", np.arange(200, 300)))}
+    write_dataset(tmp_path / "data", classes, splits)
+    on_disk = {name: read_split(tmp_path / "data", name) for name in splits}
+    assert not isinstance(on_disk["train"].images, np.ndarray)  # read batch by batch, never whole
+    cfg = train_cfg(model="base_cnn", epochs=2, mix={"mixup_alpha": 0.4, "p": 0.5}, workers=0,
+                    device_augment={"hflip": True, "crop_padding": 1})
+    pipeline = None
+    if online:
+        from imgpipe.augment.pipeline import build_pipeline
+        pipeline = build_pipeline([{"HorizontalFlip": {"p": 0.5}}], seed=0)
+    opts = {"filters": [4, 8], "kernel_size": 3, "padding": "same"}
+    runs = []
+    for source in (splits, on_disk):
+        model = seeded_model(digits_spec("base_cnn", opts))
+        result = train(model, (source["train"].images, source["train"].labels),
+                       (source["val"].images, source["val"].labels), cfg, augment=pipeline)
+        runs.append(([r.as_dict() for r in result.history], {k: v.tolist() for k, v in model.state_dict().items()}))
+    assert runs[0] == runs[1]
+
+
 # regularised: Mixup and CutMix, a weight average, focal loss and re-weighting from epoch 3,
 # each with state or random draws a resumed run must get back exactly.
 REGULARISED = {"mix": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "p": 0.8}, "ema": {"decay": 0.9}, "loss": "focal",

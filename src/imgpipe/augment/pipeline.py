@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from imgpipe.errors import ParamsError
 from imgpipe.store.dataset import Split, pixel_hash
+from imgpipe.store.npy_file import NpyFile, RowWriter
 from imgpipe.viz.grids import image_grid
 
 
@@ -128,31 +130,38 @@ def variants_per_image(labels: np.ndarray, copies: int, mode: str) -> np.ndarray
     return per_image
 
 
-def augment_variants(images: np.ndarray, pipeline: Any, per_image: np.ndarray) -> np.ndarray:
-    """``per_image[i]`` augmented variants of image ``i``, image-major.
+def augment_variants(images: np.ndarray, pipeline: Any, per_image: np.ndarray) -> Iterator[np.ndarray]:
+    """``per_image[i]`` augmented variants of image ``i``, image-major, one at a time.
 
     The pipeline's seed fixes the whole sequence, so the same images and params give the
     same bytes on every run.
     """
-    n, total = len(images), int(np.sum(per_image))
-    out = np.empty((total, *images.shape[1:]), dtype=np.uint8)
-    row = 0
-    for i in tqdm(range(n), desc="augment", unit="img", mininterval=1.0, disable=total == 0):
+    total = int(np.sum(per_image))
+    for i in tqdm(range(len(images)), desc="augment", unit="img", mininterval=1.0, disable=total == 0):
+        if not per_image[i]:
+            continue
         image = np.asarray(images[i])
         for _ in range(int(per_image[i])):
-            out[row] = pipeline(image=image)["image"].reshape(image.shape)
-            row += 1
-    return out
+            yield pipeline(image=image)["image"].reshape(image.shape)
 
 
-def variants_manifest(train: Split, per_image: np.ndarray, variants: np.ndarray) -> pd.DataFrame:
+def save_variants(variants: Iterable[np.ndarray], path: Path, row_shape: tuple[int, ...]) -> tuple[NpyFile, list[str]]:
+    """Write variants to ``path`` as they come, and hash each: memory stays at one image."""
+    writer, hashes = RowWriter(path, row_shape), []
+    for variant in variants:
+        writer.append(variant)
+        hashes.append(pixel_hash(variant))
+    return writer.close(), hashes
+
+
+def variants_manifest(train: Split, per_image: np.ndarray, hashes: list[str]) -> pd.DataFrame:
     """Manifest rows for the variants: each keeps its original's label, with an id of
     ``<original id>#aug<k>`` and the hash of its own pixels."""
     parent = np.repeat(np.arange(len(train)), per_image)
     copy_no = np.concatenate([np.arange(k) for k in per_image]) if len(per_image) else np.array([], dtype=np.int64)
     rows = train.manifest.iloc[parent].reset_index(drop=True)
     rows["id"] = [f"{i}#aug{k}" for i, k in zip(rows["id"], copy_no)]
-    rows["sha256"] = [pixel_hash(v) for v in variants]
+    rows["sha256"] = hashes
     rows["origin"] = "augmented"
     return rows
 

@@ -28,6 +28,7 @@ from imgpipe.ingest.decoding import DecodeSettings, decode_files, fit_pixels, is
 from imgpipe.ingest.shards import Member, is_shard_folder, sample_key, shard_files, tar_members
 from imgpipe.errors import ImgpipeError
 from imgpipe.store.dataset import pixel_hash
+from imgpipe.store.npy_file import NpyFile, RowWriter
 
 # Folder names that mark a pre-split collection, and the split each one means.
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -44,7 +45,7 @@ _TORCHVISION_FILES = {
 
 @dataclass
 class SourceImages:
-    images: np.ndarray  # (N, H, W, C) uint8 at the configured size and channels
+    images: np.ndarray | NpyFile  # (N, H, W, C) uint8 at the configured size and channels
     labels: np.ndarray  # (N,) int64, indices into ``classes``
     classes: list[str]
     ids: list[str]  # stable identifiers: a path relative to the source
@@ -67,19 +68,23 @@ def decode_settings(cfg: IngestConfig) -> DecodeSettings:
     return DecodeSettings(cfg.image_size, cfg.channels, cfg.resize, cfg.max_pixels)
 
 
-def load_source(cfg: IngestConfig, root: Path) -> SourceImages:
-    """Load ``ingest.source``; relative paths are relative to the project ``root``."""
+def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> SourceImages:
+    """Load ``ingest.source``; relative paths are relative to the project ``root``.
+
+    ``scratch``: a folder where image files are decoded to, row by row, instead of
+    memory, so a collection bigger than memory can be ingested.
+    """
     if cfg.source == "digits":
         return load_digits(cfg)
     if cfg.source.startswith("torchvision:"):
         return load_torchvision(cfg, root)
     path = (root / cfg.source).expanduser()
     if path.is_dir():
-        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg)
+        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg, scratch)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return load_files(read_manifest_csv(path), cfg)
+        return load_files(read_manifest_csv(path), cfg, scratch)
     if path.is_file() and path.suffix.lower() == ".tar":
-        return load_files(scan_tar(path), cfg)
+        return load_files(scan_tar(path), cfg, scratch)
     raise ImgpipeError(
         f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
         f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
@@ -193,30 +198,35 @@ def read_manifest_csv(manifest: Path) -> list[Candidate]:
     return sorted(found, key=lambda c: c.id)
 
 
-def load_files(candidates: list[Candidate], cfg: IngestConfig) -> SourceImages:
-    """Decode candidates in parallel straight into one preallocated array.
+def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None) -> SourceImages:
+    """Decode candidates in parallel straight into one preallocated array, or row by row
+    into a file in ``scratch``.
 
-    Peak memory is the output array plus a few images in flight, however many files.
+    Peak memory is the output array plus a few images in flight, however many files; with
+    ``scratch``, a few images in flight.
     """
     classes = sorted({c.class_name for c in candidates})
     if len(classes) < 2:
         raise ImgpipeError(f"ingest.source: {cfg.source} holds one class ({', '.join(classes)}); a classifier needs "
                            "at least two: put each class's images in a folder of its own (or label them in the CSV).")
     index = {name: i for i, name in enumerate(classes)}
-    size, n = cfg.image_size, len(candidates)
-    images = np.empty((n, size, size, cfg.channels), dtype=np.uint8)
+    shape, n = (cfg.image_size, cfg.image_size, cfg.channels), len(candidates)
+    out = RowWriter(scratch / "decoded.u8", shape) if scratch is not None else np.empty((n, *shape), dtype=np.uint8)
     keep, sha256, skipped = [], [], []
     paths = [c.path for c in candidates]
     for i, result in enumerate(decode_files(paths, decode_settings(cfg), cfg.workers, desc="ingest")):
         if result.pixels is None:
             skipped.append({"file": candidates[i].id, "reason": result.reason or "unknown"})
             continue
-        images[len(keep)] = result.pixels
+        if scratch is not None:
+            out.append(result.pixels)
+        else:
+            out[len(keep)] = result.pixels
         keep.append(i)
         sha256.append(result.sha256)
     kept = [candidates[i] for i in keep]
     return SourceImages(
-        images=images[: len(kept)],
+        images=out.close() if scratch is not None else out[: len(kept)],
         labels=np.array([index[c.class_name] for c in kept], dtype=np.int64),
         classes=classes,
         ids=[c.id for c in kept],

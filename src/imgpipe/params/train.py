@@ -116,6 +116,9 @@ class TrainConfig(SectionConfig):
     # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
     augment_online: bool
     workers: int = Field(ge=0)
+    # Train and val splits up to this size sit whole in memory (on the GPU with CUDA);
+    # bigger ones are read from disk batch by batch. The same batches either way.
+    resident_max_gb: float = Field(default=4.0, ge=0.0)
     nproc: int = Field(ge=1)  # processes for DistributedDataParallel (torchrun); 1 = plain
 
     @model_validator(mode="after")

@@ -48,6 +48,26 @@ def atomic_path(target: Path, needed: int = 0) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target``, on the same disk, removed afterwards.
+
+    For intermediate arrays too big for memory (decoded images, augmented variants) that
+    are copied into ``target`` by its atomic write. A killed run's leftover is removed
+    by the next one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}-scratch-"
+    for stale in target.parent.glob(f"{glob.escape(prefix)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

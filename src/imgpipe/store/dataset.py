@@ -3,7 +3,7 @@
 A dataset folder holds a few files, never one per image, so DVC hashes a handful of
 objects however many images there are:
 
-- ``<split>.npy``: the uint8 pixels this folder made, shape (N, H, W, C), memory-mappable;
+- ``<split>.npy``: the uint8 pixels this folder made, shape (N, H, W, C), a plain ``.npy``;
   it may hold fewer rows than the split (none at all when balance only picked rows);
 - ``manifest.csv``: one row per image (id, label, class_name, split, index, sha256, origin,
   pixels, pixels_row), where ``index`` is the image's place in its split and ``pixels`` and
@@ -32,6 +32,7 @@ import pandas as pd
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.store.atomic import atomic_path, read_json
+from imgpipe.store.npy_file import NpyFile
 from imgpipe.store.stacked import Stacked
 
 MANIFEST_COLUMNS = ["id", "label", "class_name", "split", "index", "sha256", "origin", "pixels", "pixels_row"]
@@ -120,14 +121,18 @@ def _references(stack: Stacked, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return names[stack.which], stack.row.copy()
 
 
-def _save_array(path: Path, images: Stacked, row_shape: tuple[int, ...], chunk: int = 4096) -> None:
+CHUNK_BYTES = 64 * 2**20  # what one write step holds in memory, whatever the image size
+
+
+def _save_array(path: Path, images: Stacked, row_shape: tuple[int, ...]) -> None:
     """Write an .npy file chunk by chunk, the same bytes as ``np.save``.
 
     Plain writes rather than a memory map: dirty mapped pages count towards the
-    process's resident memory, and the point is to keep that at one copy of the data.
+    process's resident memory, and the point is to keep that at one chunk.
     """
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": (len(images), *row_shape)}
+    chunk = max(1, CHUNK_BYTES // max(1, int(np.prod(row_shape))))
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         for start in range(0, len(images), chunk):
@@ -143,8 +148,9 @@ def read_classes(folder: Path) -> list[str]:
 
 
 def read_split(folder: Path, split: str, mmap: bool = True) -> Split:
-    """Load one split: a ``Stacked`` view of memory-mapped pixels, or an array in memory
-    when ``mmap`` is false."""
+    """Load one split: a ``Stacked`` view that reads pixels from disk as they are indexed
+    (``NpyFile``: plain reads, so resident memory stays at what was asked for), or the
+    whole split in memory when ``mmap`` is false."""
     folder = Path(os.path.abspath(folder))
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
@@ -167,11 +173,11 @@ def read_split(folder: Path, split: str, mmap: bool = True) -> Split:
     return Split(images=images if mmap else np.asarray(images), manifest=rows)
 
 
-def _open_pixels(path: Path, manifest_path: Path) -> np.ndarray:
+def _open_pixels(path: Path, manifest_path: Path) -> NpyFile:
     if not path.is_file():
         raise ImgpipeError(f"{path}, which {manifest_path} takes pixels from, is missing: run `dvc repro` "
                            "(or `dvc pull`) to bring it back.")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return NpyFile(path)
 
 
 def class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from imgpipe.tracking.runs import git_commit
@@ -86,6 +87,10 @@ def log_data_inputs(root: Path, hashes: dict[str, str], splits: dict[str, tuple[
         if md5 is None:  # a stage run by hand, outside dvc repro: no locked version to name
             continue
         source = source_cls(path, md5, commit, origin)
-        dataset = mlflow.data.from_numpy(split.images, targets=split.labels, source=source, name=path, digest=md5.removesuffix(".dir"))
+        # MLflow reads only the shape and dtype (the digest is DVC's): a split on disk stands
+        # in as one row broadcast to its shape, not read whole.
+        images = split.images if isinstance(split.images, np.ndarray) else \
+            np.broadcast_to(np.asarray(split.images[:1]), split.images.shape)
+        dataset = mlflow.data.from_numpy(images, targets=split.labels, source=source, name=path, digest=md5.removesuffix(".dir"))
         mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})
 

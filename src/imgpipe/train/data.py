@@ -1,7 +1,9 @@
 """The training data as batches, and the augmentation done to them on the device.
 
 Without online augmentation the whole train split sits on the device as uint8 and a batch
-is an index into it (airbench's way: no per-image Python in the hot loop). With an
+is an index into it (airbench's way: no per-image Python in the hot loop). A split too big
+for that (``train.resident_max_gb``) stays on disk: each batch's rows are read in one
+sorted pass while the previous batch trains, and come out the same as from memory. With an
 albumentations pipeline, a DataLoader's worker processes augment each image afresh every
 epoch. Every random draw comes from the run's seeded generator, so batches repeat run to
 run and resume with the checkpoint.
@@ -9,7 +11,8 @@ run and resume with the checkpoint.
 
 from __future__ import annotations
 
-from typing import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,12 +22,14 @@ from imgpipe.params.train import DeviceAugmentConfig
 from imgpipe.train.distributed import Dist
 
 
-def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
+def channel_stats(images: np.ndarray, chunk: int | None = None) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (N, H, W, C), on the 0..1 scale the model uses.
 
-    Two passes over chunks of ``chunk`` images, as ``np.mean`` then ``np.std`` would do on
-    the whole: memory stays one chunk of float64, not a float64 copy of the split (8x it).
+    Two passes over chunks of ``chunk`` images (by default 32 MB of float64), as ``np.mean``
+    then ``np.std`` would do on the whole: memory stays one chunk, not a float64 copy of
+    the split (8x it).
     """
+    chunk = chunk or max(1, 2**22 // max(1, int(np.prod(images.shape[1:]))))
     channels = images.shape[-1]
     count = int(np.prod(images.shape[:-1]))
     total = np.zeros(channels, dtype=np.float64)
@@ -69,17 +74,39 @@ def epoch_order(n: int, generator: torch.Generator, sample_weights: torch.Tensor
     return torch.tensor(list(sampler), dtype=torch.int64)
 
 
-class TrainBatches:
-    """The train split, served as one epoch of batches at a time."""
+def resident(images) -> bool:
+    """Whether a split is held in memory (an array) rather than read from disk as needed."""
+    return isinstance(images, np.ndarray)
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int,
+
+def prefetched(load: Callable, keys: Iterable) -> Iterator:
+    """``load(key)`` for each key, in order, the next one loading in a thread meanwhile.
+
+    Reads release the GIL, so the disk works while the model trains.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for key in keys:
+            upcoming = pool.submit(load, key)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+
+class TrainBatches:
+    """The train split, served as one epoch of batches at a time: from memory when
+    ``images`` is an array, else read from disk (a ``Stacked`` split) batch by batch."""
+
+    def __init__(self, images, labels: np.ndarray, device: torch.device, batch_size: int,
                  sampler_weights: list[float] | None = None, augment=None, workers: int = 0):
         self.labels = np.array(labels, dtype=np.int64)  # a writable copy for torch
         self.device, self.batch_size, self.augment, self.workers = device, batch_size, augment, workers
-        if augment is None:
+        self.images, self.y = images, torch.from_numpy(self.labels).to(device)
+        if augment is None and resident(images):
             self.x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-            self.y = torch.from_numpy(self.labels).to(device)
-        else:
+        elif augment is not None:
             self.dataset = AugmentedImages(images, self.labels, augment)
         self.sample_weights = None
         if sampler_weights is not None:
@@ -98,8 +125,10 @@ class TrainBatches:
         order = epoch_order(len(self.labels), generator, self.sample_weights)
         # A trailing batch too small to give every process a row is dropped.
         rows = [b[dist.rank :: dist.world] for b in order.split(self.batch_size) if len(b) >= dist.world]
-        if self.augment is None:
+        if self.augment is None and resident(self.images):
             return ((self.x[idx.to(self.device)], self.y[idx.to(self.device)]) for idx in rows), len(rows)
+        if self.augment is None:
+            return prefetched(self._read_batch, rows), len(rows)
         # Reseeded from the generator each epoch, so a resumed run sees the same variants.
         self.augment.set_random_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         loader = torch.utils.data.DataLoader(
@@ -107,6 +136,11 @@ class TrainBatches:
             worker_init_fn=_seed_worker_pipeline, generator=generator, pin_memory=self.device.type == "cuda",
         )
         return loader, len(rows)
+
+
+    def _read_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.images[idx.numpy()])
+        return x.to(self.device, non_blocking=x.is_pinned()), self.y[idx.to(self.device)]
 
 
 def augment_batch(x: torch.Tensor, cfg: DeviceAugmentConfig, generator: torch.Generator) -> torch.Tensor:

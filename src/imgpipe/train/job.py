@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from imgpipe.models.classifier import ImageClassifier
@@ -20,13 +21,17 @@ from imgpipe.store import augmented, balanced, ingested
 from imgpipe.store.dataset import Split
 from imgpipe.tracking.lineage import dvc_hashes
 from imgpipe.train.checkpoint import Checkpoint, code_digest, file_digest, fingerprint
-from imgpipe.train.data import TrainBatches
+from imgpipe.train.data import TrainBatches, resident
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import FitResult, fit
 from imgpipe.train.losses import class_prior
 from imgpipe.train.retrain_head import CHECKPOINT_FILE, continued, head_config, head_sampler_weights, prepare_head
 from imgpipe.train.setup import initial_model, model_spec
 from imgpipe.train.state import EpochResult
+
+
+def split_bytes(split: Split) -> int:
+    return int(np.prod(split.images.shape, dtype=np.int64)) * np.dtype(split.images.dtype).itemsize
 
 @dataclass
 class TrainingJob:
@@ -52,8 +57,9 @@ class TrainingJob:
     def prepare(cls, paths: Paths, cfg: TrainConfig, dist: Dist) -> "TrainingJob":
         device = select_device(cfg.device, dist.local_rank)
         classes = ingested.read_classes(paths.ingested)
-        train = augmented.read_train(paths.augmented, mmap=False)
-        val = ingested.read_split(paths.ingested, "val", mmap=False)
+        train, val = augmented.read_train(paths.augmented), ingested.read_split(paths.ingested, "val")
+        if split_bytes(train) + split_bytes(val) <= cfg.resident_max_gb * 2**30:  # else read from disk by batch
+            train, val = (Split(np.asarray(s.images), s.manifest) for s in (train, val))
         # class_weight and weighted_sampler left the data alone; their weights act here.
         weighting = balanced.read_weighting(paths.balanced)
         pipeline = augmented.load_pipeline(paths.augmented, cfg.seed) if cfg.augment_online else None
@@ -136,6 +142,7 @@ class TrainingJob:
         facts = self.facts()
         # CPU results depend on the thread count (how sums are split), so it is said.
         threads = f" ({torch.get_num_threads()} threads each)" if self.device.type == "cpu" else ""
+        threads += "" if resident(self.train.images) else ", data read from disk batch by batch"
         return (f"train: {self.cfg.model} from {self.origin}, {facts['model.trainable_parameters']:,} of "
                 f"{facts['model.parameters']:,} parameters trainable, on {self.device} x{self.dist.world}{threads}; "
                 f"{len(self.train)} images, {self.cfg.epochs} epochs")

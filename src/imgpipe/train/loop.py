@@ -25,7 +25,7 @@ from tqdm import tqdm
 from imgpipe.models.freeze import frozen_batchnorm_eval
 from imgpipe.params.train import TrainConfig
 from imgpipe.train.checkpoint import Checkpoint
-from imgpipe.train.data import TrainBatches, augment_batch
+from imgpipe.train.data import TrainBatches, augment_batch, resident
 from imgpipe.train.distributed import Dist
 from imgpipe.train.losses import TrainLoss, class_prior
 from imgpipe.train.mixing import mix_batch
@@ -79,13 +79,15 @@ def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, bat
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+def evaluate(model: nn.Module, images, labels: torch.Tensor, batch_size: int,
              autocast: Callable[[], Any] = contextlib.nullcontext) -> tuple[float, float, float]:
-    """Mean cross-entropy, accuracy and balanced accuracy over uint8 images on the device."""
+    """Mean cross-entropy, accuracy and balanced accuracy over uint8 images: a tensor on
+    the device, or a split on disk read batch by batch (onto the labels' device)."""
     model.eval()
     loss_sum, predicted = 0.0, []
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        x = x if torch.is_tensor(x) else torch.from_numpy(x).to(labels.device)
         with autocast():
             logits = model(x).float()
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
@@ -118,7 +120,8 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
     ``stage`` names the epochs on the console ("head epoch" for the head stage)."""
     device = train.device
     generator = seed_everything(cfg.seed)
-    x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device)
+    # Held on the device like train, or read from disk batch by batch when train is.
+    x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device) if resident(val[0]) else val[0]
     y_val = torch.from_numpy(np.array(val[1], dtype=np.int64)).to(device)
     net = prepare(model, cfg, device, dist)
     state = TrainState.create(model, cfg, device, train.steps_per_epoch, generator)
