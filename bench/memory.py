@@ -37,11 +37,11 @@ PARAMS = {
 # Each runs in a fresh interpreter; prints nothing but does its work on the augmented split.
 STATS = {
     "before: one float64 copy": (
-        "import numpy as np; x = np.load('{npy}');"
+        "import numpy as np; x = np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images);"
         "p = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1]) / 255.0; p.mean(axis=0); p.std(axis=0)"),
     "now: in chunks": (
-        "import numpy as np; from imgpipe.train.data import channel_stats; channel_stats(np.load('{npy}'))"),
-    "loading the array alone": "import numpy as np; np.load('{npy}')",
+        "import numpy as np; from imgpipe.train.data import channel_stats; channel_stats(np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images))"),
+    "loading the array alone": "import numpy as np; np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images)",
 }
 # What the train stage's process holds before it reads any data: Python, torch (with its
 # CUDA libraries), mlflow, scikit-learn and the rest, imported.
@@ -76,12 +76,14 @@ def measure_train(source: Path, root: Path) -> dict[str, float]:
     project = copy_project(root)
     project.set_params({**PARAMS, "ingest": {**PARAMS["ingest"], "source": str(source)}})
     project.run("dvc", "repro", "augment")
-    train = np.load(project.root / "data" / "augment" / "train.npy", mmap_mode="r")
+    from imgpipe.store.augmented import read_train  # the kept rows are references, the variants pixels
+
+    train = read_train(project.root / "data" / "augment").images
     val = np.load(project.root / "data" / "ingest" / "val.npy", mmap_mode="r")
     peak = peak_rss_mb([sys.executable, "-m", "stages.train"], project.root)
     return {"images": len(train), "input": (train.nbytes + val.nbytes) / 2**20, "peak": peak,
             "model": (project.root / "models" / "model.pt").stat().st_size / 2**20,
-            "npy": str(project.root / "data" / "augment" / "train.npy")}
+            "npy": str(project.root / "data" / "augment")}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ MLflow run), ``reports/train_history.csv`` (per-epoch metrics, DVC plots) and
 ``checkpoints/`` (the last epoch's state, kept by DVC between runs so a killed run
 resumes). Everything is logged to one MLflow run, which evaluate later completes.
 With ``train.nproc`` above 1, or ``PET_NNODES`` set for several machines, the stage
-starts itself under torchrun (DDP).
+starts itself under torchrun (DDP); with ``train.launcher: ray``, under Ray Train.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from imgpipe.tracking.model import log_model
 from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed, start_training_run
 from imgpipe.tracking.store import store_errors
 from imgpipe.train.checkpoint import training_lock
-from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command
+from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command, under_torchrun
+from imgpipe.train.ray_launcher import run_on_ray
 from imgpipe.train.job import TrainingJob
 
 
@@ -36,6 +37,8 @@ def main() -> None:
     # Where runs are recorded never changes the model, so the mlflow section is no
     # dependency of this stage in dvc.yaml; but a name MLflow would refuse stops it now.
     mlflow_cfg = MlflowConfig.load(paths.params)
+    if cfg.launcher == "ray" and not under_torchrun():  # Ray's workers run this file again
+        return run_on_ray(paths.root, cfg)
     if needs_relaunch(cfg.nproc):
         sys.exit(subprocess.call(relaunch_command(cfg.nproc, "stages.train"), cwd=paths.root))
     dist = init_from_env()

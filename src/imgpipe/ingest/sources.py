@@ -214,7 +214,7 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
     out = RowWriter(scratch / "decoded.u8", shape) if scratch is not None else np.empty((n, *shape), dtype=np.uint8)
     keep, sha256, skipped = [], [], []
     paths = [c.path for c in candidates]
-    for i, result in enumerate(decode_files(paths, decode_settings(cfg), cfg.workers, desc="ingest")):
+    for i, result in enumerate(decoded(paths, cfg)):
         if result.pixels is None:
             skipped.append({"file": candidates[i].id, "reason": result.reason or "unknown"})
             continue
@@ -235,6 +235,15 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
         scanned=n,
         skipped=skipped,
     )
+
+
+def decoded(paths: list, cfg: IngestConfig):
+    """Decoded files in input order: local processes, or Ray tasks (``ingest.engine``)."""
+    if cfg.engine == "ray":
+        from imgpipe.ingest.ray_decoding import decode_files_on_ray
+
+        return decode_files_on_ray(paths, decode_settings(cfg), desc="ingest")
+    return decode_files(paths, decode_settings(cfg), cfg.workers, desc="ingest")
 
 
 # ------------------------------------------------------------------ built-in sets

@@ -29,6 +29,8 @@ class IngestConfig(SectionConfig):
     test_fraction: float = Fraction
     seed: int = Field(ge=0)
     workers: int = Field(ge=0)  # decoding processes; 0 = every available core
+    # local: processes on this machine | ray: Ray tasks on the cluster at RAY_ADDRESS. The same output.
+    engine: Literal["local", "ray"] = "local"
     max_pixels: PixelLimit
     max_bad_fraction: float = Field(ge=0.0, le=1.0)
     torchvision_root: str = Field(min_length=1)

@@ -120,6 +120,9 @@ class TrainConfig(SectionConfig):
     # bigger ones are read from disk batch by batch. The same batches either way.
     resident_max_gb: float = Field(default=4.0, ge=0.0)
     nproc: int = Field(ge=1)  # processes for DistributedDataParallel (torchrun); 1 = plain
+    # torchrun: processes on this machine (or machines joined by PET_* variables) | ray:
+    # train.nproc Ray Train workers on the cluster at RAY_ADDRESS.
+    launcher: Literal["torchrun", "ray"] = "torchrun"
 
     @model_validator(mode="after")
     def _pretrained_needs_backbone(self) -> "TrainConfig":

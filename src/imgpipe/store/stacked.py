@@ -82,11 +82,23 @@ class Stacked:
     def __len__(self) -> int:
         return len(self.row)
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of every row's pixels, as an array of the split would hold them."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
             return np.asarray(self.parts[self.which[key]][self.row[key]])
         index = np.arange(len(self))[key]  # a slice, a list or array of rows, or a boolean mask
         out = np.empty((len(index), *self.shape[1:]), dtype=self.dtype)
+        # In steps of about 64 MB, so that reading a whole split costs the split plus a step.
+        step = max(1, 2**26 // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
+        for start in range(0, len(index), step):
+            self._gather(index[start : start + step], out[start : start + step])
+        return out
+
+    def _gather(self, index: np.ndarray, out: np.ndarray) -> None:
         which, rows = self.which[index], self.row[index]
         for part in np.unique(which):
             mask = which == part
@@ -96,7 +108,6 @@ class Stacked:
             chosen = np.empty_like(order)
             chosen[order] = np.arange(len(order))
             out[mask] = np.asarray(self.parts[part][wanted[order]])[chosen]
-        return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[slice(None)]

@@ -55,11 +55,12 @@ def under_torchrun() -> bool:
 
 
 def init_from_env() -> Dist:
-    """Join the process group torchrun describes: nccl on CUDA, gloo otherwise."""
+    """Join the process group torchrun describes: nccl on CUDA, gloo otherwise. Under Ray
+    Train the group exists already."""
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return Dist()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    torch.distributed.init_process_group(backend=backend)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 

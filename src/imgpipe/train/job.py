@@ -29,10 +29,6 @@ from imgpipe.train.retrain_head import CHECKPOINT_FILE, continued, head_config, 
 from imgpipe.train.setup import initial_model, model_spec
 from imgpipe.train.state import EpochResult
 
-
-def split_bytes(split: Split) -> int:
-    return int(np.prod(split.images.shape, dtype=np.int64)) * np.dtype(split.images.dtype).itemsize
-
 @dataclass
 class TrainingJob:
     cfg: TrainConfig
@@ -58,7 +54,7 @@ class TrainingJob:
         device = select_device(cfg.device, dist.local_rank)
         classes = ingested.read_classes(paths.ingested)
         train, val = augmented.read_train(paths.augmented), ingested.read_split(paths.ingested, "val")
-        if split_bytes(train) + split_bytes(val) <= cfg.resident_max_gb * 2**30:  # else read from disk by batch
+        if train.images.nbytes + val.images.nbytes <= cfg.resident_max_gb * 2**30:  # else read from disk by batch
             train, val = (Split(np.asarray(s.images), s.manifest) for s in (train, val))
         # class_weight and weighted_sampler left the data alone; their weights act here.
         weighting = balanced.read_weighting(paths.balanced)

@@ -84,17 +84,19 @@ def evaluate(model: nn.Module, images, labels: torch.Tensor, batch_size: int,
     """Mean cross-entropy, accuracy and balanced accuracy over uint8 images: a tensor on
     the device, or a split on disk read batch by batch (onto the labels' device)."""
     model.eval()
-    loss_sum, predicted = 0.0, []
+    # One array for the predictions (see inference.predict_proba: small tensors kept per
+    # batch made CPU memory grow with the split).
+    loss_sum, y_pred = 0.0, np.empty(len(images), dtype=np.int64)
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         x = x if torch.is_tensor(x) else torch.from_numpy(x).to(labels.device)
         with autocast():
             logits = model(x).float()
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        predicted.append(logits.argmax(1).cpu())
-    if not predicted:
+        y_pred[start : start + len(y)] = logits.argmax(1).cpu().numpy()
+    if not len(y_pred):
         return 0.0, 0.0, 0.0
-    y_true, y_pred = labels.cpu().numpy(), torch.cat(predicted).numpy()
+    y_true = labels.cpu().numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": those are ignored, as wanted
         balanced = balanced_accuracy_score(y_true, y_pred)
