@@ -21,8 +21,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster of 2 CPUs; stages join it through RAY_ADDRESS, as on a real one."""
-    ray.init(num_cpus=2, include_dashboard=False)
+    """A local Ray cluster of 2 CPUs; stages join it through RAY_ADDRESS, as on a real one.
+
+    Started with a stray DVC_ROOT and MLflow store in its environment, which its workers
+    inherit, as a cluster started elsewhere has its own: the stage must not go by them."""
+    stray = {"DVC_ROOT": "/nonexistent/project", "MLFLOW_TRACKING_URI": "sqlite:////nonexistent/mlflow.db"}
+    saved = {k: os.environ.get(k) for k in stray}
+    os.environ.update(stray)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     yield {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     ray.shutdown()
 

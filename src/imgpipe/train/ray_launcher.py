@@ -23,6 +23,9 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.params.train import TrainConfig
 
 
+FORWARDED = ("MLFLOW_", "DVC_", "IMGPIPE_")
+
+
 def run_on_ray(root: Path, cfg: TrainConfig) -> None:
     ray = connect("train.launcher")
     from ray.train import RunConfig, ScalingConfig
@@ -32,8 +35,11 @@ def run_on_ray(root: Path, cfg: TrainConfig) -> None:
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and gpus > 0)
     print(f"train: on Ray, {cfg.nproc} worker(s), {'one GPU each' if use_gpu else 'CPU'}; cluster "
           f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs", flush=True)
+    # The workers get this process's tracking and DVC settings (MLFLOW_TRACKING_URI,
+    # DVC_ROOT, DVC_EXP_NAME...), not whatever the cluster was started with.
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
     trainer = TorchTrainer(
-        _worker, train_loop_config={"root": str(root)},
+        _worker, train_loop_config={"root": str(root), "env": env},
         scaling_config=ScalingConfig(num_workers=cfg.nproc, use_gpu=use_gpu),
         run_config=RunConfig(name=f"imgpipe-train-{os.getpid()}"),
     )
@@ -46,6 +52,9 @@ def run_on_ray(root: Path, cfg: TrainConfig) -> None:
 def _worker(config: dict) -> None:
     """One Ray worker: the train stage, in the project folder, in the process group Ray set up."""
     root = config["root"]
+    for name in [k for k in os.environ if k.startswith(FORWARDED)]:
+        del os.environ[name]
+    os.environ.update(config["env"])
     os.chdir(root)
     os.environ["IMGPIPE_ROOT"] = root
     sys.path.insert(0, root)
