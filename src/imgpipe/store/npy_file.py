@@ -50,7 +50,7 @@ class NpyFile:
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
             return self.read(np.array([key]))[0]
-        return self.read(np.arange(len(self))[key])
+        return self.read(row_index(key, len(self)))
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Rows in the order given; runs of consecutive rows are one read each."""
@@ -86,6 +86,15 @@ class NpyFile:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self.read(np.arange(len(self)))
         return out if dtype is None else out.astype(dtype)
+
+
+def row_index(key, n: int) -> np.ndarray:
+    """The rows a slice, a boolean mask or a list of rows picks out of ``n``, without
+    building an index of all ``n`` (this runs for every training batch read from disk)."""
+    if isinstance(key, slice):
+        return np.arange(*key.indices(n), dtype=np.int64)
+    key = np.asarray(key)
+    return np.flatnonzero(key) if key.dtype == bool else key.astype(np.int64, copy=False)
 
 
 class RowWriter:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from imgpipe.store.npy_file import row_index
+
 
 class Stacked:
     """Rows drawn from several uint8 (N, H, W, C) arrays.
@@ -90,7 +92,7 @@ class Stacked:
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
             return np.asarray(self.parts[self.which[key]][self.row[key]])
-        index = np.arange(len(self))[key]  # a slice, a list or array of rows, or a boolean mask
+        index = row_index(key, len(self))  # a slice, a list or array of rows, or a boolean mask
         out = np.empty((len(index), *self.shape[1:]), dtype=self.dtype)
         # In steps of about 64 MB, so that reading a whole split costs the split plus a step.
         step = max(1, 2**26 // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
