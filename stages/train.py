@@ -29,6 +29,7 @@ from imgpipe.train.checkpoint import training_lock
 from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command, under_torchrun
 from imgpipe.train.ray_launcher import run_on_ray
 from imgpipe.train.job import TrainingJob
+from imgpipe.train.tune_trial import TrialReporter, tune_tags
 
 
 def main() -> None:
@@ -59,6 +60,7 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
 
     print(job.describe())
     params = read_params(paths.params)
+    trial = TrialReporter.from_env()
     resumed_run = job.resume and job.resume.get("run_id")
     run = start_training_run(paths.root, mlflow_cfg.experiment_name, params, run_id=resumed_run)
     job.checkpoint.extra["run_id"] = run.info.run_id
@@ -69,9 +71,10 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
             print(resume_note(job))
             log_missing_epochs(run.info.run_id, job.resumed_history())
         if resumed_run != run.info.run_id:  # a reopened run holds these already
+            mlflow.set_tags(tune_tags())  # a trial of `imgpipe tune`: under its study's run
             mlflow.log_params(job.facts())
             log_data_inputs(paths.root, job.data_hashes, job.data_inputs(), origin=params["ingest"]["source"])
-        result = job.fit(on_epoch=lambda r, seconds: log_epoch(r.as_dict(), epoch_seconds=seconds))
+        result = job.fit(on_epoch=lambda r, seconds: on_epoch(r.as_dict(), seconds, trial))
         mlflow.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
 
         print("train: saving the model")
@@ -85,6 +88,12 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
             log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
     job.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")
+
+
+def on_epoch(row: dict[str, float], seconds: float, trial: TrialReporter | None) -> None:
+    log_epoch(row, epoch_seconds=seconds)
+    if trial is not None:  # a trial of `imgpipe tune`: its pruner may stop it here
+        trial.report(row)
 
 
 def resume_note(job: TrainingJob) -> str:

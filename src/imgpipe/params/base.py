@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from imgpipe.errors import ParamsError
 
 # The top-level sections params.yaml may hold; each has a schema in this package.
-SECTION_NAMES = ("ingest", "balance", "augment", "train", "evaluate", "mlflow")
+# tune (imgpipe tune's search) is optional: no stage reads it.
+SECTION_NAMES = ("ingest", "balance", "augment", "train", "evaluate", "mlflow", "tune")
 
 Fraction = Field(gt=0.0, lt=1.0)
 

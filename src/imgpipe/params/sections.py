@@ -8,21 +8,24 @@ from pathlib import Path
 from imgpipe.errors import ParamsError
 from imgpipe.params.augment import AugmentConfig
 from imgpipe.params.balance import BalanceConfig
-from imgpipe.params.base import SectionConfig
+from imgpipe.params.base import SectionConfig, read_params
 from imgpipe.params.evaluate import EvaluateConfig
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.train import TrainConfig
+from imgpipe.params.tune import TuneConfig
 
 SECTIONS: dict[str, type[SectionConfig]] = {
     c.section: c for c in (IngestConfig, BalanceConfig, AugmentConfig, TrainConfig, EvaluateConfig, MlflowConfig)
 }
+OPTIONAL: dict[str, type[SectionConfig]] = {TuneConfig.section: TuneConfig}
 
 
 def check_all(params_path: Path) -> None:
     """Validate every section; one ParamsError naming every bad key, of all sections."""
     problems = []
-    for schema in SECTIONS.values():
+    present = [s for name, s in OPTIONAL.items() if name in read_params(params_path)]
+    for schema in [*SECTIONS.values(), *present]:
         try:
             schema.load(params_path)
         except ParamsError as exc:

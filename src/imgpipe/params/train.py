@@ -32,7 +32,7 @@ class BaseCnnConfig(Strict):
 
 
 class UnfreezeLast(Strict):
-    unfreeze_last: int = Field(ge=1)  # train the head and the last N feature blocks
+    unfreeze_last: int = Field(ge=0)  # train the head and the last N feature blocks (0: the head only)
 
 
 class SchedulerConfig(Strict):

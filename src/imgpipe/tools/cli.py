@@ -12,7 +12,8 @@ from imgpipe.errors import ImgpipeError
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict}
+    run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict,
+           "tune": _tune}
     try:
         return run[args.command](args)
     except ImgpipeError as exc:
@@ -53,7 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report.html (self-contained) or report.md (images in report_files/); default report.html")
     report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
     _add_data_commands(commands)
+    _add_tune_command(commands)
     return parser
+
+
+def _add_tune_command(commands) -> None:
+    tune = commands.add_parser("tune", help="search settings with Optuna; every trial is a DVC experiment",
+                               description="Run an Optuna study over the search space in params.yaml's tune "
+                               "section (or tune.yaml): each trial is `dvc exp run --temp -n tune-<study>-<n> -S ...`, "
+                               "scored by tune.metric from its metrics.json, logged to MLflow under one parent run "
+                               "for the study, and stopped early when clearly behind. Keep the best with "
+                               "`dvc exp apply`.")
+    tune.add_argument("--trials", type=int, help="trials to run now (default: tune.trials)")
+    tune.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: tune.timeout)")
+    tune.add_argument("--resume", action="store_true", help="continue the study (it must exist)")
+    tune.add_argument("--study", help="the study's name (default: tune.study); trials are named tune-<study>-<n>")
+    tune.add_argument("--storage", help="an Optuna storage URL (default: $IMGPIPE_TUNE_STORAGE, else optuna.db "
+                      "beside mlflow.db)")
 
 
 def _add_data_commands(commands) -> None:
@@ -121,6 +138,16 @@ def _pack(args: argparse.Namespace) -> int:
     size = sum(s.stat().st_size for s in shards)
     print(f"pack: wrote {len(shards)} shards ({size / 2**20:.1f} MiB) to {args.dst}; "
           f"set ingest.source to it and `dvc add {args.dst}`")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from imgpipe.tools.tune.study import TuneRequest, tune
+
+    for flag, value in (("--trials", args.trials), ("--timeout", args.timeout)):
+        if value is not None and value <= 0:
+            raise ImgpipeError(f"{flag} must be above 0 (got {value})")
+    tune(find_project_root(Path.cwd()), TuneRequest(args.trials, args.timeout, args.resume, args.storage, args.study))
     return 0
 
 
