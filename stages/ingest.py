@@ -2,13 +2,17 @@
 
 Outputs (see dvc.yaml): ``data/ingest/`` (one array file per split, the class names, the
 manifest and the decode settings), ``reports/ingest.json`` (counts per class per split,
-skipped files with reasons, duplicates, conflicts, imbalance ratio) and
-``reports/ingest_samples.png``.
+skipped files with reasons, duplicates, conflicts, imbalance ratio),
+``reports/ingest_samples.png``, and the val/test images that nearly copy an earlier
+split's in ``reports/near_duplicates.csv`` and ``.png``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
 
 from imgpipe.errors import run_stage
 from imgpipe.ingest.selection import ingest_report, select_splits
@@ -16,8 +20,10 @@ from imgpipe.ingest.sources import SourceImages, check_bad_files, decode_setting
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested
-from imgpipe.store.atomic import scratch_folder, write_json
-from imgpipe.viz.grids import class_samples, save_png
+from imgpipe.store.atomic import scratch_folder, write_csv, write_json
+from imgpipe.viz.grids import class_samples, pair_grid, save_png
+
+LEAK_COLUMNS = ["split", "file", "copy_of_split", "copy_of", "distance", "action"]
 
 
 def main() -> None:
@@ -37,13 +43,14 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> None:
         print(f"ingest: skipped {bad['file']}: {bad['reason']}")
     check_bad_files(source, cfg.max_bad_fraction)
 
-    dedup, keep, splits = select_splits(source, cfg)
+    dedup, keep, splits, leaks = select_splits(source, cfg)
     # How the pixels were made, so `imgpipe predict` prepares new images the same way.
     ingested.write(paths.ingested, source.classes, splits, preprocessing=asdict(decode_settings(cfg)))
-    report = ingest_report(cfg, source, dedup, keep, splits)
+    report = ingest_report(cfg, source, dedup, keep, splits, leaks)
     write_json(paths.ingest_report, report)
     train = splits["train"]
     save_png(class_samples(train.images, train.labels, source.classes), paths.ingest_samples)
+    write_leaks(paths, source, leaks)
 
     sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
     summary = report["summary"]
@@ -52,6 +59,20 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> None:
         f"{summary['duplicates_removed']} duplicate copies and {summary['conflicts_removed']} conflicting files; "
         f"train imbalance ratio {report['imbalance_ratio']}"
     )
+
+
+def write_leaks(paths: Paths, source: SourceImages, leaks: list[dict]) -> None:
+    """The near duplicates across splits as a table, and the first 24 pairs side by side."""
+    write_csv(paths.near_duplicates_table, pd.DataFrame(leaks, columns=LEAK_COLUMNS))
+    shown = leaks[:24]
+    pairs = [(source.images[leak["row"]], source.images[leak["copy_of_row"]]) for leak in shown]
+    captions = [(f"{leak['split']}: {Path(leak['file']).name}",
+                 f"~{leak['copy_of_split']} ({leak['distance']}): {Path(leak['copy_of']).name}") for leak in shown]
+    save_png(pair_grid(pairs, captions, "no near duplicates across splits"), paths.near_duplicates_picture)
+    if leaks:
+        what = "dropped from" if leaks[0]["action"] == "dropped" else "kept in (ingest.near_duplicates: keep)"
+        print(f"ingest: {len(leaks)} val/test images nearly copy an earlier split's image, {what} val/test: "
+              f"{paths.near_duplicates_table.relative_to(paths.root)}")
 
 
 def warn_if_untracked(cfg: IngestConfig, paths: Paths) -> None:

@@ -99,6 +99,14 @@ class Paths:
         return self.reports / "ingest_samples.png"
 
     @property
+    def near_duplicates_table(self) -> Path:
+        return self.reports / "near_duplicates.csv"
+
+    @property
+    def near_duplicates_picture(self) -> Path:
+        return self.reports / "near_duplicates.png"
+
+    @property
     def balance_report(self) -> Path:
         return self.reports / "balance.json"
 
@@ -152,5 +160,6 @@ class Paths:
         Train does not depend on them in dvc.yaml: they describe its data, they do not
         make it, and a new bar colour must not retrain the model.
         """
-        return [self.ingest_report, self.ingest_samples, self.balance_report, self.balance_counts,
+        return [self.ingest_report, self.ingest_samples, self.near_duplicates_table, self.near_duplicates_picture,
+                self.balance_report, self.balance_counts,
                 self.balance_synthetic, self.augment_preview]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from imgpipe.ingest.duplicates import Deduplicated, deduplicate
+from imgpipe.ingest.near_duplicates import find_leaks, perceptual_hashes
 from imgpipe.ingest.sources import SourceImages
 from imgpipe.ingest.splitting import assign_splits, check_classes, imbalance_ratio, long_tail_pool
 from imgpipe.params.ingest import IngestConfig
@@ -15,15 +16,18 @@ from imgpipe.store.dataset import Split, class_counts, make_manifest
 from imgpipe.store.stacked import Stacked
 
 
-def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated, np.ndarray, dict[str, Split]]:
-    """Deduplicate, thin to a long tail if asked, and split; returns the dedup record,
-    the kept rows of ``source`` and each split (pixels as views, not copies)."""
+def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated, np.ndarray, dict[str, Split], list]:
+    """Deduplicate, thin to a long tail if asked, split, and take near duplicates of
+    train out of val and test; returns the dedup record, the kept rows of ``source``,
+    each split (pixels as views, not copies) and the near duplicates found across splits
+    (their ``row`` and ``copy_of_row``: rows of ``source``)."""
     # Exact duplicates go before splitting, so no image can sit in two splits.
     dedup = deduplicate(source.sha256, source.labels, source.ids, source.classes)
     keep = dedup.keep
     if cfg.imbalance_ratio > 1 and (source.builtin or cfg.long_tail == "all"):
         keep = keep[long_tail_pool(source.labels[keep], source.splits[keep], cfg.imbalance_ratio, cfg.seed)]
     parts = assign_splits(source.labels[keep], source.splits[keep], cfg.val_fraction, cfg.test_fraction, cfg.seed, source.classes)
+    parts, leaks = near_duplicates(source, keep, parts, cfg)
     splits = {}
     for name, idx in parts.items():
         rows = keep[idx]
@@ -37,11 +41,22 @@ def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated
         )
         splits[name] = Split(images=Stacked.of(source.images).take(rows), manifest=manifest)
     check_classes({name: class_counts(s.labels, source.classes) for name, s in splits.items()})
-    return dedup, keep, splits
+    return dedup, keep, splits, leaks
+
+
+def near_duplicates(source: SourceImages, keep: np.ndarray, parts: dict[str, np.ndarray],
+                    cfg: IngestConfig) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Find val/test images that nearly copy an earlier split's; drop them if asked."""
+    hashes = perceptual_hashes(Stacked.of(source.images).take(keep))
+    ids = [source.ids[i] for i in keep]
+    parts, leaks = find_leaks(parts, hashes, ids, cfg.near_duplicate_distance, drop=cfg.near_duplicates == "drop")
+    for leak in leaks:  # rows of source, for the pictures of the pairs
+        leak["row"], leak["copy_of_row"] = int(keep[leak["row"]]), int(keep[leak["copy_of_row"]])
+    return parts, leaks
 
 
 def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, keep: np.ndarray,
-                  splits: dict[str, Split]) -> dict[str, Any]:
+                  splits: dict[str, Split], leaks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts per class per split, and every file scanned accounted for: kept, skipped,
     a removed copy or conflict, or thinned out for the long tail."""
     counts = {name: class_counts(s.labels, source.classes) for name, s in splits.items()}
@@ -59,9 +74,12 @@ def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, 
             "duplicates_removed": dedup.copies_removed,
             "conflicts_removed": dedup.conflicts_removed,
             "dropped_for_long_tail": len(dedup.keep) - len(keep),
+            "near_duplicates_found": len(leaks),
+            "near_duplicates_dropped": sum(leak["action"] == "dropped" for leak in leaks),
             "kept": sum(len(s) for s in splits.values()),
         },
         "skipped": source.skipped,
         "duplicates": dedup.duplicates,
         "conflicts": dedup.conflicts,
+        "near_duplicates": [{k: v for k, v in leak.items() if not k.endswith("row")} for leak in leaks],
     }

@@ -31,6 +31,10 @@ class IngestConfig(SectionConfig):
     workers: int = Field(ge=0)  # decoding processes; 0 = every available core
     # local: processes on this machine | ray: Ray tasks on the cluster at RAY_ADDRESS. The same output.
     engine: Literal["local", "ray"] = "local"
+    # Val/test images that nearly copy a train image (or, for test, a val one): resized,
+    # recompressed, slightly cropped. drop: out of val/test, so they cannot inflate scores.
+    near_duplicates: Literal["drop", "keep"]
+    near_duplicate_distance: int = Field(ge=0, le=64)  # bits of a 64-bit perceptual hash
     max_pixels: PixelLimit
     max_bad_fraction: float = Field(ge=0.0, le=1.0)
     torchvision_root: str = Field(min_length=1)

@@ -13,7 +13,7 @@ from imgpipe.errors import ImgpipeError
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict,
-           "tune": _tune}
+           "tune": _tune, "embed": _embed, "inspect": _inspect}
     try:
         return run[args.command](args)
     except ImgpipeError as exc:
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report.html (self-contained) or report.md (images in report_files/); default report.html")
     report.add_argument("--run", help="an MLflow run id (default: the latest run of the experiment)")
     _add_data_commands(commands)
+    _add_inspect_commands(commands)
     _add_tune_command(commands)
     return parser
 
@@ -170,6 +171,47 @@ def _predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"imgpipe: {skipped} of {len(table)} files could not be read", file=sys.stderr)
     return 1 if skipped == len(table) else 0
+
+
+def _add_inspect_commands(commands) -> None:
+    embed = commands.add_parser("embed", help="write the trained model's penultimate features of every image, "
+                                "and a 2-D map of them", description="Write <out>/features.npy (N x D float32), "
+                                "<out>/index.csv (split, row, label, class, id of each row) and <out>/map.png (t-SNE, "
+                                "coloured by class, a marker per split) for every image of data/ingest.")
+    embed.add_argument("-o", "--output", type=Path,
+                       help="the folder to write into (default: embeddings/ of the project)")
+    inspect = commands.add_parser("inspect", help="find likely label errors and show where the model looks",
+                                  description="Write embeddings/ (as `imgpipe embed`), reports/label_issues.csv and "
+                                  ".png (cleanlab on out-of-fold logistic-regression probabilities from the "
+                                  "features) and reports/gradcam.png (Grad-CAM of the test split's most confident "
+                                  "mistakes and of each class), then print a summary.")
+    inspect.add_argument("--top", type=int, default=16, help="images in each grid (default: 16)")
+    inspect.add_argument("--folds", type=int, default=5, help="folds of the stratified cross-validation (default: 5)")
+    inspect.add_argument("--features", choices=["model", "imagenet"], default="model",
+                         help="what to find label errors with: the trained model's embeddings (default), or an "
+                         "ImageNet EfficientNet-Lite0 that never saw these labels. The trained model has fitted the "
+                         "training images' given labels, wrong ones included, which hides their errors; imagenet "
+                         "does not, at the cost of features less tuned to these classes.")
+    for command in (embed, inspect):
+        command.add_argument("--model", type=Path, help="a model folder (default: models/ of this project)")
+        command.add_argument("--seed", type=int, default=0,
+                             help="seed of the map, the folds and the samples (default: 0)")
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from imgpipe.tools.inspection.command import run_embed
+
+    run_embed(find_project_root(Path.cwd()), args.output, args.model, args.seed)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from imgpipe.tools.inspection.command import run_inspect
+
+    if args.top < 1:
+        raise ImgpipeError(f"--top must be 1 or more (got {args.top})")
+    run_inspect(find_project_root(Path.cwd()), args.model, args.top, args.folds, args.features, args.seed)
+    return 0
 
 
 if __name__ == "__main__":

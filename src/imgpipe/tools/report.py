@@ -13,7 +13,7 @@ import html
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from imgpipe.errors import ImgpipeError
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import atomic_path
+from imgpipe.tools.inspection.outputs import InspectFiles
 from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
 
 HEADLINE = ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece"]
@@ -35,6 +36,16 @@ _PICTURES = [
     ("augment_preview", (REPORTS,), "Augmentation preview"),
     ("ingest_samples", (REPORTS,), "Training images by class"),
 ]
+# What `imgpipe inspect` (and ingest's near-duplicate check) left in this workspace, in
+# reading order. Not from the run: they describe the data and model checked out here.
+_INSPECTION = [
+    ("label_issues_png", "Likely label errors (given / suggested), from imgpipe inspect"),
+    ("gradcam_png", "Where the model looks (Grad-CAM): confident test mistakes and a sample of each class"),
+    ("embeddings_map", "The model's embeddings of every image (t-SNE; colour: class, shape: split)"),
+    ("near_duplicates_png", "Near-duplicate images across splits, from ingest"),
+]
+INSPECTION_NOTE = "From this workspace's reports/ and embeddings/ (imgpipe inspect), not from the MLflow run."
+LABEL_ISSUE_ROWS = 10
 KEY_PARAMS = ["ingest.source", "ingest.image_size", "balance.method", "augment.mode", "augment.copies", "train.model",
               "train.pretrained", "train.freeze", "train.optimizer", "train.lr", "train.scheduler.name", "train.epochs",
               "train.batch_size"]
@@ -46,6 +57,8 @@ class RunSummary:
     experiment_name: str
     pictures: list[tuple[str, Path]]  # (caption, local file)
     trained_in: Any = None  # for a re-evaluation: the training run of the model it scored
+    inspection: list[tuple[str, Path]] = field(default_factory=list)  # (caption, file in this workspace)
+    label_issues: list[list[str]] = field(default_factory=list)  # the top rows of label_issues.csv, header first
 
     @property
     def title(self) -> str:
@@ -118,7 +131,26 @@ def collect(root: Path, run_id: str | None, folder: Path) -> RunSummary:
         local = _first_artifact(places, folder, uri)
         if local is not None:
             pictures.append((caption, local))
-    return RunSummary(run, experiment_name, pictures, trained_in)
+    return RunSummary(run, experiment_name, pictures, trained_in, *inspection_section(root))
+
+
+def inspection_section(root: Path) -> tuple[list[tuple[str, Path]], list[list[str]]]:
+    """The inspection pictures that exist in ``root``, and the top rows of the label-issue table."""
+    import pandas as pd
+
+    files = InspectFiles(root)
+    places = {"label_issues_png": files.label_issues_png, "gradcam_png": files.gradcam_png,
+              "embeddings_map": files.embeddings.map, "near_duplicates_png": files.near_duplicates_png}
+    pictures = [(caption, places[name]) for name, caption in _INSPECTION if places[name].is_file()]
+    rows: list[list[str]] = []
+    if files.label_issues_csv.is_file():
+        try:
+            table = pd.read_csv(files.label_issues_csv, dtype=str, keep_default_na=False).head(LABEL_ISSUE_ROWS)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):  # a damaged table: show the pictures alone
+            table = None
+        if table is not None and len(table):
+            rows = [list(table.columns), *table.values.tolist()]
+    return pictures, rows
 
 
 def _first_artifact(places: list[tuple[Any, str]], folder: Path, uri: str) -> Path | None:
@@ -156,7 +188,19 @@ def render_markdown(summary: RunSummary, image_dir: str) -> str:
              _markdown_table(["param", "value"], summary.params()), ""]
     for caption, path in summary.pictures:
         parts += [f"## {caption}", "", f"![{caption}]({image_dir}/{path.name})", ""]
-    return "\n".join(parts)
+    return "\n".join(parts + _inspection_markdown(summary, image_dir))
+
+
+def _inspection_markdown(summary: RunSummary, image_dir: str) -> list[str]:
+    if not summary.inspection and not summary.label_issues:
+        return []
+    parts = ["## Inspection", "", f"_{_md(INSPECTION_NOTE)}_", ""]
+    if summary.label_issues:
+        parts += ["### The likeliest label errors (reports/label\\_issues.csv)", "",
+                  _markdown_table(summary.label_issues[0], summary.label_issues[1:]), ""]
+    for caption, path in summary.inspection:
+        parts += [f"### {caption}", "", f"![{caption}]({image_dir}/{path.name})", ""]
+    return parts
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -167,10 +211,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_html(summary: RunSummary) -> str:
     facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in summary.facts())
-    figures = "".join(
-        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
-        f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, path in summary.pictures)
+    figures = "".join(_figure_html(caption, path) for caption, path in summary.pictures)
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}"
@@ -178,7 +219,24 @@ def render_html(summary: RunSummary) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(summary.title)}</h1><dl>{facts}</dl>"
             f"<h2>Metrics</h2>{_html_table(['metric', 'val', 'test'], summary.metrics())}"
-            f"<h2>Settings</h2>{_html_table(['param', 'value'], summary.params())}{figures}</body></html>\n")
+            f"<h2>Settings</h2>{_html_table(['param', 'value'], summary.params())}{figures}"
+            f"{_inspection_html(summary)}</body></html>\n")
+
+
+def _figure_html(caption: str, path: Path) -> str:
+    return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+            f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _inspection_html(summary: RunSummary) -> str:
+    if not summary.inspection and not summary.label_issues:
+        return ""
+    table = ""
+    if summary.label_issues:
+        table = (f"<h3>The likeliest label errors (reports/label_issues.csv)</h3>"
+                 f"{_html_table(summary.label_issues[0], summary.label_issues[1:])}")
+    figures = "".join(_figure_html(caption, path) for caption, path in summary.inspection)
+    return f"<h2>Inspection</h2><p><em>{html.escape(INSPECTION_NOTE)}</em></p>{table}{figures}"
 
 
 def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
@@ -195,7 +253,7 @@ def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
         files = output.with_name(f"{output.stem}_files")
         with atomic_path(files) as staged:
             staged.mkdir()
-            for _, path in summary.pictures:
+            for _, path in summary.pictures + summary.inspection:
                 shutil.copy2(path, staged / path.name)
         with atomic_path(output) as staged:
             staged.write_text(render_markdown(summary, files.name))

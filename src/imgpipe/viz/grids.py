@@ -67,6 +67,15 @@ def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
 
 
 
+def pair_grid(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[tuple[str, str]], empty: str,
+              per_row: int = 3, cell: int = 128) -> Image.Image:
+    """Pairs of images side by side, ``per_row`` pairs to a row, each image captioned."""
+    if not pairs:
+        return text_card(empty)
+    images = [image for pair in pairs for image in pair]
+    return captioned_grid(images, [c for both in captions for c in both], per_row=2 * per_row, cell=cell)
+
+
 def captioned_grid(images: list[np.ndarray], captions: list[str], per_row: int = 8, cell: int = 96) -> Image.Image:
     """Images in rows of ``per_row``, each with a caption line above it."""
     if not images:

@@ -43,7 +43,7 @@ def trial_data(params: dict[str, Any], root: Path, seed: int = 0) -> TrialData:
     """Ingest's train and val splits for ``params``, each cut to a stratified sample."""
     cfg = IngestConfig.model_validate(params["ingest"])
     source = load_source(cfg, root)
-    _, _, splits = select_splits(source, cfg)
+    _, _, splits, _ = select_splits(source, cfg)
     rng = np.random.default_rng(seed)
     return TrialData(_sample(splits["train"], TRIAL_TRAIN, rng), _sample(splits["val"], TRIAL_VAL, rng),
                      source.classes)
