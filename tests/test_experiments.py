@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 PASSWORD = "t3st/p@ss:w'rd%"
 EXPERIMENTS = {"fast-lr": "train.lr=0.003", "sgd": "train.optimizer=sgd"}
 EPOCHS = 3
+DATABASES: list[str] = []  # the server fixture's throwaway database (and role) name
 
 
 
@@ -34,6 +35,7 @@ def drop_database(cluster, database: str, user: str) -> None:
     from imgpipe.tools.server import psql
 
     psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    psql(cluster, f"DROP DATABASE IF EXISTS {database}_optuna WITH (FORCE)")
     psql(cluster, f"DROP ROLE IF EXISTS {user}")
 
 
@@ -47,6 +49,7 @@ def server(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("server")
     # A role and database of its own, so a developer's running server is left alone.
     port, database = free_port(), f"imgpipe_test_{uuid.uuid4().hex[:8]}"
+    DATABASES.append(database)
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("imgpipe")), "server", "--port", str(port),
                              "--database", database, "--user", database, "--artifacts", str(folder / "artifacts"),
@@ -274,3 +277,25 @@ def test_report_summarises_the_latest_run_with_its_plots(team, server, name):
     else:
         assert "![Confusion matrix (test)](report_files/confusion_matrix.png)" in text
         assert (proj.root / "report_files" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tune_keeps_its_study_in_the_team_postgresql(team, server):
+    """With the server, the study lives in the database `imgpipe server` made beside MLflow's,
+    and the trial's run is nested under the study's run on the server."""
+    import optuna
+    from urllib.parse import quote
+
+    from imgpipe.tools.server import find_cluster
+
+    proj, env = team
+    database = DATABASES[-1]
+    storage = (f"postgresql+psycopg://{database}:{quote(PASSWORD, safe='')}@127.0.0.1:{find_cluster().port}"
+               f"/{database}_optuna")
+    refused = proj.run("imgpipe", "tune", "--trials", "1", env=env, check=False)
+    assert refused.returncode == 2 and "IMGPIPE_TUNE_STORAGE" in refused.stderr
+    proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 3.0e-3]}}}})
+    proj.run("imgpipe", "tune", "--trials", "1", "--study", "team", env={**env, "IMGPIPE_TUNE_STORAGE": storage})
+    study = optuna.load_study(study_name="team", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    _, runs = runs_by_name(server)
+    assert runs["tune-team-0"].data.tags["mlflow.parentRunId"] == runs["tune-team"].info.run_id

@@ -127,20 +127,28 @@ def psql(cluster: Cluster, sql: str) -> str:
 
 
 def ensure_database(cluster: Cluster, settings: ServerSettings) -> None:
-    """Create the MLflow role and database when missing, and set the role's password (idempotent)."""
+    """Create the MLflow role, its database and the one for ``imgpipe tune``'s studies when
+    missing, and set the role's password (idempotent)."""
     for name in (settings.user, settings.database):
         if not _NAME.match(name):
             raise ImgpipeError(f"{name!r} is not a plain PostgreSQL name: use lower-case letters, digits and _")
     password = settings.password.replace("'", "''")
     exists = psql(cluster, f"SELECT 1 FROM pg_roles WHERE rolname = '{settings.user}'") == "1"
     psql(cluster, f"{'ALTER' if exists else 'CREATE'} ROLE {settings.user} LOGIN PASSWORD '{password}'")
-    if psql(cluster, f"SELECT 1 FROM pg_database WHERE datname = '{settings.database}'") != "1":
-        psql(cluster, f"CREATE DATABASE {settings.database} OWNER {settings.user}")
+    # Optuna and MLflow each keep an alembic_version table: one database each.
+    for database in (settings.database, tune_database(settings)):
+        if psql(cluster, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
+            psql(cluster, f"CREATE DATABASE {database} OWNER {settings.user}")
 
 
-def backend_uri(cluster: Cluster, settings: ServerSettings) -> str:
+def tune_database(settings: ServerSettings) -> str:
+    """Where ``imgpipe tune`` keeps its Optuna studies, beside the MLflow database."""
+    return f"{settings.database}_optuna"
+
+
+def backend_uri(cluster: Cluster, settings: ServerSettings, database: str | None = None) -> str:
     return (f"postgresql+psycopg://{settings.user}:{quote(settings.password, safe='')}@127.0.0.1:{cluster.port}"
-            f"/{settings.database}")
+            f"/{database or settings.database}")
 
 
 def server_command(cluster: Cluster, settings: ServerSettings) -> list[str]:
@@ -164,7 +172,11 @@ def serve(settings: ServerSettings) -> int:
     url = f"http://{settings.host}:{settings.port}"
     print(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
           f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
-    print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}", flush=True)
+    print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}")
+    tune = backend_uri(cluster, settings, tune_database(settings)).replace(quote(settings.password, safe=""), "PASSWORD")
+    print(f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
+          f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
+          "the database host's name instead of 127.0.0.1)", flush=True)
     try:
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_uri(cluster, settings)}
         return subprocess.call(server_command(cluster, settings), env=env)

@@ -9,6 +9,7 @@ can stop it early (imgpipe.train.tune_trial). The study is kept beside the MLflo
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ HISTORY_COLUMNS = {"val.balanced_accuracy": "val_balanced_accuracy", "val.accura
                    "val.log_loss": "val_loss"}
 
 
+STUDY_NAME = re.compile(TuneConfig.model_fields["study"].metadata[0].pattern)
+
+
 class TrialFailed(ImgpipeError):
     """A trial's ``dvc exp run`` failed: recorded as FAIL, and the study goes on."""
 
@@ -46,6 +50,7 @@ class TuneRequest:
 
 def tune(root: Path, request: TuneRequest) -> Any:
     """Run the study; return the Optuna study."""
+    import mlflow
     import optuna
 
     paths = Paths(root)
@@ -53,11 +58,12 @@ def tune(root: Path, request: TuneRequest) -> Any:
     check_space(paths.params, cfg)
     check_repo(root)
     name, storage = request.study or cfg.study, study_storage(root, request.storage)
+    if not STUDY_NAME.match(name):
+        raise ImgpipeError(f"--study {name!r}: trials are git refs named tune-<study>-<n>, so use letters, digits, "
+                           "'.', '_' and '-', starting with a letter or digit.")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our line, not a traceback
     study = open_study(name, storage, cfg, request.resume)
     parent = records.open_study_run(root, mlflow_cfg.experiment_name, study, storage, settings(cfg))
-    import mlflow
-
     trials = request.trials or cfg.trials
     print(f"tune: study {name} in {shown(storage)}: {trials} trial(s) maximising {cfg.metric}"
           if cfg.direction == "maximize" else f"tune: study {name}: {trials} trial(s) minimising {cfg.metric}")
