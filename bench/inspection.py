@@ -86,7 +86,8 @@ ALTERATIONS = {"half size, JPEG quality 40": _jpeg, "5% off each side": _crop(.0
 
 def run_row(root: Path, folder: Path, near_duplicates: str, seed: int):
     project = copy_project(root)
-    project.set_params({"ingest": {"source": str(folder), "near_duplicates": near_duplicates}, **HAND_PICKED})
+    project.set_params(HAND_PICKED)
+    project.set_params({"ingest": {"source": str(folder), "near_duplicates": near_duplicates}})
     project.set_params(seeded(seed))
     project.run("dvc", "repro", timeout=None)
     metrics = json.loads((project.root / "metrics.json").read_text())

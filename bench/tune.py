@@ -50,8 +50,10 @@ def run_study(root: Path, folder: Path, trials: int) -> dict:
     import optuna
 
     project = copy_project(root)
-    project.set_params({"ingest": {"source": str(folder)}, **HAND_PICKED})
+    project.set_params(HAND_PICKED)
+    project.set_params({"ingest": {"source": str(folder)}})
     project.set_params(seeded(0))
+    project.set_params({"tune": {"space": None}})  # replaced, not merged with the shipped space
     project.set_params({"tune": {"study": "bench", "trials": trials, "space": SPACE,
                                  "pruner": {"name": "median", "startup_trials": 5, "warmup_epochs": 3}}})
     project.run("dvc", "repro", timeout=None)
@@ -80,7 +82,8 @@ def nested(flat: dict) -> dict:
 
 def run_row(root: Path, folder: Path, changes: dict, seed: int) -> dict:
     project = copy_project(root)
-    project.set_params({"ingest": {"source": str(folder)}, **HAND_PICKED})
+    project.set_params(HAND_PICKED)
+    project.set_params({"ingest": {"source": str(folder)}})
     project.set_params(changes)
     project.set_params(seeded(seed))
     project.run("dvc", "repro", timeout=None)
