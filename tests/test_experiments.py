@@ -293,6 +293,7 @@ def test_tune_keeps_its_study_in_the_team_postgresql(team, server):
                f"/{database}_optuna")
     refused = proj.run("imgpipe", "tune", "--trials", "1", env=env, check=False)
     assert refused.returncode == 2 and "IMGPIPE_TUNE_STORAGE" in refused.stderr
+    proj.set_params({"tune": {"space": None}})  # replace the shipped space, not merge with it
     proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 3.0e-3]}}}})
     proj.run("imgpipe", "tune", "--trials", "1", "--study", "team", env={**env, "IMGPIPE_TUNE_STORAGE": storage})
     study = optuna.load_study(study_name="team", storage=storage)
