@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,12 @@ class TrialRun:
 
 def run_trial(root: Path, name: str, overrides: list[str], env: dict[str, str], log: Path) -> TrialRun:
     """Run the experiment ``name`` with ``overrides`` (``key=value``); dvc's output goes to ``log``."""
-    cmd = ["dvc", "exp", "run", "--temp", "--name", name]
+    # This interpreter's folder first on PATH: dvc, and the stages' `python -m stages.<name>`,
+    # must be the environment imgpipe runs in, activated or not.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(Path(bin_dir) / "dvc") if (Path(bin_dir) / "dvc").exists() else "dvc", "exp", "run", "--temp",
+           "--name", name]
     for item in overrides:
         cmd += ["--set-param", item]
     log.parent.mkdir(parents=True, exist_ok=True)
