@@ -13,7 +13,7 @@ from imgpipe.errors import ImgpipeError
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict,
-           "tune": _tune, "embed": _embed, "inspect": _inspect}
+           "tune": _tune, "embed": _embed, "inspect": _inspect, "export": _export}
     try:
         return run[args.command](args)
     except ImgpipeError as exc:
@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_inspect_commands(commands)
     _add_tune_command(commands)
+    export = commands.add_parser("export", help="write the trained model as ONNX or TorchScript, with its spec",
+                                 description="Write the trained model (uint8 NHWC images in, evaluate's decision "
+                                 "inside) as ONNX or TorchScript, and spec.json beside it: classes, input size, "
+                                 "and how ingest decoded the training images. The export is checked against "
+                                 "PyTorch on the test split first.")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument("-o", "--output", type=Path, help="the folder to write (default: exports/<format>)")
+    export.add_argument("--model", help="a model folder (default: models/ of this project)")
     return parser
 
 
@@ -149,6 +157,16 @@ def _tune(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ImgpipeError(f"{flag} must be above 0 (got {value})")
     tune(find_project_root(Path.cwd()), TuneRequest(args.trials, args.timeout, args.resume, args.storage, args.study))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from imgpipe.tools.export import export_model
+
+    root = find_project_root(Path.cwd())
+    done = export_model(root, args.model, args.format, args.output or root / "exports" / args.format)
+    print(f"export: wrote {done.file} and spec.json; on {done.checked_images} test images it matches PyTorch "
+          f"within {done.max_difference:.1e}")
     return 0
 
 

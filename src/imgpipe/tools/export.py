@@ -1,0 +1,115 @@
+"""``imgpipe export``: the trained model as ONNX or TorchScript, with what a client needs to feed it.
+
+The exported graph is the model as ``imgpipe predict`` runs it: uint8 images (N, H, W, C)
+in, normalisation inside, and evaluate's decision (temperature, logit adjustment,
+threshold) applied, so softmax of its output is what predict prints. Beside it,
+``spec.json`` holds the spec: classes, input size and channels, and how ingest decoded
+the training images (``preprocessing``: size, channels, resize mode), which a client must
+repeat. The batch size is free. Each export is checked against PyTorch on the test split
+before it is kept.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.models.decision import DecidedClassifier
+from imgpipe.paths import Paths
+from imgpipe.store.atomic import atomic_path, write_json
+
+FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+SPEC_FILE = "spec.json"
+TOLERANCE = 1e-4  # largest difference from PyTorch's output accepted, in log-probability units
+
+
+@dataclass
+class Exported:
+    folder: Path
+    file: Path
+    checked_images: int
+    max_difference: float
+
+
+def export_model(root: Path, model_ref: str | None, fmt: str, out: Path) -> Exported:
+    """Write ``out/`` (the model file and spec.json) for the model in ``model_ref`` (default models/)."""
+    from imgpipe.store.model_folder import load
+    from imgpipe.tools.predict import project_decision
+
+    folder = root / (model_ref or Paths(root).model_dir)
+    spec, model = load(folder)
+    decided = DecidedClassifier(model, project_decision(root, folder, len(spec.classes)), len(spec.classes)).eval()
+    example = torch.zeros((2, spec.image_size, spec.image_size, spec.channels), dtype=torch.uint8)
+    images = check_images(root, example)
+    with atomic_path(Path(out)) as tmp:
+        tmp.mkdir()
+        (_export_onnx if fmt == "onnx" else _export_torchscript)(decided, example, tmp / FILES[fmt])
+        write_json(tmp / SPEC_FILE, {**spec.to_dict(), "format": fmt, "input": "uint8 images (N, H, W, C)",
+                                     "output": "decided logits: softmax gives the class probabilities, in "
+                                               "the order of classes"})
+        difference = compare(decided, runner(tmp / FILES[fmt], fmt), images)
+        if difference > TOLERANCE:
+            raise ImgpipeError(f"the {fmt} export differs from PyTorch by {difference:.2g} on the test split "
+                               f"(more than {TOLERANCE}); it was not written. Report this with the model's spec.")
+    return Exported(Path(out), Path(out) / FILES[fmt], len(images), difference)
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_shapes={"images": {0: batch}}, external_data=False, verbose=False)
+
+
+def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    # Traced: the channel check in ImageClassifier becomes a constant, right for this
+    # model's input. PyTorch deprecates TorchScript in favour of torch.export; it is kept
+    # here for the C++ and mobile runtimes that still load it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(model, example).save(str(path))
+
+
+def runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a uint8 batch to the exported model's output."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda images: session.run(None, {"images": images})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    return lambda images: loaded(torch.from_numpy(images)).detach().numpy()
+
+
+def check_images(root: Path, example: torch.Tensor) -> np.ndarray:
+    """The test split's images (uint8 NHWC) when this project has them, else random ones."""
+    from imgpipe.store.ingested import read_split
+
+    try:
+        test = np.asarray(read_split(Paths(root).ingested, "test").images)
+    except Exception:  # no data/ingest (a model brought from elsewhere): noise of the right shape
+        test = np.zeros(0)
+    if test.shape[1:] != tuple(example.shape[1:]):
+        return np.random.default_rng(0).integers(0, 256, (64, *example.shape[1:]), dtype=np.uint8)
+    return test
+
+
+@torch.no_grad()
+def compare(model: torch.nn.Module, exported: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+            batch: int = 64) -> float:
+    """The largest absolute difference between PyTorch's and the export's outputs, by batches."""
+    worst = 0.0
+    for start in range(0, len(images), batch):
+        block = np.ascontiguousarray(images[start:start + batch])
+        expected = model(torch.from_numpy(block)).numpy()
+        worst = max(worst, float(np.abs(exported(block) - expected).max()))
+    return worst
