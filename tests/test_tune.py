@@ -136,6 +136,7 @@ def test_a_trial_behind_the_median_is_pruned(tmp_path, monkeypatch):
 def studied(tmp_path_factory):
     """A committed project after `dvc repro`, then `imgpipe tune --trials 3`."""
     proj = make_project(tmp_path_factory.mktemp("tune") / "proj")
+    proj.set_params({"train": {"epochs": 1}, "evaluate": {"bootstrap_resamples": 0}})  # each trial as short as it gets
     proj.set_params({"tune": {"space": None}})  # replace the shipped space, not merge with it
     proj.set_params({"tune": {"trials": 3, "space": SPACE, "pruner": {"name": "median", "startup_trials": 3}}})
     proj.run("dvc", "repro")
