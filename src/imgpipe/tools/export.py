@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -90,21 +90,22 @@ def runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda images: loaded(torch.from_numpy(images)).detach().numpy()
 
 
-def check_images(root: Path, example: torch.Tensor) -> np.ndarray:
-    """The test split's images (uint8 NHWC) when this project has them, else random ones."""
+def check_images(root: Path, example: torch.Tensor) -> Any:
+    """The test split's images (uint8 NHWC, read a batch at a time) when this project has
+    them, else random ones of the model's input shape."""
     from imgpipe.store.ingested import read_split
 
     try:
-        test = np.asarray(read_split(Paths(root).ingested, "test").images)
+        test = read_split(Paths(root).ingested, "test").images
     except Exception:  # no data/ingest (a model brought from elsewhere): noise of the right shape
-        test = np.zeros(0)
-    if test.shape[1:] != tuple(example.shape[1:]):
-        return np.random.default_rng(0).integers(0, 256, (64, *example.shape[1:]), dtype=np.uint8)
-    return test
+        test = []
+    if len(test) and np.asarray(test[:1]).shape[1:] == tuple(example.shape[1:]):
+        return test
+    return np.random.default_rng(0).integers(0, 256, (64, *example.shape[1:]), dtype=np.uint8)
 
 
 @torch.no_grad()
-def compare(model: torch.nn.Module, exported: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+def compare(model: torch.nn.Module, exported: Callable[[np.ndarray], np.ndarray], images: Any,
             batch: int = 64) -> float:
     """The largest absolute difference between PyTorch's and the export's outputs, by batches."""
     worst = 0.0

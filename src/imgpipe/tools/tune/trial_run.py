@@ -81,11 +81,6 @@ def check_repo(root: Path) -> None:
                            "(a git commit): git init, then commit the project (git add -A; git commit).") from None
 
 
-def existing_experiments(root: Path, prefix: str) -> list[str]:
-    refs = _git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-    return sorted(r.rsplit("/", 1)[-1] for r in refs if r.rsplit("/", 1)[-1].startswith(prefix))
-
-
 def _git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
