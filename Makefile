@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench mlflow-ui mlflow-server clean
+.PHONY: setup run test bench docker mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test: setup
 
 bench: setup
 	python bench/pipeline.py
+
+# A serving image of the registered champion (MLflow's Dockerfile); needs a Docker daemon
+# and network. Without Docker it writes the build context to build/docker and says so.
+docker: setup
+	imgpipe build-docker
 
 mlflow-ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -4,8 +4,10 @@ Outputs (see dvc.yaml): ``metrics.json`` (DVC metrics for val and test), the DVC
 ``reports/per_class.csv`` (test precision, recall and F1 by class), ``reports/confusion.csv``,
 ``reports/roc.csv`` and ``reports/precision_recall.csv``, and the pictures
 ``reports/confusion_matrix.png``, ``reports/misclassified.png`` and
-``reports/training_curves.png``. Metrics, plots and pictures are added to the training
-run in MLflow (to a run nested under it when that model was evaluated before).
+``reports/training_curves.png``, and ``reports/model_card.md``. Metrics, plots, pictures
+and the card are added to the training run in MLflow (to a run nested under it when that
+model was evaluated before); with ``mlflow.registered_model`` set, the model is registered
+as the ``challenger``, its card beside it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import numpy as np
 from imgpipe.errors import run_stage
 from imgpipe.evaluate.decide import fit_decision
 from imgpipe.evaluate.intervals import bootstrap_intervals
+from imgpipe.evaluate.model_card import gather_facts, model_card
+from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VAL_DATA_TAG, VAL_SCORE_TAG, register
 from imgpipe.evaluate.metrics import (
     classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
     per_class_table, summary_line,
 )
 from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
-from imgpipe.models.decision import DecidedClassifier
 from imgpipe.models.device import select_device
 from imgpipe.models.inference import predict_proba
 from imgpipe.params.base import read_params
@@ -28,10 +31,10 @@ from imgpipe.params.evaluate import EvaluateConfig
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.paths import Paths
 from imgpipe.store import history, ingested, model_folder
-from imgpipe.store.atomic import write_csv, write_json
-from imgpipe.store.dataset import Split
+from imgpipe.store.atomic import write_csv, write_json, write_text
+from imgpipe.store.dataset import Split, split_digest
 from imgpipe.tracking.artifacts import EVALUATION, log_files
-from imgpipe.tracking.model import log_model
+from imgpipe.tracking.model import log_model, logged_model
 from imgpipe.tracking.runs import flatten, start_evaluation_run
 from imgpipe.tracking.store import store_errors
 from imgpipe.viz.grids import save_png
@@ -66,30 +69,41 @@ def main() -> None:
         print(f"evaluate: decisions fitted on val: {decision.fitted}")
     write_json(paths.metrics, metrics)
     write_json(paths.decision, decision.to_dict())
+    val_hash = split_digest(splits["val"])
+    write_text(paths.model_card, model_card(gather_facts(paths, spec, {"metrics": metrics, "per_class": per_class},
+                                                         decision.to_dict(), trained_in["run_id"], val_hash)))
 
     write_tables(paths, splits["test"], proba["test"], spec.classes, per_class["test"])
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
-    record(paths, metrics, per_class, trained_in, (model, spec, decision, splits["val"].images))
-    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, and "
-          f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted)")
+    record(paths, metrics, per_class, trained_in, (spec, decision, splits["val"].images), val_hash)
+    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, "
+          f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted) and {paths.model_card.name}")
 
 
-def record(paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple) -> None:
+def record(paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple, val_hash: str) -> None:
     """Into the training run; a model evaluated before gets a new run nested under it. A
-    decision other than the identity goes in with its model, which MLflow then serves."""
-    model, spec, decision, example = decided
+    decision other than the identity goes in with its model, which is then the one served."""
+    spec, decision, example = decided
     then = "evaluate scores the trained model again, with no retraining"
     with store_errors(paths.root, then), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
         import mlflow
 
         flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})
         mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # NaN AUC: skip
+        mlflow.set_tag(VAL_DATA_TAG, val_hash)
         log_files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
-                   paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision], EVALUATION)
-        if not decision.is_identity:
-            registered = MlflowConfig.load(paths.params).registered_model
-            log_model(DecidedClassifier(model.cpu().eval(), decision, len(spec.classes)), example, spec.to_dict(),
-                      registered, name="decided_model", decision=decision.to_dict())
+                   paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision, paths.model_card], EVALUATION)
+        if decision.is_identity:
+            served = logged_model(trained_in["run_id"], "model")
+        else:
+            served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
+        name = MlflowConfig.load(paths.params).registered_model
+        if name and served is not None:
+            version = register(served.model_id, name, paths.model_card, {
+                VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
+                TRAINING_RUN_TAG: trained_in["run_id"]})
+            print(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
+                  f"the {CHAMPION} if it beats the champion on val")
 
 
 def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str], per_class: dict) -> None:

@@ -83,9 +83,9 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
         history.write(paths.train_history, [r.as_dict() for r in result.history])
         log_files([*paths.upstream_reports(), paths.train_history, augmented.pipeline_path(paths.augmented)], REPORTS)
-        # Logged unless this run holds it already (a registration asked for since is made anew).
-        if not (job.saved_before() and resumed_run == run.info.run_id) or mlflow_cfg.registered_model:
-            log_model(job.model, job.train.images, job.spec.to_dict(), mlflow_cfg.registered_model)
+        # Logged unless this run holds it already. Evaluate registers it, with its scores and card.
+        if not (job.saved_before() and resumed_run == run.info.run_id):
+            log_model(paths.model_dir, job.train.images, job.spec.to_dict())
     job.mark_complete()  # only now: a failure before this resumes into saving, not retraining
     print(f"train: done; MLflow run {run.info.run_id}")
 

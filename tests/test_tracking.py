@@ -34,30 +34,51 @@ def test_tracking_uri_defaults_to_sqlite_at_root(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_logged_model_predicts_a_batch_of_another_size(tmp_path, monkeypatch):
+def test_logged_model_takes_image_files_and_pixels_in_batches_of_any_size(tmp_path, monkeypatch):
+    import io
+
     import mlflow
+    import pandas as pd
+    from PIL import Image
+
+    from imgpipe.models.decision import Decision
+    from imgpipe.store import model_folder
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = ModelSpec(name="base_cnn", options={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
-                     classes=list("abc"), image_size=16, channels=1)
+                     classes=list("abc"), image_size=16, channels=1,
+                     preprocessing={"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 10**6})
     torch.manual_seed(0)
     model = create_model(spec).eval()
+    model_folder.write(tmp_path / "models", model, spec, {"run_id": "r"})
     images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
+    decision = Decision(temperature=2.0, logit_bias=[0.5, 0.0, -0.5], run_id="r")
     # As under `dvc exp run`, which names the experiment in the stage's environment.
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
     run = start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}})
     with run:
-        log_model(model, images, spec.to_dict(), registered_model="tiny")
-    loaded = mlflow.pyfunc.load_model("models:/tiny/1")
+        info = log_model(tmp_path / "models", images, spec.to_dict(), decision=decision.to_dict())
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert loaded.metadata.metadata["imgpipe_spec"]["classes"] == ["a", "b", "c"]
-    assert loaded.metadata.signature is not None
-    batch = images[:5]
-    got = np.asarray(loaded.predict(batch))
+    assert loaded.metadata.signature.inputs.input_names() == ["image", "pixels"]
     with torch.no_grad():
-        want = model(torch.from_numpy(batch)).numpy()
-    assert got.shape == (5, 3)
-    assert np.allclose(got, want, atol=1e-5)
+        want = decision.apply(torch.softmax(model(torch.from_numpy(images)), 1).numpy())
+
+    pixels = loaded.predict(pd.DataFrame({"pixels": list(images[:5])}))  # not the example's batch of 1
+    assert np.allclose(np.array([[p[c] for c in "abc"] for p in pixels["probabilities"]]), want[:5], atol=1e-5)
+    assert pixels["class"].tolist() == [spec.classes[i] for i in want[:5].argmax(1)]
+
+    def png(image: np.ndarray) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(image[..., 0]).save(out, format="PNG")
+        return out.getvalue()
+
+    files = loaded.predict(pd.DataFrame({"image": [png(i) for i in images] + [b"no image"]}))
+    assert np.allclose(files["probability"][:7], want.max(1), atol=1e-5)  # PNG is lossless: the same pixels
+    assert files["class"][7] == "" and "not an image" in files["error"][7]
+    wrong = loaded.predict(pd.DataFrame({"pixels": [np.zeros((8, 8, 3), np.uint8)]}))
+    assert "shape (16, 16, 1)" in wrong["error"][0]
     stored = mlflow.get_run(run.info.run_id)
     assert stored.data.params["train.lr"] == "0.1"
     assert stored.info.run_name == "brisk-lark" and stored.data.tags["dvc.exp_name"] == "brisk-lark"

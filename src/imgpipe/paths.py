@@ -154,6 +154,10 @@ class Paths:
     def misclassified_png(self) -> Path:
         return self.reports / "misclassified.png"
 
+    @property
+    def model_card(self) -> Path:
+        return self.reports / "model_card.md"
+
     def upstream_reports(self) -> list[Path]:
         """The reports ingest, balance and augment write, which train attaches to its run.
 

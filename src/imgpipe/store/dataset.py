@@ -44,6 +44,13 @@ def pixel_hash(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def split_digest(split: "Split") -> str:
+    """What a split holds, images and labels, as one hash: equal for the same images under
+    the same labels, in any order, whatever the folder they were stored in."""
+    rows = sorted(f"{sha}\t{name}" for sha, name in zip(split.manifest["sha256"], split.manifest["class_name"]))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 @dataclass
 class Split:
     """One split of a dataset: pixels plus their manifest rows, in the same order."""

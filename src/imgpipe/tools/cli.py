@@ -8,12 +8,14 @@ from pathlib import Path
 
 from imgpipe.paths import find_project_root
 from imgpipe.errors import ImgpipeError
+from imgpipe.tools.build_docker import add_build_docker_command, run_build_docker
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"init": _init, "server": _server, "report": _report, "pack": _pack, "doctor": _doctor, "predict": _predict,
-           "tune": _tune, "embed": _embed, "inspect": _inspect, "export": _export}
+           "tune": _tune, "embed": _embed, "inspect": _inspect, "export": _export, "promote": _promote,
+           "build-docker": run_build_docker}
     try:
         return run[args.command](args)
     except ImgpipeError as exc:
@@ -30,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files or folders with a trained model",
                                   description="Print the predicted class and its probability for each image.")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    predict.add_argument("--model", help="a model folder (default: models/ of this project) "
-                         "or an MLflow URI such as models:/<name>/<version> or runs:/<run_id>/model")
+    predict.add_argument("--model", help="a model folder (default: models/ of this project) or an MLflow URI "
+                         "such as models:/<name>@champion, models:/<name>/<version> or runs:/<run_id>/model")
     predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
     commands.add_parser("doctor", help="check the device, DVC, MLflow and the data source, with fixes",
                         description="Check that this machine and project can run the pipeline; say how to fix what cannot.")
@@ -64,7 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     export.add_argument("-o", "--output", type=Path, help="the folder to write (default: exports/<format>)")
     export.add_argument("--model", help="a model folder (default: models/ of this project)")
+    _add_registry_commands(commands)
     return parser
+
+
+def _add_registry_commands(commands) -> None:
+    promote = commands.add_parser("promote", help="make a registered model the champion, if it beats the champion",
+                                  description="Point the registered model's `champion` alias at a version (default: "
+                                  "the one evaluate registered for models/ of this project) only when its val "
+                                  "balanced accuracy beats the champion's on the same val data. Serve "
+                                  "models:/<name>@champion. Exits 1, changing nothing, when it does not beat it.")
+    promote.add_argument("--version", help="the version to promote (default: the one trained in the run of models/)")
+    promote.add_argument("--run", help="the MLflow run that trained the model to promote (default: models/'s)")
+    promote.add_argument("--name", help="the registered model (default: params.yaml's mlflow.registered_model)")
+    promote.add_argument("--force", action="store_true", help="replace the champion even when it is not beaten or "
+                         "was validated on other data")
+    add_build_docker_command(commands)
 
 
 def _add_tune_command(commands) -> None:
@@ -168,6 +185,12 @@ def _export(args: argparse.Namespace) -> int:
     print(f"export: wrote {done.file} and spec.json; on {done.checked_images} test images it matches PyTorch "
           f"within {done.max_difference:.1e}")
     return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from imgpipe.tools.promote import run_promote
+
+    return run_promote(find_project_root(Path.cwd()), args.name, args.version, args.run, args.force)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -13,12 +13,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from imgpipe.ingest.decoding import DEFAULT_MAX_PIXELS, DecodeSettings, decode_file
+from imgpipe.ingest.decoding import decode_file
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.decision import Decision
 from imgpipe.models.spec import ModelSpec
 from imgpipe.paths import Paths
 from imgpipe.ingest.sources import walk_images
+from imgpipe.serving.decode import decode_settings
+from imgpipe.serving.schema import PIXELS, is_served_signature
 
 
 @dataclass
@@ -78,15 +80,22 @@ def _mlflow_predictor(uri: str, root: Path) -> Predictor:
     if not spec_dict:
         raise ImgpipeError(f"{uri} was not logged by imgpipe (its metadata has no imgpipe_spec).")
 
-    def proba(images: np.ndarray) -> np.ndarray:
+    spec = ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)", "register a model logged by a current train stage")
+    if is_served_signature(info.signature):
+        def proba(images: np.ndarray) -> np.ndarray:
+            # The served model takes decoded pixels too, with its decision inside.
+            answer = model.predict(pd.DataFrame({PIXELS: list(images)}))
+            return np.array([[row[c] for c in spec.classes] for row in answer["probabilities"]])
+        return Predictor(spec, proba, uri)
+
+    def logits_proba(images: np.ndarray) -> np.ndarray:
         from scipy.special import softmax
 
-        # The served model returns logits, as the network does.
+        # A model logged by imgpipe before it served image files: uint8 arrays in, logits out.
         logits = np.concatenate([np.asarray(model.predict(images[i : i + 64])) for i in range(0, len(images), 64)])
         return softmax(logits, axis=1)
 
-    spec = ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)", "register a model logged by a current train stage")
-    return Predictor(spec, proba, uri)
+    return Predictor(spec, logits_proba, uri)
 
 
 def image_paths(paths: list[str]) -> list[Path]:
@@ -106,8 +115,7 @@ def image_paths(paths: list[str]) -> list[Path]:
 def predict_files(predictor: Predictor, files: list[Path], batch_size: int = 256) -> pd.DataFrame:
     """One row per file: the predicted class and its probability, or why it was skipped."""
     spec = predictor.spec
-    settings = DecodeSettings(**spec.preprocessing) if spec.preprocessing else \
-        DecodeSettings(spec.image_size, spec.channels, "squash", DEFAULT_MAX_PIXELS)
+    settings = decode_settings(spec)
     rows = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]

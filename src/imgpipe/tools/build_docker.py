@@ -1,0 +1,166 @@
+"""``imgpipe build-docker``: a Docker image that serves a registered model, made by MLflow's own tooling.
+
+``mlflow models generate-dockerfile`` writes the build context (a Dockerfile and the model
+downloaded from the tracking store); this command runs it against the project's store,
+keeps the context under ``build/docker`` even when Docker is missing, and then runs
+``docker build`` on it. The image serves MLflow's scoring server on port 8080.
+
+With ``--env-manager local`` MLflow bases the image on ``python:<the model's version>-slim``,
+pip-installs mlflow and then the model's ``requirements.txt`` at build time, so building
+needs network access; anything inside the model folder (``code_paths`` included) is copied
+into the image with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.paths import find_project_root
+from imgpipe.store.atomic import atomic_path
+
+ALIAS = "champion"
+PORT = 8080  # where MLflow's generated image serves; fixed by its entrypoint
+CURL = ("curl -s localhost:8080/invocations -H 'Content-Type: application/json' "
+        "-d '{\"dataframe_records\": [{\"image\": \"'$(base64 -w0 photo.jpg)'\"}]}'"
+        "   # answers the class and every class's probability")
+
+
+def add_build_docker_command(commands) -> None:
+    build = commands.add_parser(
+        "build-docker", help="build a Docker image that serves a registered model (MLflow's scoring server)",
+        description="Write a Docker build context for an MLflow model (its Dockerfile, by `mlflow models "
+        "generate-dockerfile`, and the model) to build/docker, then `docker build` it. The image answers "
+        "POST /invocations on port 8080. Building needs network access: the image pip-installs mlflow and "
+        "the model's requirements.")
+    build.add_argument("--model", metavar="URI", help=f"an MLflow model URI (default: models:/<name>@{ALIAS}, "
+                       "with the name from params.yaml's mlflow.registered_model), e.g. models:/<name>/<version> "
+                       "or runs:/<run_id>/model")
+    build.add_argument("-t", "--tag", help="the image's name (default: imgpipe-<registered model name, else "
+                       "the project folder's name>:latest)")
+    build.add_argument("-o", "--output", type=Path, help="the folder to write the build context to "
+                       "(default: build/docker of the project; replaced if it exists)")
+    build.add_argument("--no-build", action="store_true", help="write the build context only, and print the "
+                       "docker commands that build and run it")
+
+
+def run_build_docker(args: argparse.Namespace) -> int:
+    root = find_project_root(Path.cwd())
+    uri = args.model or _champion_uri(root)
+    tag = args.tag or default_tag(uri, root)
+    context = (args.output or root / "build" / "docker").resolve()
+    _check_store_exists(root, uri)
+    with atomic_path(context) as staged:  # a failed export leaves the previous context as it was
+        _generate_dockerfile(root, uri, staged)
+    build, run = f"docker build -t {shlex.quote(tag)} {shlex.quote(str(context))}", _run_command(tag)
+    if args.no_build:
+        print(f"build-docker: wrote the build context (Dockerfile and model) for {uri} to {context}")
+        print(f"build it:  {build}\nrun it:    {run}\nthen:      {CURL}")
+        return 0
+    docker = _working_docker(context, build)
+    print(f"build-docker: building {tag} from {context}", flush=True)
+    status = subprocess.run([docker, "build", "-t", tag, str(context)]).returncode  # its output streams through
+    if status != 0:
+        raise ImgpipeError(f"`docker build` exited with status {status} (its output is above; it needs network "
+                           f"access for the base image and pip), and the build context stays in {context}: fix "
+                           f"the cause and run `{build}` again.")
+    print(f"build-docker: built {tag} serving {uri}\nrun it:    {run}\nthen:      {CURL}")
+    return 0
+
+
+def _champion_uri(root: Path) -> str:
+    name = _registered_model(root)
+    if not name:
+        raise ImgpipeError("params.yaml's mlflow.registered_model is not set, so this project has no registered "
+                           "model to serve: set it and run `dvc repro`, or pass --model with an MLflow model URI "
+                           "(e.g. runs:/<run_id>/model).")
+    return f"models:/{name}@{ALIAS}"
+
+
+def _registered_model(root: Path) -> str | None:
+    from imgpipe.params.tracking import MlflowConfig
+
+    return MlflowConfig.load(root / "params.yaml").registered_model
+
+
+def default_tag(uri: str, root: Path) -> str:
+    """``imgpipe-<name>:latest``: the registered model's name (from a models:/ URI, else
+    params.yaml), else the project folder's, made a valid Docker repository name."""
+    name = None
+    if uri.startswith("models:/"):
+        name = re.split(r"[/@]", uri.removeprefix("models:/"), maxsplit=1)[0]
+        if re.fullmatch(r"m-[0-9a-f]{32}", name):  # MLflow 3's logged-model id, not a name
+            name = None
+    name = name or _registered_model(root) or root.name
+    # Docker's repository names: lower-case letters and digits, separated by single dashes (and others).
+    safe = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"imgpipe-{safe or 'model'}:latest"
+
+
+def _run_command(tag: str) -> str:
+    return f"docker run --rm -p {PORT}:{PORT} {shlex.quote(tag)}"
+
+
+def _check_store_exists(root: Path, uri: str) -> None:
+    """Refuse before MLflow would create an empty SQLite store (and its tables, for seconds)
+    just to find nothing in it."""
+    from imgpipe.tracking.store import tracking_uri
+
+    store = tracking_uri(root)
+    if store.startswith("sqlite:///") and uri.startswith(("models:/", "runs:/")):
+        path = Path(store.removeprefix("sqlite:///").split("?", 1)[0])
+        if not path.is_file():
+            raise ImgpipeError(f"there is no MLflow store at {path} to find {uri} in: train and register a model "
+                               "first (`dvc repro` with mlflow.registered_model set in params.yaml), or set "
+                               "MLFLOW_TRACKING_URI to the store that holds it.")
+
+
+def _generate_dockerfile(root: Path, uri: str, out: Path) -> None:
+    from imgpipe.tracking.store import tracking_uri
+
+    mlflow = Path(sys.executable).parent / "mlflow"  # the one of this environment, whatever PATH holds
+    if not mlflow.is_file():
+        raise ImgpipeError(f"the mlflow command is missing beside {sys.executable}; reinstall imgpipe "
+                           "(pip install -e .) in this environment.")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(root)}
+    cmd = [str(mlflow), "models", "generate-dockerfile", "-m", uri, "-d", str(out), "--env-manager", "local"]
+    # Its log and progress bars are noise on success; on failure its last line says why.
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not (out / "Dockerfile").is_file():
+        raise ImgpipeError(f"MLflow could not export the model {uri} ({last_line(done.stderr)}): check the URI, "
+                           "or train and register a model with `dvc repro` (mlflow.registered_model set in "
+                           f"params.yaml) and give it the alias {ALIAS} with `imgpipe promote`.")
+
+
+def _working_docker(context: Path, build: str) -> str:
+    """The docker client's path, once its daemon answers; else why not, in a sentence."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise ImgpipeError(f"docker is not installed (not on PATH); the build context with its Dockerfile was "
+                           f"written to {context}: build it on a machine with Docker with `{build}`.")
+    try:
+        info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=60)
+        reason = None if info.returncode == 0 else last_line(info.stderr)
+    except subprocess.TimeoutExpired:
+        reason = "`docker info` did not answer in 60 s"
+    if reason is not None:
+        raise ImgpipeError(f"the Docker daemon is not running or not reachable ({reason}); the build context with "
+                           f"its Dockerfile was written to {context}: start Docker (or get access to its "
+                           f"socket) and run `imgpipe build-docker` again, or build it elsewhere with `{build}`.")
+    return docker
+
+
+def last_line(text: str) -> str:
+    """A failed command's last words, as part of a sentence: its final line (progress bars'
+    carriage returns aside), without Python's exception class or a second sentence."""
+    lines = [line.split("\r")[-1].strip() for line in (text or "").splitlines()]
+    last = next((line for line in reversed(lines) if line), "no message")
+    last = re.sub(r"^(?:[\w.]+(?:Error|Exception)|ERROR|Error|error): ", "", last)
+    return re.split(r"(?<=[a-z0-9])\. (?=[A-Z])", last, maxsplit=1)[0].rstrip(".?! ")
