@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from imgpipe.augment.device import variant_maker
 from imgpipe.augment.pipeline import (
-    augment_variants, build_pipeline, check_pipeline, pipeline_dict, preview, save_variants, variants_manifest,
-    variants_per_image,
+    build_pipeline, check_pipeline, pipeline_dict, preview, save_variants, variants_manifest, variants_per_image,
 )
 from imgpipe.errors import run_stage
 from imgpipe.params.augment import AugmentConfig
@@ -27,6 +27,8 @@ def main() -> None:
     cfg = AugmentConfig.load(paths.params)
     # Build first: a bad transform name or argument stops the stage before any work.
     pipeline = build_pipeline(cfg.transforms, cfg.seed)
+    # albumentations per image (augment.device: cpu), or batches on the GPU: also checked now.
+    make_variants = variant_maker(cfg.device, pipeline, cfg.transforms, cfg.seed)
 
     classes = ingested.read_classes(paths.ingested)
     train = balanced.read_train(paths.balanced)
@@ -36,7 +38,7 @@ def main() -> None:
 
     # Variants go to a file as they are made, not to memory; the kept rows stay references.
     with scratch_folder(paths.augmented) as scratch:
-        variants, hashes = save_variants(augment_variants(train.images, pipeline, per_image),
+        variants, hashes = save_variants(make_variants(train.images, per_image),
                                          scratch / "variants.u8", train.images.shape[1:])
         images = Stacked.concat([train.images, variants])
         manifest = pd.concat([train.manifest, variants_manifest(train, per_image, hashes)], ignore_index=True)

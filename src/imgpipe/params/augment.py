@@ -1,12 +1,17 @@
-"""The ``augment`` section: an albumentations pipeline and how many variants to write."""
+"""The ``augment`` section: an albumentations pipeline, how many variants to write, and where."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from imgpipe.params.base import SectionConfig
+from imgpipe.params.base import KeyedError, SectionConfig
+
+# The transforms imgpipe.augment.batched can run on a device (augment.device: cuda | auto).
+# Named here, not there, so that params are checked without importing torch.
+BATCHED_TRANSFORMS = ("Affine", "RandomBrightnessContrast", "GaussNoise", "HorizontalFlip", "VerticalFlip",
+                      "PadIfNeeded", "RandomCrop")
 
 
 class AugmentConfig(SectionConfig):
@@ -21,6 +26,10 @@ class AugmentConfig(SectionConfig):
     # ``- Affine: {rotate: [-10, 10], p: 0.8}``. Names and arguments are checked against
     # albumentations itself when the stage builds the pipeline.
     transforms: list[dict[str, Union[dict[str, Any], None]]]
+    # cpu: albumentations, one image at a time. cuda: the same transforms in batches on the
+    # GPU (imgpipe.augment.batched; other random numbers, so other variants). auto: cuda when
+    # torch sees a GPU, else cpu.
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
 
     @field_validator("transforms")
     @classmethod
@@ -32,3 +41,15 @@ class AugmentConfig(SectionConfig):
                     f"e.g. '- HorizontalFlip: {{p: 0.5}}'; got keys {sorted(entry)}"
                 )
         return entries
+
+    @model_validator(mode="after")
+    def _batched_transforms_only_off_the_cpu(self) -> "AugmentConfig":
+        # auto is checked too: the same params must work on a machine with a GPU and without.
+        if self.device == "cpu":
+            return self
+        for i, entry in enumerate(self.transforms):
+            name = next(iter(entry))
+            if name not in BATCHED_TRANSFORMS:
+                raise KeyedError(f"transforms[{i}]", f"{name} has no batched equivalent for augment.device: "
+                                 f"{self.device} (which runs {', '.join(BATCHED_TRANSFORMS)}); use augment.device: cpu")
+        return self
