@@ -58,16 +58,21 @@ def is_image_name(path: Path) -> bool:
 def decode_file(path, settings: DecodeSettings) -> Decoded:
     """Read and decode one file, or a tar member (``shards.Member``: ``size`` and
     ``read_bytes(limit)``). Unreadable or bad files come back with a reason."""
+    data = read_file(path)
+    return data if isinstance(data, Decoded) else decode_bytes(data, settings)
+
+
+def read_file(path) -> bytes | Decoded:
+    """The bytes of a file or tar member, or a ``Decoded`` saying why there are none."""
     try:
         size = path.size if hasattr(path, "size") else Path(path).stat().st_size
         if size > SNIFF_ABOVE and not _looks_like_an_image(path):
             # A big file is judged by its first bytes: a 3 GB non-image named .jpg is never
             # read whole. Ordinary images are read once, without this second open.
             return Decoded(None, None, NOT_AN_IMAGE)
-        data = path.read_bytes() if hasattr(path, "size") else Path(path).read_bytes()
+        return path.read_bytes() if hasattr(path, "size") else Path(path).read_bytes()
     except OSError as exc:
         return Decoded(None, None, f"unreadable: {exc.strerror or exc}")
-    return decode_bytes(data, settings)
 
 
 def decode_bytes(data: bytes, settings: DecodeSettings) -> Decoded:

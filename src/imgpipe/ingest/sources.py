@@ -74,17 +74,19 @@ def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> S
     ``scratch``: a folder where image files are decoded to, row by row, instead of
     memory, so a collection bigger than memory can be ingested.
     """
+    # Checked before any work, for every source, so a wrong ingest.device fails fast.
+    device = decode_device(cfg)
     if cfg.source == "digits":
         return load_digits(cfg)
     if cfg.source.startswith("torchvision:"):
         return load_torchvision(cfg, root)
     path = (root / cfg.source).expanduser()
     if path.is_dir():
-        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg, scratch)
+        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg, scratch, device)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return load_files(read_manifest_csv(path), cfg, scratch)
+        return load_files(read_manifest_csv(path), cfg, scratch, device)
     if path.is_file() and path.suffix.lower() == ".tar":
-        return load_files(scan_tar(path), cfg, scratch)
+        return load_files(scan_tar(path), cfg, scratch, device)
     raise ImgpipeError(
         f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
         f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
@@ -198,9 +200,9 @@ def read_manifest_csv(manifest: Path) -> list[Candidate]:
     return sorted(found, key=lambda c: c.id)
 
 
-def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None) -> SourceImages:
+def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None, device=None) -> SourceImages:
     """Decode candidates in parallel straight into one preallocated array, or row by row
-    into a file in ``scratch``.
+    into a file in ``scratch``; JPEGs in batches on ``device`` when it is not None.
 
     Peak memory is the output array plus a few images in flight, however many files; with
     ``scratch``, a few images in flight.
@@ -214,7 +216,7 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
     out = RowWriter(scratch / "decoded.u8", shape) if scratch is not None else np.empty((n, *shape), dtype=np.uint8)
     keep, sha256, skipped = [], [], []
     paths = [c.path for c in candidates]
-    for i, result in enumerate(decoded(paths, cfg)):
+    for i, result in enumerate(decoded(paths, cfg, device)):
         if result.pixels is None:
             skipped.append({"file": candidates[i].id, "reason": result.reason or "unknown"})
             continue
@@ -237,13 +239,28 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
     )
 
 
-def decoded(paths: list, cfg: IngestConfig):
-    """Decoded files in input order: local processes, or Ray tasks (``ingest.engine``)."""
+def decoded(paths: list, cfg: IngestConfig, device=None):
+    """Decoded files in input order: local processes, Ray tasks (``ingest.engine``), or
+    batches on ``device`` (``ingest.device``, resolved by ``decode_device``)."""
     if cfg.engine == "ray":
         from imgpipe.ingest.ray_decoding import decode_files_on_ray
 
         return decode_files_on_ray(paths, decode_settings(cfg), desc="ingest")
+    if device is not None:
+        from imgpipe.ingest.device_decoding import decode_files_on_device
+
+        return decode_files_on_device(paths, decode_settings(cfg), device, cfg.workers, desc="ingest")
     return decode_files(paths, decode_settings(cfg), cfg.workers, desc="ingest")
+
+
+def decode_device(cfg: IngestConfig):
+    """The torch device ``ingest.device`` asks for, or None for Pillow on the CPU; a
+    ``cuda`` this machine cannot honour is refused."""
+    if cfg.device == "cpu":
+        return None  # torch is not even imported: the default path is the one it always was
+    from imgpipe.ingest.device_decoding import resolve_device
+
+    return resolve_device(cfg.device)
 
 
 # ------------------------------------------------------------------ built-in sets

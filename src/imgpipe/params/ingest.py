@@ -31,6 +31,9 @@ class IngestConfig(SectionConfig):
     workers: int = Field(ge=0)  # decoding processes; 0 = every available core
     # local: processes on this machine | ray: Ray tasks on the cluster at RAY_ADDRESS. The same output.
     engine: Literal["local", "ray"] = "local"
+    # cpu: Pillow, as always | cuda: JPEGs decoded and resized in batches on the GPU (nvJPEG), other
+    # files with Pillow; pixels a fraction of a level off cpu's (device_decoding.py) | auto: cuda if any.
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     # Val/test images that nearly copy a train image (or, for test, a val one): resized,
     # recompressed, slightly cropped. drop: out of val/test, so they cannot inflate scores.
     near_duplicates: Literal["drop", "keep"]
@@ -51,4 +54,11 @@ class IngestConfig(SectionConfig):
     def _room_for_train(self) -> "IngestConfig":
         if self.val_fraction + self.test_fraction >= 0.9:
             raise KeyedError("test_fraction", "val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+    @model_validator(mode="after")
+    def _device_is_local(self) -> "IngestConfig":
+        if self.engine == "ray" and self.device != "cpu":
+            raise KeyedError("device", "Ray tasks decode with Pillow on the cluster's CPUs; set ingest.device: cpu "
+                                       "with ingest.engine: ray, or ingest.engine: local to decode on this machine's GPU")
         return self
