@@ -14,7 +14,7 @@ import pytest
 # whole pipeline; the others stop after augment, the last stage that reads their output.
 # One method of each kind through DVC: picked references, synthetic pixels, and weights
 # train reads (through evaluate). tests/test_balancing.py checks every method's counts.
-METHODS = {"random_over": "augment", "smote": "augment", "class_weight": "evaluate"}
+METHODS = {"smote": "augment", "random_over": "augment", "class_weight": "evaluate"}  # each unlike the one before
 
 
 def digest(path) -> str:
