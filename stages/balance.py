@@ -4,7 +4,8 @@ Outputs (see dvc.yaml): ``data/balance/`` (the train split after resampling, and
 weights that ``class_weight`` and ``weighted_sampler`` hand to train), ``reports/balance.json``
 (counts per class before and after), ``reports/balance_counts.png`` and
 ``reports/balance_synthetic.png`` (synthetic images next to their class's originals, when
-the method makes any). Val and test stay in ``data/ingest/``, untouched.
+the method makes any). Val and test stay in ``data/ingest/``, untouched. Counts before and
+after go to balance's MLflow run, a child of the pipeline's run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from imgpipe.store import balanced, ingested
 from imgpipe.store.atomic import write_json
 from imgpipe.store.balanced import Weighting
 from imgpipe.store.dataset import Split, class_counts, make_manifest
+from imgpipe.tracking.stage_run import recorded
 from imgpipe.viz.grids import save_png
 
 
@@ -25,6 +27,14 @@ def main() -> None:
     paths = Paths.discover()
     cfg = BalanceConfig.load(paths.params)
 
+    with recorded(paths, "balance", then="balance resamples the train split again") as record:
+        report = balance(cfg, paths)
+        record.metrics({key: report[key] for key in ("before", "after", "total_before", "total_after", "synthetic")})
+        record.files([paths.balance_report, paths.balance_counts, paths.balance_synthetic])
+
+
+def balance(cfg: BalanceConfig, paths: Paths) -> dict:
+    """Resample, write data/balance and the pictures; return the report it wrote."""
     classes = ingested.read_classes(paths.ingested)
     train = ingested.read_split(paths.ingested, "train")
     planned = planned_total(cfg, classes, train.labels)
@@ -42,10 +52,11 @@ def main() -> None:
 
     before, after = class_counts(train.labels, classes), class_counts(out.labels, classes)
     synthetic = int((out.source_index < 0).sum())
-    write_json(paths.balance_report, {
+    report = {
         "method": cfg.method, "before": before, "after": after, "total_before": len(train),
         "total_after": len(out.labels), "synthetic": synthetic, "training": weighting.to_dict(), "note": out.note,
-    })
+    }
+    write_json(paths.balance_report, report)
     if out.note:
         print(f"balance: note: {out.note}")
     plot_class_counts(before, after, f"balance.method: {cfg.method}", paths.balance_counts)
@@ -56,6 +67,7 @@ def main() -> None:
         print(f"  {name:>12}: {before[name]:5d} -> {after[name]:5d}")
     if cfg.method in WEIGHTING:
         print(f"balance: data unchanged; train uses these class weights: {weights}")
+    return report
 
 
 if __name__ == "__main__":

@@ -20,23 +20,22 @@ from imgpipe.evaluate.intervals import bootstrap_intervals
 from imgpipe.evaluate.model_card import gather_facts, model_card
 from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VAL_DATA_TAG, VAL_SCORE_TAG, register
 from imgpipe.evaluate.metrics import (
-    classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
+    HEADLINE, classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
     per_class_table, summary_line,
 )
 from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
 from imgpipe.models.device import select_device
 from imgpipe.models.inference import predict_proba
-from imgpipe.params.base import read_params
 from imgpipe.params.evaluate import EvaluateConfig
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.paths import Paths
 from imgpipe.store import history, ingested, model_folder
 from imgpipe.store.atomic import write_csv, write_json, write_text
 from imgpipe.store.dataset import Split, split_digest
-from imgpipe.tracking.artifacts import EVALUATION, log_files
+from imgpipe.tracking.artifacts import EVALUATION
 from imgpipe.tracking.model import log_model, logged_model
-from imgpipe.tracking.runs import flatten, start_evaluation_run
-from imgpipe.tracking.store import store_errors
+from imgpipe.tracking.runs import MODEL_RUN_TAG
+from imgpipe.tracking.stage_run import recorded
 from imgpipe.viz.grids import save_png
 
 
@@ -81,24 +80,28 @@ def main() -> None:
 
 
 def record(paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple, val_hash: str) -> None:
-    """Into the training run; a model evaluated before gets a new run nested under it. A
-    decision other than the identity goes in with its model, which is then the one served."""
+    """Into evaluate's run, linked to the training run; the headline numbers onto the
+    pipeline's run too. A decision other than the identity goes in with its model, which is
+    then the one served."""
     spec, decision, example = decided
     then = "evaluate scores the trained model again, with no retraining"
-    with store_errors(paths.root, then), start_evaluation_run(paths.root, trained_in, read_params(paths.params)):
+    with recorded(paths, "evaluate", then) as run:
         import mlflow
 
-        flat = flatten({split: {**metrics[split], "class": per_class[split]} for split in metrics})
-        mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # NaN AUC: skip
-        mlflow.set_tag(VAL_DATA_TAG, val_hash)
-        log_files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
+        run.metrics({split: {**metrics[split], "class": per_class[split]} for split in metrics})
+        run.roll_up({f"{split}.{k}": v for split in metrics for k, v in metrics[split].items() if k in HEADLINE})
+        mlflow.set_tags({VAL_DATA_TAG: val_hash, MODEL_RUN_TAG: trained_in["run_id"]})
+        run.files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
                    paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision, paths.model_card], EVALUATION)
+        name = MlflowConfig.load(paths.params).registered_model
         if decision.is_identity:
-            served = logged_model(trained_in["run_id"], "model")
+            served = logged_model(trained_in["run_id"], "model") if name else None
         else:
             served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
-        name = MlflowConfig.load(paths.params).registered_model
-        if name and served is not None:
+        if name and served is None:
+            print(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
+                  "logged model (dvc repro --force train logs it again)")
+        elif name:
             version = register(served.model_id, name, paths.model_card, {
                 VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
                 TRAINING_RUN_TAG: trained_in["run_id"]})

@@ -4,7 +4,8 @@ Outputs (see dvc.yaml): ``data/ingest/`` (one array file per split, the class na
 manifest and the decode settings), ``reports/ingest.json`` (counts per class per split,
 skipped files with reasons, duplicates, conflicts, imbalance ratio),
 ``reports/ingest_samples.png``, and the val/test images that nearly copy an earlier
-split's in ``reports/near_duplicates.csv`` and ``.png``.
+split's in ``reports/near_duplicates.csv`` and ``.png``. Counts and reports go to ingest's
+MLflow run, a child of the pipeline's run.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from imgpipe.errors import run_stage
-from imgpipe.ingest.selection import ingest_report, select_splits
+from imgpipe.ingest.selection import ingest_report, report_metrics, select_splits
 from imgpipe.ingest.sources import SourceImages, check_bad_files, decode_settings, load_source
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested
 from imgpipe.store.atomic import scratch_folder, write_csv, write_json
+from imgpipe.tracking.stage_run import recorded
 from imgpipe.viz.grids import class_samples, pair_grid, save_png
 
 LEAK_COLUMNS = ["split", "file", "copy_of_split", "copy_of", "distance", "action"]
@@ -31,13 +33,17 @@ def main() -> None:
     cfg = IngestConfig.load(paths.params)
     warn_if_untracked(cfg, paths)
 
-    # Image files are decoded to a file beside data/ingest, not to memory, so a collection
-    # bigger than memory can be ingested; it is gone once data/ingest is written.
-    with scratch_folder(paths.ingested) as scratch:
-        ingest(cfg, paths, load_source(cfg, paths.root, scratch))
+    with recorded(paths, "ingest", then="ingest decodes the source again") as record:
+        # Image files are decoded to a file beside data/ingest, not to memory, so a collection
+        # bigger than memory can be ingested; it is gone once data/ingest is written.
+        with scratch_folder(paths.ingested) as scratch:
+            report = ingest(cfg, paths, load_source(cfg, paths.root, scratch))
+        record.metrics(report_metrics(report))
+        record.files([paths.ingest_report, paths.ingest_samples, paths.near_duplicates_table,
+                      paths.near_duplicates_picture])
 
 
-def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> None:
+def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> dict:
     print(f"ingest: {len(source.ids)} of {source.scanned} images decoded, {len(source.classes)} classes, from '{cfg.source}'")
     for bad in source.skipped:
         print(f"ingest: skipped {bad['file']}: {bad['reason']}")
@@ -59,6 +65,7 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> None:
         f"{summary['duplicates_removed']} duplicate copies and {summary['conflicts_removed']} conflicting files; "
         f"train imbalance ratio {report['imbalance_ratio']}"
     )
+    return report
 
 
 def write_leaks(paths: Paths, source: SourceImages, leaks: list[dict]) -> None:

@@ -3,7 +3,7 @@
 Outputs (see dvc.yaml): ``models/`` (weights, the spec to rebuild and feed them, and the
 MLflow run), ``reports/train_history.csv`` (per-epoch metrics, DVC plots) and
 ``checkpoints/`` (the last epoch's state, kept by DVC between runs so a killed run
-resumes). Everything is logged to one MLflow run, which evaluate later completes.
+resumes). Everything is logged to train's MLflow run, a child of the pipeline's run.
 With ``train.nproc`` above 1, or ``PET_NNODES`` set for several machines, the stage
 starts itself under torchrun (DDP); with ``train.launcher: ray``, under Ray Train.
 """
@@ -19,12 +19,11 @@ from imgpipe.params.base import read_params
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.train import TrainConfig
 from imgpipe.paths import Paths
-from imgpipe.store import augmented, history, model_folder
-from imgpipe.tracking.artifacts import REPORTS, log_files
+from imgpipe.store import history, model_folder
 from imgpipe.tracking.lineage import log_data_inputs
 from imgpipe.tracking.model import log_model
-from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed, start_training_run
-from imgpipe.tracking.store import store_errors
+from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed
+from imgpipe.tracking.stage_run import recorded
 from imgpipe.train.checkpoint import training_lock
 from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command, under_torchrun
 from imgpipe.train.ray_launcher import run_on_ray
@@ -37,7 +36,7 @@ def main() -> None:
     cfg = TrainConfig.load(paths.params)
     # Where runs are recorded never changes the model, so the mlflow section is no
     # dependency of this stage in dvc.yaml; but a name MLflow would refuse stops it now.
-    mlflow_cfg = MlflowConfig.load(paths.params)
+    MlflowConfig.load(paths.params)
     if cfg.launcher == "ray" and not under_torchrun():  # Ray's workers run this file again
         return run_on_ray(paths.root, cfg)
     if needs_relaunch(cfg.nproc):
@@ -47,31 +46,31 @@ def main() -> None:
     with training_lock(paths.checkpoints) if dist.is_main else contextlib.nullcontext():
         job = TrainingJob.prepare(paths, cfg, dist)
         if dist.is_main:
-            with store_errors(paths.root, then="train resumes from its checkpoint and records its epochs again"):
-                train_and_record(paths, job, mlflow_cfg)
+            train_and_record(paths, job)
         else:
             job.fit()
     dist.close()
 
 
-def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -> None:
-    """Fit ``job`` inside an MLflow run, then save the model, its history and the records."""
+def train_and_record(paths: Paths, job: TrainingJob) -> None:
+    """Fit ``job`` inside train's MLflow run, then save the model, its history and the records."""
     import mlflow
 
     print(job.describe())
     params = read_params(paths.params)
     trial = TrialReporter.from_env()
     resumed_run = job.resume and job.resume.get("run_id")
-    run = start_training_run(paths.root, mlflow_cfg.experiment_name, params, run_id=resumed_run)
-    job.checkpoint.extra["run_id"] = run.info.run_id
-    if job.checkpoint.abandoned_run_id:  # a killed training that will not resume
-        mark_killed(job.checkpoint.abandoned_run_id)
-    with run:
+    then = "train resumes from its checkpoint and records its epochs again"
+    with recorded(paths, "train", then, resume_run_id=resumed_run, input_datasets=False) as record:
+        run = record.run
+        job.checkpoint.extra["run_id"] = run.info.run_id
+        if job.checkpoint.abandoned_run_id:  # a killed training that will not resume
+            mark_killed(job.checkpoint.abandoned_run_id)
         if job.resume:
             print(resume_note(job))
             log_missing_epochs(run.info.run_id, job.resumed_history())
         if resumed_run != run.info.run_id:  # a reopened run holds these already
-            mlflow.set_tags(tune_tags())  # a trial of `imgpipe tune`: under its study's run
+            mlflow.set_tags(tune_tags())  # a trial of `imgpipe tune`: its pruner marks this run
             mlflow.log_params(job.facts())
             log_data_inputs(paths.root, job.data_hashes, job.data_inputs(), origin=params["ingest"]["source"])
         result = job.fit(on_epoch=lambda r, seconds: on_epoch(r.as_dict(), seconds, trial))
@@ -82,7 +81,7 @@ def train_and_record(paths: Paths, job: TrainingJob, mlflow_cfg: MlflowConfig) -
         model_folder.write(paths.model_dir, job.model, job.spec, {
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
         history.write(paths.train_history, [r.as_dict() for r in result.history])
-        log_files([*paths.upstream_reports(), paths.train_history, augmented.pipeline_path(paths.augmented)], REPORTS)
+        record.files([paths.train_history])
         # Logged unless this run holds it already. Evaluate registers it, with its scores and card.
         if not (job.saved_before() and resumed_run == run.info.run_id):
             log_model(paths.model_dir, job.train.images, job.spec.to_dict())

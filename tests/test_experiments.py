@@ -113,7 +113,9 @@ def test_three_queued_experiments_two_at_a_time_all_succeed_on_a_fresh_store(tmp
 
     proj = make_project(tmp_path / "proj")
     proj.commit("tiny project")
-    proj.run("dvc", "repro", "augment")  # the data once, into the cache the experiments share
+    # The data once, into the cache the experiments share; its runs go elsewhere, so that
+    # the experiments' workers are the ones to make mlflow.db.
+    proj.run("dvc", "repro", "augment", env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/data-stages.db"})
     proj.commit("data")
     assert not (proj.root / "mlflow.db").exists()
     names = {"lr-2": "train.lr=0.002", "lr-3": "train.lr=0.003", "lr-4": "train.lr=0.004"}
@@ -122,7 +124,8 @@ def test_three_queued_experiments_two_at_a_time_all_succeed_on_a_fresh_store(tmp
     run_queue(proj, list(names))
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{proj.root}/mlflow.db")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED" and "test.accuracy" in r.data.metrics) \
+    pipelines = [r for r in runs if "imgpipe.pipeline" in r.data.tags]
+    assert sorted(r.info.run_name for r in pipelines if r.info.status == "FINISHED" and "test.accuracy" in r.data.metrics) \
         == sorted(names)
 
 
@@ -138,12 +141,21 @@ def test_the_database_password_stays_off_command_lines(server):
     assert not [line for line in shown if PASSWORD in line or "p%40ss" in line]
 
 
-def runs_by_name(uri: str) -> dict:
+def runs_by_name(uri: str, pipelines: bool = True) -> dict:
+    """The client, and the runs of experiment "team" by name: the pipeline runs (each named
+    after its DVC experiment), or every run but the stages'."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("team")
-    return client, {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    where = "tags.`imgpipe.pipeline` != ''" if pipelines else "tags.`imgpipe.stage` IS NULL"
+    found = client.search_runs([experiment.experiment_id], filter_string=where)
+    return client, {r.info.run_name: r for r in found}
+
+
+def stage_of(client, pipeline, stage: str):
+    """The run of ``stage`` that made the output ``pipeline`` used (its child when it ran there)."""
+    return client.get_run(pipeline.data.tags[f"imgpipe.stage_run.{stage}"])
 
 
 def test_queued_experiments_log_completely_and_concurrently_to_the_server(team, server):
@@ -154,15 +166,24 @@ def test_queued_experiments_log_completely_and_concurrently_to_the_server(team, 
     for name in EXPERIMENTS:
         run = runs[name]
         assert run.info.status == "FINISHED"
+        trained, evaluated = stage_of(client, run, "train"), stage_of(client, run, "evaluate")
         for metric in ("train_loss", "val_loss", "val_accuracy", "lr"):
-            assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == list(range(1, EPOCHS + 1))
-        assert "test.accuracy" in run.data.metrics and "val.balanced_accuracy" in run.data.metrics  # evaluate's
-        assert run.data.tags["dvc.exp_name"] == name
-        assert run.data.tags["dvc.exp_baseline_rev"] == baseline == run.data.tags["mlflow.source.git.commit"]
-        assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"data/augment", "data/ingest"}
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+            assert [m.step for m in client.get_metric_history(trained.info.run_id, metric)] == list(range(1, EPOCHS + 1))
+        assert "test.accuracy" in run.data.metrics and "val.balanced_accuracy" in run.data.metrics  # rolled up
+        assert "test.accuracy" in evaluated.data.metrics
+        for child in (run, trained, evaluated):
+            assert child.data.tags["dvc.exp_name"] == name
+            assert child.data.tags["dvc.exp_baseline_rev"] == baseline == child.data.tags["mlflow.source.git.commit"]
+        assert trained.data.tags["mlflow.parentRunId"] == evaluated.data.tags["mlflow.parentRunId"] == run.info.run_id
+        # The data stages did not rerun: the baseline's runs made their outputs.
+        made_in = client.get_run(stage_of(client, run, "ingest").data.tags["mlflow.parentRunId"])
+        assert made_in.info.run_name.startswith("repro@") and run.data.tags["imgpipe.stage_run.ingest.cached"] == "true"
+        assert {i.dataset.name for i in trained.inputs.dataset_inputs
+                if {t.key: t.value for t in i.tags}["mlflow.data.context"] != "output"} == {"data/augment", "data/ingest"}
+        artifacts = {a.path for a in client.list_artifacts(evaluated.info.run_id, "evaluation")}
         assert "evaluation/confusion_matrix.png" in artifacts
-        assert client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id='{run.info.run_id}'")
+        assert client.search_logged_models([run.info.experiment_id],
+                                           filter_string=f"source_run_id='{trained.info.run_id}'")
         assert "database is locked" not in proj.run("dvc", "queue", "logs", name).stdout
     first, second = (runs[name].info for name in EXPERIMENTS)
     assert first.start_time < second.end_time and second.start_time < first.end_time, "the two did not overlap"
@@ -224,29 +245,40 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
 SCREENSHOTS = Path(os.environ.get("IMGPIPE_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
-def test_mlflow_ui_shows_the_run_in_a_real_browser(team, server):
+def test_mlflow_ui_shows_the_pipeline_run_and_its_five_stages_in_a_real_browser(team, server):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra: make setup")
-    _, runs = runs_by_name(server)
-    run = runs["fast-lr"]
-    page_url = f"{server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    client, runs = runs_by_name(server)
+    # The baseline's `dvc repro` ran all five stages; an experiment ran train and evaluate.
+    (name,) = [n for n in runs if n.startswith("repro@")]
+    pipeline, experiment = runs[name], runs["fast-lr"]
+    evaluated = stage_of(client, experiment, "evaluate")
+    base = f"{server}/#/experiments/{pipeline.info.experiment_id}/runs"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(page_url)
-            page.get_by_role("heading", name="fast-lr").wait_for(timeout=60_000)
-            # The overview lists the run's metrics, evaluate's test accuracy among them.
-            page.get_by_text("test.accuracy", exact=True).first.wait_for(timeout=30_000)
-            accuracy = f"{run.data.metrics['test.accuracy']:g}"[:5]
-            assert accuracy in page.inner_text("body")
-            page.screenshot(path=str(SCREENSHOTS / "mlflow-run-page.png"), full_page=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(f"{base}/{pipeline.info.run_id}")
+            page.get_by_role("heading", name=name).wait_for(timeout=60_000)
+            # The overview lists the child runs, one per stage, and the stage table of the description.
+            page.get_by_text("Child runs", exact=True).first.wait_for(timeout=30_000)
+            for stage in ("ingest", "balance", "augment", "train", "evaluate"):
+                page.get_by_role("link", name=stage, exact=True).first.wait_for(timeout=30_000)
+            assert page.inner_text("body").count("ran here") == 5
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-pipeline-run.png"), full_page=True)
 
-            # The confusion matrix opens from the artifact tree and is a loaded image.
-            page.goto(f"{page_url}/artifacts/evaluation/confusion_matrix.png")
+            # An experiment's pipeline: evaluate's test accuracy rolled up, the data stages cached.
+            page.goto(f"{base}/{experiment.info.run_id}")
+            page.get_by_role("heading", name="fast-lr").wait_for(timeout=60_000)
+            page.get_by_text("test.accuracy", exact=True).first.wait_for(timeout=30_000)
+            body = page.inner_text("body")
+            assert f"{experiment.data.metrics['test.accuracy']:g}"[:5] in body and body.count("cached") >= 3
+
+            # The confusion matrix opens from evaluate's artifact tree and is a loaded image.
+            page.goto(f"{base}/{evaluated.info.run_id}/artifacts/evaluation/confusion_matrix.png")
             page.get_by_text("confusion_matrix.png", exact=True).first.wait_for(timeout=30_000)
             image = page.locator("img[src^='blob:']").first
             image.wait_for(timeout=30_000)
@@ -254,7 +286,7 @@ def test_mlflow_ui_shows_the_run_in_a_real_browser(team, server):
             page.screenshot(path=str(SCREENSHOTS / "mlflow-run-confusion-matrix.png"))
         finally:
             browser.close()
-    assert (SCREENSHOTS / "mlflow-run-page.png").stat().st_size > 10_000
+    assert (SCREENSHOTS / "mlflow-pipeline-run.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("name", ["report.html", "report.md"])
@@ -271,6 +303,7 @@ def test_report_summarises_the_latest_run_with_its_plots(team, server, name):
     assert latest.info.run_name in text and latest.info.run_id in text
     assert f"{latest.data.metrics['test.accuracy']:.4f}" in text
     assert "data/augment" in text  # the data it saw, with its DVC hash
+    assert "Pipeline" in text and all(f"{stage}" in text for stage in ("ingest", "balance", "augment", "evaluate"))
     if name.endswith(".html"):
         images = [part.split("'")[0] for part in text.split("src='data:image/png;base64,")[1:]]
         assert len(images) >= 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
@@ -298,5 +331,5 @@ def test_tune_keeps_its_study_in_the_team_postgresql(team, server):
     proj.run("imgpipe", "tune", "--trials", "1", "--study", "team", env={**env, "IMGPIPE_TUNE_STORAGE": storage})
     study = optuna.load_study(study_name="team", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    _, runs = runs_by_name(server)
+    _, runs = runs_by_name(server, pipelines=False)
     assert runs["tune-team-0"].data.tags["mlflow.parentRunId"] == runs["tune-team"].info.run_id

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import make_project
+from helpers import free_port, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -97,19 +97,91 @@ def test_dvc_plots_show_renders_every_plot(project):
     assert '"class": "3"' in roc and '"fpr"' in roc
 
 
-def test_mlflow_run_has_params_epochs_metrics_and_model(project, client, training_run):
+@pytest.fixture(scope="module")
+def pipeline_run(client, training_run):
+    """The parent run of the first `dvc repro`."""
+    return client.get_run(training_run.data.tags["mlflow.parentRunId"])
+
+
+@pytest.fixture(scope="module")
+def stage_runs(client, pipeline_run):
+    """``{stage: run}``: the children of the first `dvc repro`'s pipeline run."""
+    return children(client, pipeline_run)
+
+
+def children(client, parent) -> dict:
+    found = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return {r.info.run_name: r for r in found}
+
+
+def test_one_pipeline_run_with_a_child_per_stage(pipeline_run, stage_runs):
+    commit = pipeline_run.data.tags["mlflow.source.git.commit"]
+    assert pipeline_run.info.run_name == f"repro@{commit[:7]}" and pipeline_run.info.status == "FINISHED"
+    assert sorted(stage_runs) == sorted(STAGES) and {r.info.status for r in stage_runs.values()} == {"FINISHED"}
+    for stage, run in stage_runs.items():
+        assert pipeline_run.data.tags[f"imgpipe.stage_run.{stage}"] == run.info.run_id
+        assert f"[{run.info.run_id[:8]}](#/experiments/" in pipeline_run.data.tags["mlflow.note.content"]
+    # Every param on the parent, but not where runs go; each data stage's own section on its run.
+    assert pipeline_run.data.params["train.lr"] == "0.001" and pipeline_run.data.params["ingest.image_size"] == "16"
+    assert not [k for k in pipeline_run.data.params if k.startswith("mlflow.")]
+    for stage in ("ingest", "balance", "augment"):
+        assert stage_runs[stage].data.params and all(k.startswith(f"{stage}.") for k in stage_runs[stage].data.params)
+
+
+def test_each_stage_run_holds_its_metrics_and_reports(client, project, stage_runs):
+    ingest = json.loads((project.root / "reports/ingest.json").read_text())
+    metrics = stage_runs["ingest"].data.metrics
+    assert metrics["decoded"] == ingest["summary"]["decoded"] and metrics["imbalance_ratio"] == ingest["imbalance_ratio"]
+    assert {"skipped", "duplicates_removed", "images.train", "count.train.0", "count.test.9"} <= set(metrics)
+    balance = json.loads((project.root / "reports/balance.json").read_text())
+    metrics = stage_runs["balance"].data.metrics
+    assert metrics["total_after"] == balance["total_after"] and metrics["after.3"] == balance["after"]["3"]
+    assert metrics["synthetic"] == 0 and metrics["before.0"] == balance["before"]["0"]
+    metrics = stage_runs["augment"].data.metrics
+    assert metrics["images_written"] > 0 and metrics["images_per_second"] > 0
+    expected = {"ingest": {"reports/ingest.json", "reports/ingest_samples.png", "reports/near_duplicates.csv"},
+                "balance": {"reports/balance.json", "reports/balance_counts.png"},
+                "augment": {"reports/augment_preview.png", "reports/pipeline.json"},
+                "train": {"reports/train_history.csv"},
+                "evaluate": {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv",
+                             "evaluation/training_curves.png", "evaluation/model_card.md"}}
+    for stage, files in expected.items():
+        folder = next(iter(files)).split("/")[0]
+        assert files <= {a.path for a in client.list_artifacts(stage_runs[stage].info.run_id, folder)}, stage
+
+
+def test_each_stage_run_names_its_output_by_dvc_hash_and_links_its_inputs(project, stage_runs):
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
+    md5 = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
+    for stage, out in (("ingest", "data/ingest"), ("balance", "data/balance"), ("augment", "data/augment"),
+                       ("train", "models"), ("evaluate", "metrics.json")):
+        assert stage_runs[stage].data.tags[f"imgpipe.out.{out}"] == md5[out], stage
+    made = {stage: run.info.run_id for stage, run in stage_runs.items()}
+    assert stage_runs["balance"].data.tags["imgpipe.in.data/ingest"] == made["ingest"]
+    assert stage_runs["augment"].data.tags["imgpipe.in.data/balance"] == made["balance"]
+    assert stage_runs["train"].data.tags["imgpipe.in.data/augment"] == made["augment"]
+    assert stage_runs["evaluate"].data.tags["imgpipe.in.models"] == made["train"]
+    outputs = {i.dataset.name: i.dataset.digest for i in stage_runs["ingest"].inputs.dataset_inputs
+               if {t.key: t.value for t in i.tags}["mlflow.data.context"] == "output"}
+    assert outputs == {"data/ingest": md5["data/ingest"].removesuffix(".dir")}
+
+
+def test_mlflow_run_has_params_epochs_metrics_and_model(project, client, training_run, pipeline_run, stage_runs):
     run = training_run
-    assert run.data.params["train.lr"] == "0.001" and run.data.params["ingest.image_size"] == "16"
-    assert run.info.run_name == f"repro@{run.data.tags['mlflow.source.git.commit'][:7]}"
+    assert run.info.run_name == "train" and run.data.params["train.lr"] == "0.001"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
     metrics = json.loads((project.root / "metrics.json").read_text())
-    assert run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
+    evaluated = stage_runs["evaluate"]
+    assert evaluated.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]
+    assert evaluated.data.tags["imgpipe.model_run_id"] == run.info.run_id
+    assert pipeline_run.data.metrics["test.accuracy"] == metrics["test"]["accuracy"]  # rolled up, to compare runs
     assert client.search_logged_models([run.info.experiment_id])  # the model, logged with the run
 
 
 def test_mlflow_run_records_the_data_it_saw_by_dvc_hash(project, training_run):
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
-    inputs = {i.dataset.name: i for i in training_run.inputs.dataset_inputs}
+    inputs = {i.dataset.name: i for i in training_run.inputs.dataset_inputs
+              if {t.key: t.value for t in i.tags}["mlflow.data.context"] in ("training", "validation")}
     assert set(inputs) == {"data/augment", "data/ingest"}
     augment_md5 = next(o["md5"] for o in lock["augment"]["outs"] if o["path"] == "data/augment")
     assert {t.key: t.value for t in inputs["data/augment"].tags}["dvc.md5"] == augment_md5
@@ -118,13 +190,16 @@ def test_mlflow_run_records_the_data_it_saw_by_dvc_hash(project, training_run):
     assert source["origin"] == "digits" and source["git_commit"] == training_run.data.tags["mlflow.source.git.commit"]
 
 
-def test_mlflow_run_holds_each_report_once(client, training_run):
-    reports = [a.path for a in client.list_artifacts(training_run.info.run_id, "reports")]
-    assert {"reports/ingest.json", "reports/balance.json", "reports/augment_preview.png", "reports/train_history.csv"} <= set(reports)
-    assert len(reports) == len(set(reports))
-    evaluation = {a.path for a in client.list_artifacts(training_run.info.run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv",
-            "evaluation/training_curves.png"} <= evaluation
+@pytest.mark.parametrize("stage", ["ingest", "balance", "augment"])
+def test_a_data_stage_whose_tracking_server_is_down_fails_fast_and_writes_nothing(project, stage):
+    import time
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    started = time.monotonic()
+    failed = project.run("python", "-m", f"stages.{stage}", check=False, env={"MLFLOW_TRACKING_URI": uri})
+    assert failed.returncode != 0 and f"tracking server at {uri} does not answer" in failed.stderr
+    assert time.monotonic() - started < 60
+    assert json.loads(project.run("dvc", "status", "--json").stdout) == {}  # its outputs are as they were
 
 
 def test_second_repro_runs_nothing(project):
@@ -150,6 +225,8 @@ def test_cosmetic_change_does_not_retrain(project, change):
     try:
         status = json.loads(project.run("dvc", "status", "--json").stdout)
         assert "train" not in status, f"editing {change} makes train stale: {status}"
+        if path == "params.yaml":  # where runs are recorded reruns no stage (check_params only validates)
+            assert set(status) <= {"check_params"}, status
     finally:
         file.write_text(original)  # dvc.lock was not touched: the project is as it was
 
@@ -208,19 +285,23 @@ def test_an_evaluate_param_reruns_evaluate_only(tta_experiment):
     assert ran(tta_experiment[0].stdout) == ["evaluate"]
 
 
-def test_a_reevaluation_leaves_the_training_run_as_it_was(client, tta_experiment):
+def test_a_reevaluation_is_a_pipeline_run_of_one_stage_linking_the_cached_ones(project, client, stage_runs,
+                                                                               tta_experiment):
+    """Only evaluate ran: the experiment's pipeline run has one child, and names the runs
+    that made the outputs DVC reused (the lr experiment's model, the first repro's data)."""
     trained_id = tta_experiment[1]
-    assert len(client.get_metric_history(trained_id, "test.accuracy")) == 1
-    assert client.get_run(trained_id).data.params["evaluate.tta"] == "False"
-
-
-def test_a_reevaluation_is_a_run_nested_under_the_training_run(project, client, training_run, tta_experiment):
-    trained_id = tta_experiment[1]
-    (nested,) = client.search_runs([training_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained_id}'")
-    assert nested.data.params["evaluate.tta"] == "True" and nested.data.tags["imgpipe.model_run_id"] == trained_id
-    assert nested.data.tags["dvc.exp_name"] == nested.info.run_name
-    assert nested.data.metrics["test.accuracy"] == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
-    assert "evaluation/confusion_matrix.png" in {a.path for a in client.list_artifacts(nested.info.run_id, "evaluation")}
+    (evaluated,) = client.search_runs([stage_runs["train"].info.experiment_id], order_by=["attributes.start_time DESC"],
+                                      max_results=1, filter_string="tags.`imgpipe.stage` = 'evaluate'")
+    parent = client.get_run(evaluated.data.tags["mlflow.parentRunId"])
+    assert list(children(client, parent)) == ["evaluate"] and parent.info.run_name == parent.data.tags["dvc.exp_name"]
+    tags = parent.data.tags
+    assert tags["imgpipe.stage_run.train"] == trained_id and tags["imgpipe.stage_run.train.cached"] == "true"
+    for stage in ("ingest", "balance", "augment"):
+        assert tags[f"imgpipe.stage_run.{stage}"] == stage_runs[stage].info.run_id
+    assert "cached" in tags["mlflow.note.content"] and evaluated.data.tags["imgpipe.model_run_id"] == trained_id
+    assert evaluated.data.params["evaluate.tta"] == "True"
+    assert evaluated.data.metrics["test.accuracy"] == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
+    assert "test.accuracy" not in client.get_run(trained_id).data.metrics  # the training run is left as it was
 
 
 def test_the_report_of_a_reevaluation_borrows_the_training_pictures(project, tta_experiment):
@@ -228,6 +309,7 @@ def test_the_report_of_a_reevaluation_borrows_the_training_pictures(project, tta
     page = (project.root / "tta.md").read_text()
     assert f"trained in run {tta_experiment[1]}" in page
     assert "## Training curves" in page and "## Confusion matrix (test)" in page and "## Augmentation preview" in page
+    assert "## Pipeline" in page and "| evaluate |" in page and "cached: reused from pipeline" in page
 
 
 @pytest.fixture(scope="module")

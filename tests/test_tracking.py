@@ -9,7 +9,8 @@ from imgpipe.models.factory import create_model
 from imgpipe.models.spec import ModelSpec
 from imgpipe.tracking.lineage import dvc_hashes
 from imgpipe.tracking.model import log_model
-from imgpipe.tracking.runs import flatten, start_training_run
+from imgpipe.tracking.runs import flatten
+from imgpipe.tracking.stage_run import stage_run
 from imgpipe.tracking.store import connect, tracking_uri
 
 
@@ -56,8 +57,8 @@ def test_logged_model_takes_image_files_and_pixels_in_batches_of_any_size(tmp_pa
     # As under `dvc exp run`, which names the experiment in the stage's environment.
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
-    run = start_training_run(tmp_path, "test-exp", {"train": {"lr": 0.1}})
-    with run:
+    with stage_run(tmp_path, "train", {"train": {"lr": 0.1}}, "test-exp") as record:
+        run = record.run
         info = log_model(tmp_path / "models", images, spec.to_dict(), decision=decision.to_dict())
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert loaded.metadata.metadata["imgpipe_spec"]["classes"] == ["a", "b", "c"]
@@ -80,9 +81,10 @@ def test_logged_model_takes_image_files_and_pixels_in_batches_of_any_size(tmp_pa
     wrong = loaded.predict(pd.DataFrame({"pixels": [np.zeros((8, 8, 3), np.uint8)]}))
     assert "shape (16, 16, 1)" in wrong["error"][0]
     stored = mlflow.get_run(run.info.run_id)
-    assert stored.data.params["train.lr"] == "0.1"
-    assert stored.info.run_name == "brisk-lark" and stored.data.tags["dvc.exp_name"] == "brisk-lark"
-    assert stored.data.tags["dvc.exp_baseline_rev"] == "a" * 40
+    assert stored.data.params["train.lr"] == "0.1" and stored.info.run_name == "train"
+    assert stored.data.tags["dvc.exp_name"] == "brisk-lark" and stored.data.tags["dvc.exp_baseline_rev"] == "a" * 40
+    pipeline = mlflow.get_run(stored.data.tags["mlflow.parentRunId"])  # the experiment's pipeline run
+    assert pipeline.info.run_name == "brisk-lark" and pipeline.data.params["train.lr"] == "0.1"
 
 
 def test_unusable_tracking_store_is_a_clear_error(tmp_path, monkeypatch):
@@ -103,7 +105,8 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     start = time.perf_counter()
     with pytest.raises(ImgpipeError, match=f"tracking server at {uri} does not answer"):
-        start_training_run(tmp_path, "x", {})
+        with stage_run(tmp_path, "train", {}, "x"):
+            pass
     assert time.perf_counter() - start < 30
 
 

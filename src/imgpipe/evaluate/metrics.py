@@ -14,6 +14,11 @@ from sklearn.metrics import (
 from imgpipe.evaluate.intervals import recall_interval
 
 
+# The scores that sum a model up: rolled up onto the pipeline's MLflow run, and the rows of
+# `imgpipe report`'s table.
+HEADLINE = ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece"]
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Every metric of a classifier from its class probabilities.
 

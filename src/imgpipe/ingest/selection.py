@@ -83,3 +83,10 @@ def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, 
         "conflicts": dedup.conflicts,
         "near_duplicates": [{k: v for k, v in leak.items() if not k.endswith("row")} for leak in leaks],
     }
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of an ingest report, as the metrics of ingest's MLflow run: what was
+    decoded, skipped and removed, images per split and per class, and the imbalance."""
+    return {**report["summary"], "imbalance_ratio": report["imbalance_ratio"], "images": report["total"],
+            "count": report["counts"]}

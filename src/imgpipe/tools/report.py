@@ -1,7 +1,9 @@
-"""``imgpipe report``: one page that says what a training run did and how well it did it.
+"""``imgpipe report``: one page that says what a pipeline run did and how well it did it.
 
-The page is built from the MLflow run, not the workspace, so it describes exactly what
-was recorded: a queued experiment's run or a colleague's run on the team server, as well
+The page is built from the MLflow runs, not the workspace: the pipeline's run, a table of
+its stages (each linked to the run that made its output, whether it ran here or DVC
+reused an earlier output), the scores, settings and pictures the stages logged. So it
+describes exactly what was recorded: a queued experiment's run or a colleague's run on the team server, as well
 as the last ``dvc repro``. HTML is self-contained (images inlined); Markdown links its
 images from a ``<name>_files/`` folder beside it.
 """
@@ -22,19 +24,20 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import atomic_path
 from imgpipe.tools.inspection.outputs import InspectFiles
+from imgpipe.evaluate.metrics import HEADLINE
 from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
+from imgpipe.tracking.pipeline import KEY_TAG, STAGE_RUN_TAG, STAGE_TAG, stage_runs
 
-HEADLINE = ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece"]
 # The run's pictures and their captions, in reading order: how it learned, how it
-# scores, what it saw. Named by the report file each stage logs, and the folders of the
-# run to look in (older runs kept the training curves in reports/).
+# scores, what it saw. Named by the report file a stage logs, the stage whose run holds it,
+# and the folders to look in (older runs kept the training curves in reports/).
 _PICTURES = [
-    ("training_curves", (EVALUATION, REPORTS), "Training curves"),
-    ("confusion_png", (EVALUATION,), "Confusion matrix (test)"),
-    ("misclassified_png", (EVALUATION,), "The most confident mistakes (true>predicted)"),
-    ("balance_counts", (REPORTS,), "Class counts before and after balancing"),
-    ("augment_preview", (REPORTS,), "Augmentation preview"),
-    ("ingest_samples", (REPORTS,), "Training images by class"),
+    ("training_curves", "evaluate", (EVALUATION, REPORTS), "Training curves"),
+    ("confusion_png", "evaluate", (EVALUATION,), "Confusion matrix (test)"),
+    ("misclassified_png", "evaluate", (EVALUATION,), "The most confident mistakes (true>predicted)"),
+    ("balance_counts", "balance", (REPORTS,), "Class counts before and after balancing"),
+    ("augment_preview", "augment", (REPORTS,), "Augmentation preview"),
+    ("ingest_samples", "ingest", (REPORTS,), "Training images by class"),
 ]
 # What `imgpipe inspect` (and ingest's near-duplicate check) left in this workspace, in
 # reading order. Not from the run: they describe the data and model checked out here.
@@ -46,23 +49,42 @@ _INSPECTION = [
 ]
 INSPECTION_NOTE = "From this workspace's reports/ and embeddings/ (imgpipe inspect), not from the MLflow run."
 LABEL_ISSUE_ROWS = 10
+PIPELINE_HEADER = ["stage", "MLflow run", "status", "what it did"]
 KEY_PARAMS = ["ingest.source", "ingest.image_size", "balance.method", "augment.mode", "augment.copies", "train.model",
               "train.pretrained", "train.freeze", "train.optimizer", "train.lr", "train.scheduler.name", "train.epochs",
               "train.batch_size"]
+# What each stage's row of the pipeline table says: (metric of its run, label).
+_STAGE_FACTS = {
+    "ingest": [("kept", "kept"), ("skipped", "skipped"), ("imbalance_ratio", "imbalance ratio")],
+    "balance": [("total_before", "images in"), ("total_after", "out"), ("synthetic", "synthetic")],
+    "augment": [("images_written", "variants"), ("images_per_second", "images/s")],
+    "train": [("best_epoch", "best epoch"), ("val_balanced_accuracy", "val balanced accuracy")],
+    "evaluate": [("test.accuracy", "test accuracy"), ("test.balanced_accuracy", "balanced")],
+}
+
+
+@dataclass
+class StageRow:
+    stage: str
+    run: Any
+    made_in: str | None = None  # None: ran in this pipeline; else the earlier pipeline whose output DVC reused
 
 
 @dataclass
 class RunSummary:
-    run: Any
+    run: Any  # the pipeline's run (or a lone run, recorded before runs had stages)
     experiment_name: str
     pictures: list[tuple[str, Path]]  # (caption, local file)
-    trained_in: Any = None  # for a re-evaluation: the training run of the model it scored
+    stages: list[StageRow] = field(default_factory=list)
     inspection: list[tuple[str, Path]] = field(default_factory=list)  # (caption, file in this workspace)
     label_issues: list[list[str]] = field(default_factory=list)  # the top rows of label_issues.csv, header first
 
     @property
     def title(self) -> str:
         return f"imgpipe run {self.run.info.run_name or self.run.info.run_id}"
+
+    def stage_run(self, name: str) -> Any | None:
+        return next((row.run for row in self.stages if row.stage == name), None)
 
     def facts(self) -> list[tuple[str, str]]:
         info, tags = self.run.info, self.run.data.tags
@@ -73,17 +95,30 @@ class RunSummary:
                            ("mlflow.source.git.commit", "Git commit")):
             if tag in tags:
                 facts.append((label, tags[tag]))
-        if self.trained_in is not None:
-            facts.append(("Model", f"trained in run {self.trained_in.info.run_id} ({self.trained_in.info.run_name}), "
-                                   "evaluated again here"))
-        for data in (self.trained_in or self.run).inputs.dataset_inputs:
+        trained = self.stage_run("train")
+        if trained is not None:
+            facts.append(("Model", f"trained in run {trained.info.run_id}"))
+        for data in (trained or self.run).inputs.dataset_inputs:
             context = {t.key: t.value for t in data.tags}.get("mlflow.data.context", "data")
+            if context == "output":  # the model folder: not data the model saw
+                continue
             facts.append((f"Data ({context})", f"{data.dataset.name}, DVC md5 {data.dataset.digest}"))
         return facts
 
+    def pipeline(self) -> list[list[str]]:
+        """Rows of stage, run, how (ran here, or reused), and what the stage did."""
+        rows = []
+        for row in self.stages:
+            values = row.run.data.metrics
+            did = ", ".join(f"{label} {values[key]:.4g}" for key, label in _STAGE_FACTS.get(row.stage, [])
+                            if key in values)
+            how = "ran here" if row.made_in is None else f"cached: reused from pipeline {row.made_in}"
+            rows.append([row.stage, row.run.info.run_id, f"{row.run.info.status}, {how}", did])
+        return rows
+
     def metrics(self) -> list[list[str]]:
         """Rows of metric, val, test."""
-        values = self.run.data.metrics
+        values = (self.stage_run("evaluate") or self.run).data.metrics
         rows = [[name, *(f"{values[f'{split}.{name}']:.4f}" if f"{split}.{name}" in values else "" for split in ("val", "test"))]
                 for name in HEADLINE]
         return [row for row in rows if any(row[1:])]
@@ -94,21 +129,49 @@ class RunSummary:
 
 
 def latest_run(client: Any, experiment_name: str) -> Any:
+    """The latest pipeline run of the experiment (the latest run of any kind when it holds none)."""
     experiment = client.get_experiment_by_name(experiment_name)
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
-    if not runs:
-        raise ImgpipeError(f"no runs in MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
-    return runs[0]
+    if experiment is None:
+        raise ImgpipeError(f"no MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
+    for where in (f"tags.`{KEY_TAG}` != ''", ""):
+        runs = client.search_runs([experiment.experiment_id], filter_string=where,
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            return runs[0]
+    raise ImgpipeError(f"no runs in MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
+
+
+def pipeline_of(client: Any, run: Any) -> tuple[Any, list[StageRow]]:
+    """The pipeline run that ``run`` is (or is a stage of), and its stages' runs in order."""
+    if STAGE_TAG in run.data.tags and run.data.tags.get("mlflow.parentRunId"):
+        run = client.get_run(run.data.tags["mlflow.parentRunId"])
+    if KEY_TAG not in run.data.tags:
+        return run, []
+    names = [tag.removeprefix(STAGE_RUN_TAG) for tag in run.data.tags
+             if tag.startswith(STAGE_RUN_TAG) and not tag.endswith(".cached")]
+    order = {stage: i for i, stage in enumerate(_STAGE_FACTS)}
+    found = stage_runs(client, run, sorted(names, key=lambda s: order.get(s, len(order))))
+    return run, [StageRow(stage, r, _made_in(client, r, run)) for stage, r in found.items()]
+
+
+def _made_in(client: Any, stage_run: Any, pipeline: Any) -> str | None:
+    """None when ``stage_run`` ran in ``pipeline``, else the name of the pipeline it ran in."""
+    parent_id = stage_run.data.tags.get("mlflow.parentRunId")
+    if parent_id == pipeline.info.run_id:
+        return None
+    try:
+        return client.get_run(parent_id).info.run_name or parent_id
+    except Exception:  # deleted since, or recorded by hand outside a pipeline
+        return parent_id or "another run"
 
 
 def collect(root: Path, run_id: str | None, folder: Path) -> RunSummary:
-    """Find the run (latest of the experiment in params.yaml unless given) and fetch its pictures."""
+    """Find the pipeline run (latest of the experiment in params.yaml unless given) and fetch its pictures."""
     import os
 
     import mlflow
 
     from imgpipe.params.tracking import MlflowConfig
-    from imgpipe.tracking.runs import MODEL_RUN_TAG
     from imgpipe.tracking.store import check_reachable, tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # six tiny files: no bars
@@ -121,17 +184,15 @@ def collect(root: Path, run_id: str | None, folder: Path) -> RunSummary:
         run = client.get_run(run_id) if run_id else latest_run(client, experiment_name)
     except mlflow.exceptions.MlflowException as exc:
         raise ImgpipeError(f"no MLflow run {run_id} in {uri}: {exc.message}") from None
+    run, stages = pipeline_of(client, run)
     experiment_name = client.get_experiment(run.info.experiment_id).name
-    model_run = run.data.tags.get(MODEL_RUN_TAG)
-    trained_in = client.get_run(model_run) if model_run else None
-    pictures = []
-    for name, folders, caption in _PICTURES:
-        # A re-evaluation's run holds the evaluation pictures; the rest are its model's.
-        places = [(source, artifact_path(getattr(paths, name), f)) for f in folders for source in filter(None, (run, trained_in))]
-        local = _first_artifact(places, folder, uri)
+    summary = RunSummary(run, experiment_name, [], stages, *inspection_section(root))
+    for name, stage, folders, caption in _PICTURES:
+        source = summary.stage_run(stage) or run
+        local = _first_artifact([(source, artifact_path(getattr(paths, name), f)) for f in folders], folder, uri)
         if local is not None:
-            pictures.append((caption, local))
-    return RunSummary(run, experiment_name, pictures, trained_in, *inspection_section(root))
+            summary.pictures.append((caption, local))
+    return summary
 
 
 def inspection_section(root: Path) -> tuple[list[tuple[str, Path]], list[list[str]]]:
@@ -183,7 +244,10 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(summary: RunSummary, image_dir: str) -> str:
-    parts = [f"# {_md(summary.title)}", "", *(f"- **{k}**: {_md(v)}" for k, v in summary.facts()), "", "## Metrics", "",
+    parts = [f"# {_md(summary.title)}", "", *(f"- **{k}**: {_md(v)}" for k, v in summary.facts()), ""]
+    if summary.stages:
+        parts += ["## Pipeline", "", _markdown_table(PIPELINE_HEADER, summary.pipeline()), ""]
+    parts += ["## Metrics", "",
              _markdown_table(["metric", "val", "test"], summary.metrics()), "", "## Settings", "",
              _markdown_table(["param", "value"], summary.params()), ""]
     for caption, path in summary.pictures:
@@ -218,6 +282,7 @@ def render_html(summary: RunSummary) -> str:
              "figure{margin:2em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(summary.title)}</h1><dl>{facts}</dl>"
+            f"{f'<h2>Pipeline</h2>{_html_table(PIPELINE_HEADER, summary.pipeline())}' if summary.stages else ''}"
             f"<h2>Metrics</h2>{_html_table(['metric', 'val', 'test'], summary.metrics())}"
             f"<h2>Settings</h2>{_html_table(['param', 'value'], summary.params())}{figures}"
             f"{_inspection_html(summary)}</body></html>\n")

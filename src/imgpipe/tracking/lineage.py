@@ -1,6 +1,7 @@
 """Data lineage: which version of which data a run saw, as MLflow dataset inputs.
 
-Each split a run reads is logged with its DVC hash (from ``dvc.lock``) as the digest and
+Each stage logs its inputs and outputs (a dataset per DVC path, digested by its md5);
+train also logs each split it reads, with its DVC hash (from ``dvc.lock``) as the digest and
 a ``dvc`` source naming the path, the git commit and ``ingest.source``.
 """
 
@@ -94,3 +95,18 @@ def log_data_inputs(root: Path, hashes: dict[str, str], splits: dict[str, tuple[
         dataset = mlflow.data.from_numpy(images, targets=split.labels, source=source, name=path, digest=md5.removesuffix(".dir"))
         mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})
 
+
+
+def log_dvc_dataset(root: Path, path: str, md5: str, context: str, origin: str) -> None:
+    """Record a DVC-tracked path as a dataset of the active run, with no look inside it:
+    its name is the path and its digest DVC's md5, the same as train's split datasets'.
+
+    MLflow keeps one dataset per name and digest, made by the first run that logs it; so
+    the source says the same here as in train's (``origin``: ``ingest.source``).
+    """
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = _dvc_source_class()(path, md5, git_commit(root), origin)
+    dataset = MetaDataset(source, name=path, digest=md5.removesuffix(".dir"))
+    mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.tracking.pipeline import ENV_TUNE_PARENT_RUN
 
 ENV_STORAGE = "IMGPIPE_TUNE_STORAGE"
 ENV_STUDY = "IMGPIPE_TUNE_STUDY"
 ENV_TRIAL_ID = "IMGPIPE_TUNE_TRIAL_ID"
 ENV_TRIAL_NUMBER = "IMGPIPE_TUNE_TRIAL"
-ENV_PARENT_RUN = "IMGPIPE_TUNE_PARENT_RUN"
+ENV_PARENT_RUN = ENV_TUNE_PARENT_RUN  # the study's run: each trial's pipeline run is filed under it
 ENV_REPORT = "IMGPIPE_TUNE_REPORT"  # the train_history column fed to the pruner
 
 # Study user attributes, shared by the study's driver and its trials.
@@ -46,11 +47,11 @@ def make_pruner(settings: dict[str, Any]) -> Any:
 
 
 def tune_tags() -> dict[str, str]:
-    """MLflow tags that file a trial's training run under its study's parent run."""
+    """MLflow tags that name a trial's training run, so a pruned trial's run can be found
+    and marked (its pipeline's run is filed under the study's run: tracking/pipeline.py)."""
     if not os.environ.get(ENV_PARENT_RUN):
         return {}
-    return {"mlflow.parentRunId": os.environ[ENV_PARENT_RUN], "imgpipe.tune.study": os.environ.get(ENV_STUDY, ""),
-            "imgpipe.tune.trial": os.environ.get(ENV_TRIAL_NUMBER, "")}
+    return {"imgpipe.tune.study": os.environ.get(ENV_STUDY, ""), "imgpipe.tune.trial": os.environ.get(ENV_TRIAL_NUMBER, "")}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.tools.tune.storage import shown
+from imgpipe.tracking.pipeline import KEY_TAG
 from imgpipe.tracking.store import connect
 
 RUN_ATTR = "imgpipe_mlflow_run_id"  # study user attribute: the parent run, reopened on --resume
@@ -115,5 +116,10 @@ def mark_pruned(study_name: str, number: int) -> None:
 
     found = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
         f"tags.`imgpipe.tune.study` = '{study_name}' and tags.`imgpipe.tune.trial` = '{number}'"))
+    client = mlflow.MlflowClient()
     for run in found:
-        mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        # The trial's pipeline run too: the stage failing marked it FAILED.
+        parent_id = run.data.tags.get("mlflow.parentRunId")
+        if parent_id and _exists(client, parent_id) and KEY_TAG in client.get_run(parent_id).data.tags:
+            client.set_terminated(parent_id, status="KILLED")
