@@ -148,3 +148,40 @@ def test_parallel_first_runs_create_a_fresh_store_once(tmp_path, monkeypatch):
     assert [w.exitcode for w in workers] == [0, 0, 0]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert [e.name for e in client.search_experiments()].count("parallel") == 1
+
+
+def test_a_pipeline_is_keyed_by_its_experiment_else_by_commit_and_params_less_mlflow(tmp_path, monkeypatch):
+    from imgpipe.tracking.pipeline import pipeline_key
+
+    params = {"train": {"lr": 0.1}, "mlflow": {"experiment_name": "a"}}
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    key, name = pipeline_key(tmp_path, params)  # no git here: no commit
+    assert name == "repro" and key == pipeline_key(tmp_path, {**params, "mlflow": {"experiment_name": "b"}})[0]
+    assert key != pipeline_key(tmp_path, {**params, "train": {"lr": 0.2}})[0]
+    monkeypatch.setenv("DVC_EXP_NAME", "fast-lr")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "c" * 40)
+    exp_key, name = pipeline_key(tmp_path, params)
+    assert name == "fast-lr" and exp_key == pipeline_key(tmp_path, {**params, "train": {"lr": 0.2}})[0]  # -S changes it
+    monkeypatch.setenv("DVC_EXP_NAME", "sgd")  # a queued neighbour: a pipeline of its own
+    assert pipeline_key(tmp_path, params)[0] != exp_key
+
+
+def test_stages_of_one_execution_share_a_parent_and_a_killed_stage_run_is_ended(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
+    params = {"ingest": {"source": "digits"}, "balance": {"method": "none"}}
+    with stage_run(tmp_path, "ingest", params, "exp") as first:
+        killed = mlflow.MlflowClient().create_run(first.parent.info.experiment_id, tags={
+            "mlflow.parentRunId": first.parent.info.run_id, "imgpipe.stage": "balance"})  # left RUNNING, as by SIGKILL
+    with stage_run(tmp_path, "balance", params, "exp") as second:
+        second.metrics({"after": {"a/b": 3}, "note": "not a number"})
+    client = mlflow.MlflowClient()
+    assert first.parent.info.run_id == second.parent.info.run_id
+    parent = client.get_run(first.parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "brisk-lark"
+    assert parent.data.tags["imgpipe.stage_run.balance"] == second.run_id
+    assert client.get_run(killed.info.run_id).info.status == "KILLED"
+    assert client.get_run(second.run_id).data.metrics == {"after.a_b": 3.0}
+    assert client.get_run(second.run_id).data.params == {"balance.method": "none"}
