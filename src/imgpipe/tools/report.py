@@ -132,7 +132,7 @@ def latest_run(client: Any, experiment_name: str) -> Any:
     """The latest pipeline run of the experiment (the latest run of any kind when it holds none)."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        raise ImgpipeError(f"no MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
+        raise ImgpipeError(f"no runs in MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
     for where in (f"tags.`{KEY_TAG}` != ''", ""):
         runs = client.search_runs([experiment.experiment_id], filter_string=where,
                                   order_by=["attributes.start_time DESC"], max_results=1)

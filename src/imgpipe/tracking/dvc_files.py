@@ -7,6 +7,7 @@ when DVC skips the stage because that version is cached.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,16 @@ import yaml
 def _stages(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+    stat = path.stat()
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """A file's stages, parsed once per version of it: a stage's run reads dvc.yaml and
+    dvc.lock a dozen times, and PyYAML takes tens of milliseconds for each."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
+    return (yaml.load(Path(path).read_text(), Loader=loader) or {}).get("stages") or {}
 
 
 def stage_names(root: Path) -> list[str]:
