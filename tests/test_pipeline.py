@@ -190,9 +190,11 @@ def test_mlflow_run_records_the_data_it_saw_by_dvc_hash(project, training_run):
     assert source["origin"] == "digits" and source["git_commit"] == training_run.data.tags["mlflow.source.git.commit"]
 
 
-@pytest.mark.parametrize("stage", ["ingest", "balance", "augment"])
-def test_a_data_stage_whose_tracking_server_is_down_fails_fast_and_writes_nothing(project, stage):
+def test_a_data_stage_whose_tracking_server_is_down_fails_fast_and_writes_nothing(project):
+    """Balance here; ingest and augment open their runs through the same ``recorded``."""
     import time
+
+    stage = "balance"
 
     uri = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     started = time.monotonic()
