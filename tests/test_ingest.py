@@ -142,7 +142,7 @@ def test_raw_data_versioned_with_dvc_push_pull_and_precise_reruns(folder_project
     # One new image: ingest and everything after it rerun.
     extra = Image.fromarray(np.full((30, 30), 200, dtype=np.uint8))
     extra.save(root / "raw" / "digits3" / "one" / "new.png")
-    status = proj.run("dvc", "status", "augment").stdout
+    status = proj.run("dvc", "status", "--with-deps", "augment").stdout
     assert "ingest" in status and "modified" in status
     out = proj.run("dvc", "repro", "augment").stdout
     assert all(f"Running stage '{s}'" in out for s in ("ingest", "balance", "augment"))
@@ -154,11 +154,11 @@ def test_raw_data_versioned_with_dvc_push_pull_and_precise_reruns(folder_project
     shutil.rmtree(root / "raw" / "digits3")
     shutil.rmtree(root / "data")
     shutil.rmtree(root / ".dvc" / "cache")
-    proj.run("dvc", "pull")
+    proj.run("dvc", "pull", "--with-deps", "augment")
     assert (root / "raw" / "digits3" / "one" / "new.png").is_file()
     assert (root / "data" / "ingest" / "train.npy").is_file()
     assert (root / "dvc.lock").read_text() == lock
-    assert "up to date" in proj.run("dvc", "status", "augment").stdout
+    assert "up to date" in proj.run("dvc", "status", "--with-deps", "augment").stdout
     assert "Running stage" not in proj.run("dvc", "repro", "augment").stdout
 
 
