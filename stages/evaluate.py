@@ -35,13 +35,21 @@ from imgpipe.store.dataset import Split, split_digest
 from imgpipe.tracking.artifacts import EVALUATION
 from imgpipe.tracking.model import log_model, logged_model
 from imgpipe.tracking.runs import MODEL_RUN_TAG
-from imgpipe.tracking.stage_run import recorded
+from imgpipe.tracking.stage_run import StageRun, recorded
 from imgpipe.viz.grids import save_png
 
 
 def main() -> None:
     paths = Paths.discover()
     cfg = EvaluateConfig.load(paths.params)
+    # Opened before the work, as in every stage: an unreachable tracking server stops it in seconds.
+    with recorded(paths, "evaluate", then="evaluate scores the trained model again, with no retraining") as run:
+        evaluate(paths, cfg, run)
+
+
+def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
+    """Score the model on val and test; write the metrics, tables, pictures and card; record
+    them in ``run``."""
     device = select_device("auto")
     spec, model = model_folder.load(paths.model_dir)
     model.to(device)
@@ -74,39 +82,38 @@ def main() -> None:
 
     write_tables(paths, splits["test"], proba["test"], spec.classes, per_class["test"])
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
-    record(paths, metrics, per_class, trained_in, (spec, decision, splits["val"].images), val_hash)
+    record(run, paths, metrics, per_class, trained_in, (spec, decision, splits["val"].images), val_hash)
     print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, "
           f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted) and {paths.model_card.name}")
 
 
-def record(paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple, val_hash: str) -> None:
+def record(run: StageRun, paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple,
+           val_hash: str) -> None:
     """Into evaluate's run, linked to the training run; the headline numbers onto the
     pipeline's run too. A decision other than the identity goes in with its model, which is
     then the one served."""
-    spec, decision, example = decided
-    then = "evaluate scores the trained model again, with no retraining"
-    with recorded(paths, "evaluate", then) as run:
-        import mlflow
+    import mlflow
 
-        run.metrics({split: {**metrics[split], "class": per_class[split]} for split in metrics})
-        run.roll_up({f"{split}.{k}": v for split in metrics for k, v in metrics[split].items() if k in HEADLINE})
-        mlflow.set_tags({VAL_DATA_TAG: val_hash, MODEL_RUN_TAG: trained_in["run_id"]})
-        run.files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
-                   paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision, paths.model_card], EVALUATION)
-        name = MlflowConfig.load(paths.params).registered_model
-        if decision.is_identity:
-            served = logged_model(trained_in["run_id"], "model") if name else None
-        else:
-            served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
-        if name and served is None:
-            print(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
-                  "logged model (dvc repro --force train logs it again)")
-        elif name:
-            version = register(served.model_id, name, paths.model_card, {
-                VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
-                TRAINING_RUN_TAG: trained_in["run_id"]})
-            print(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
-                  f"the {CHAMPION} if it beats the champion on val")
+    spec, decision, example = decided
+    run.metrics({split: {**metrics[split], "class": per_class[split]} for split in metrics})
+    run.roll_up({f"{split}.{k}": v for split in metrics for k, v in metrics[split].items() if k in HEADLINE})
+    mlflow.set_tags({VAL_DATA_TAG: val_hash, MODEL_RUN_TAG: trained_in["run_id"]})
+    run.files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
+               paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision, paths.model_card], EVALUATION)
+    name = MlflowConfig.load(paths.params).registered_model
+    if decision.is_identity:
+        served = logged_model(trained_in["run_id"], "model") if name else None
+    else:
+        served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
+    if name and served is None:
+        print(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
+              "logged model (dvc repro --force train logs it again)")
+    elif name:
+        version = register(served.model_id, name, paths.model_card, {
+            VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
+            TRAINING_RUN_TAG: trained_in["run_id"]})
+        print(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
+              f"the {CHAMPION} if it beats the champion on val")
 
 
 def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str], per_class: dict) -> None:

@@ -155,15 +155,17 @@ def test_a_pipeline_is_keyed_by_its_experiment_else_by_commit_and_params_less_ml
 
     params = {"train": {"lr": 0.1}, "mlflow": {"experiment_name": "a"}}
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    key, name = pipeline_key(tmp_path, params)  # no git here: no commit
-    assert name == "repro" and key == pipeline_key(tmp_path, {**params, "mlflow": {"experiment_name": "b"}})[0]
-    assert key != pipeline_key(tmp_path, {**params, "train": {"lr": 0.2}})[0]
+    key, name = pipeline_key(None, params)  # no git commit
+    assert name == "repro" and key == pipeline_key(None, {**params, "mlflow": {"experiment_name": "b"}})[0]
+    assert key != pipeline_key(None, {**params, "train": {"lr": 0.2}})[0]
+    commit_key, name = pipeline_key("ab12cd3" + "0" * 33, params)
+    assert name == "repro@ab12cd3" and commit_key != key
     monkeypatch.setenv("DVC_EXP_NAME", "fast-lr")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "c" * 40)
-    exp_key, name = pipeline_key(tmp_path, params)
-    assert name == "fast-lr" and exp_key == pipeline_key(tmp_path, {**params, "train": {"lr": 0.2}})[0]  # -S changes it
+    exp_key, name = pipeline_key(None, params)
+    assert name == "fast-lr" and exp_key == pipeline_key(None, {**params, "train": {"lr": 0.2}})[0]  # -S changes it
     monkeypatch.setenv("DVC_EXP_NAME", "sgd")  # a queued neighbour: a pipeline of its own
-    assert pipeline_key(tmp_path, params)[0] != exp_key
+    assert pipeline_key(None, params)[0] != exp_key
 
 
 def test_stages_of_one_execution_share_a_parent_and_a_killed_stage_run_is_ended(tmp_path, monkeypatch):

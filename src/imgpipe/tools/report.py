@@ -3,8 +3,8 @@
 The page is built from the MLflow runs, not the workspace: the pipeline's run, a table of
 its stages (each linked to the run that made its output, whether it ran here or DVC
 reused an earlier output), the scores, settings and pictures the stages logged. So it
-describes exactly what was recorded: a queued experiment's run or a colleague's run on the team server, as well
-as the last ``dvc repro``. HTML is self-contained (images inlined); Markdown links its
+describes exactly what was recorded: a queued experiment's run or a colleague's run on
+the team server, as well as the last ``dvc repro``. HTML is self-contained (images inlined); Markdown links its
 images from a ``<name>_files/`` folder beside it.
 """
 
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.evaluate.metrics import HEADLINE
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import atomic_path
 from imgpipe.tools.inspection.outputs import InspectFiles
-from imgpipe.evaluate.metrics import HEADLINE
 from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
 from imgpipe.tracking.pipeline import KEY_TAG, STAGE_RUN_TAG, STAGE_TAG, stage_runs
 

@@ -96,8 +96,7 @@ def log_data_inputs(root: Path, hashes: dict[str, str], splits: dict[str, tuple[
         mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})
 
 
-
-def log_dvc_dataset(root: Path, path: str, md5: str, context: str, origin: str) -> None:
+def log_dvc_dataset(path: str, md5: str, context: str, origin: str, commit: str | None) -> None:
     """Record a DVC-tracked path as a dataset of the active run, with no look inside it:
     its name is the path and its digest DVC's md5, the same as train's split datasets'.
 
@@ -107,6 +106,6 @@ def log_dvc_dataset(root: Path, path: str, md5: str, context: str, origin: str) 
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = _dvc_source_class()(path, md5, git_commit(root), origin)
+    source = _dvc_source_class()(path, md5, commit, origin)
     dataset = MetaDataset(source, name=path, digest=md5.removesuffix(".dir"))
     mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})

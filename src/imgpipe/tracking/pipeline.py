@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from imgpipe.tracking.runs import flatten, git_commit
+from imgpipe.tracking.runs import flatten
 
 KEY_TAG = "imgpipe.pipeline"  # on a parent run: the key it was opened by
 STAGE_TAG = "imgpipe.stage"  # on a stage's run: the stage
@@ -28,7 +27,7 @@ IN_TAG = "imgpipe.in."  # + path, on a stage's run: the run that made that input
 ENV_TUNE_PARENT_RUN = "IMGPIPE_TUNE_PARENT_RUN"
 
 
-def pipeline_key(root: Path, params: dict[str, Any]) -> tuple[str, str]:
+def pipeline_key(commit: str | None, params: dict[str, Any]) -> tuple[str, str]:
     """(key, run name) of the pipeline execution a stage belongs to.
 
     Every stage of one ``dvc exp run`` sees the same ``DVC_EXP_NAME``; parallel queued
@@ -36,7 +35,6 @@ def pipeline_key(root: Path, params: dict[str, Any]) -> tuple[str, str]:
     told by what decides its outputs: the commit and the params. The mlflow section only
     says where runs go, so a new experiment name or server is the same execution.
     """
-    commit = git_commit(root)
     if exp := os.environ.get("DVC_EXP_NAME"):
         baseline = os.environ.get("DVC_EXP_BASELINE_REV") or commit or ""
         return f"exp:{baseline[:12]}:{exp}", exp
@@ -46,16 +44,16 @@ def pipeline_key(root: Path, params: dict[str, Any]) -> tuple[str, str]:
     return f"{name}:{digest}", name
 
 
-def open_pipeline(client: Any, experiment_id: str, root: Path, params: dict[str, Any]) -> Any:
+def open_pipeline(client: Any, experiment_id: str, commit: str | None, params: dict[str, Any]) -> Any:
     """The parent run of this execution, made on first use and marked RUNNING again."""
-    key, name = pipeline_key(root, params)
+    key, name = pipeline_key(commit, params)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
                                order_by=["attributes.start_time DESC"], max_results=1)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0]
     tags = {KEY_TAG: key}
-    if commit := git_commit(root):
+    if commit:
         tags["mlflow.source.git.commit"] = commit
     for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev"),
                      (ENV_TUNE_PARENT_RUN, "mlflow.parentRunId")):

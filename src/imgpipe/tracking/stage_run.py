@@ -20,7 +20,7 @@ from imgpipe.tracking.lineage import log_dvc_dataset
 from imgpipe.tracking.pipeline import (
     IN_TAG, OUT_TAG, STAGE_TAG, describe, link_stage, open_pipeline, producing_run,
 )
-from imgpipe.tracking.runs import flatten
+from imgpipe.tracking.runs import flatten, git_commit
 from imgpipe.tracking.store import connect, creation_lock, store_errors, tracking_uri
 
 
@@ -31,6 +31,7 @@ class StageRun:
     root: Path
     stage: str
     origin: str  # ingest.source: where the data came from, on each dataset's source
+    commit: str | None  # the git commit the stage ran on, likewise
     run: Any  # mlflow.ActiveRun
     parent: Any  # mlflow.entities.Run
     client: Any  # mlflow.MlflowClient
@@ -39,12 +40,12 @@ class StageRun:
     def run_id(self) -> str:
         return self.run.info.run_id
 
-    def metrics(self, values: dict[str, Any], step: int | None = None) -> None:
+    def metrics(self, values: dict[str, Any]) -> None:
         """Log ``values`` (nested dicts become dotted keys); NaN and non-numbers are left out."""
         import mlflow
 
         flat = {k: float(v) for k, v in flatten(values).items() if isinstance(v, (int, float)) and v == v}
-        mlflow.log_metrics(flat, step=step)
+        mlflow.log_metrics(flat)
 
     def files(self, paths: list[Path], folder: str = REPORTS) -> None:
         log_files(paths, folder)
@@ -79,13 +80,14 @@ def stage_run(root: Path, stage: str, params: dict[str, Any], experiment_name: s
     experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id
     # Cached outputs may come from runs filed under another experiment name.
     searched = [e.experiment_id for e in client.search_experiments()]
+    commit = git_commit(root)
     with creation_lock(tracking_uri(root)):  # two stages never make two parents for one key
-        parent = open_pipeline(client, experiment_id, root, params)
+        parent = open_pipeline(client, experiment_id, commit, params)
         end_abandoned(client, parent, stage, keep=resume_run_id)
     active = _reopened(resume_run_id) or mlflow.start_run(run_name=stage, tags={
         "mlflow.parentRunId": parent.info.run_id, STAGE_TAG: stage, **_source_tags(parent)})
     origin = str((params.get("ingest") or {}).get("source", ""))
-    record = StageRun(root, stage, origin, active, parent, client)
+    record = StageRun(root, stage, origin, commit, active, parent, client)
     try:
         with active:
             if active.info.run_id != resume_run_id:  # a reopened run holds these already
@@ -137,7 +139,7 @@ def _link_inputs(record: StageRun, experiments: list[str], datasets: bool) -> No
         if source is not None:
             record.client.set_tag(record.run_id, f"{IN_TAG}{path}", source.info.run_id)
         if datasets and md5.endswith(".dir"):  # the data itself; reports are linked by tag only
-            log_dvc_dataset(record.root, path, md5, "input", record.origin)
+            log_dvc_dataset(path, md5, "input", record.origin, record.commit)
 
 
 def _input_versions(root: Path, stage: str, made_by: dict[str, str]) -> dict[str, str]:
@@ -161,7 +163,7 @@ def _log_outputs(record: StageRun) -> None:
             continue
         record.client.set_tag(record.run_id, f"{OUT_TAG}{path}", md5)
         if md5.endswith(".dir"):  # the data itself, not a report about it
-            log_dvc_dataset(record.root, path, md5, "output", record.origin)
+            log_dvc_dataset(path, md5, "output", record.origin, record.commit)
 
 
 def _finish_parent(record: StageRun, experiments: list[str]) -> None:
