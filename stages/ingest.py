@@ -47,12 +47,16 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> dict:
     print(f"ingest: {len(source.ids)} of {source.scanned} images decoded, {len(source.classes)} classes, from '{cfg.source}'")
     for bad in source.skipped:
         print(f"ingest: skipped {bad['file']}: {bad['reason']}")
+    for warning in source.warnings:  # shards cut short or damaged: images lost without a file to name
+        print(f"ingest: warning: {warning}")
     check_bad_files(source, cfg.max_bad_fraction)
 
     dedup, keep, splits, leaks = select_splits(source, cfg)
     # How the pixels were made, so `imgpipe predict` prepares new images the same way.
     ingested.write(paths.ingested, source.classes, splits, preprocessing=asdict(decode_settings(cfg)))
     report = ingest_report(cfg, source, dedup, keep, splits, leaks)
+    for warning in report["warnings"][len(source.warnings):]:  # classes a split lacks
+        print(f"ingest: warning: {warning}")
     write_json(paths.ingest_report, report)
     train = splits["train"]
     save_png(class_samples(train.images, train.labels, source.classes), paths.ingest_samples)

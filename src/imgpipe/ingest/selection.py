@@ -10,7 +10,7 @@ import numpy as np
 from imgpipe.ingest.duplicates import Deduplicated, deduplicate
 from imgpipe.ingest.near_duplicates import find_leaks, perceptual_hashes
 from imgpipe.ingest.sources import SourceImages
-from imgpipe.ingest.splitting import assign_splits, check_classes, imbalance_ratio, long_tail_pool
+from imgpipe.ingest.splitting import absent_classes, assign_splits, check_classes, imbalance_ratio, long_tail_pool
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.store.dataset import Split, class_counts, make_manifest
 from imgpipe.store.stacked import Stacked
@@ -60,6 +60,7 @@ def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, 
     """Counts per class per split, and every file scanned accounted for: kept, skipped,
     a removed copy or conflict, or thinned out for the long tail."""
     counts = {name: class_counts(s.labels, source.classes) for name, s in splits.items()}
+    warnings = source.warnings + absent_classes(counts)
     return {
         "source": cfg.source,
         "image_shape": list(source.images.shape[1:]),
@@ -77,7 +78,9 @@ def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, 
             "near_duplicates_found": len(leaks),
             "near_duplicates_dropped": sum(leak["action"] == "dropped" for leak in leaks),
             "kept": sum(len(s) for s in splits.values()),
+            "warnings": len(warnings),
         },
+        "warnings": warnings,
         "skipped": source.skipped,
         "duplicates": dedup.duplicates,
         "conflicts": dedup.conflicts,

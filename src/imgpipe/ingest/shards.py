@@ -37,9 +37,14 @@ class Member:
     size: int
 
     def read_bytes(self, limit: int | None = None) -> bytes:
+        wanted = self.size if limit is None else min(limit, self.size)
         with open(self.tar, "rb") as f:
             f.seek(self.offset)
-            return f.read(self.size if limit is None else min(limit, self.size))
+            data = f.read(wanted)
+        if len(data) < wanted:
+            # The archive was cut off inside this member: a partial image must not pass for a whole one.
+            raise OSError(f"cut short: the shard ends {len(data)} bytes into this member's {self.size}")
+        return data
 
     def __str__(self) -> str:
         return f"{self.tar}@{self.offset}"
@@ -55,15 +60,22 @@ def shard_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX and p.is_file() and not p.name.startswith("."))
 
 
-def tar_members(tars: list[Path], keep_tops: frozenset[str] | None = None) -> tuple[dict[str, Member], dict[str, str]]:
+def tar_members(tars: list[Path], keep_tops: frozenset[str] | None = None,
+                damage: list[str] | None = None) -> tuple[dict[str, Member], dict[str, str]]:
     """Image members by name, and ``.cls`` texts by key, across ``tars``.
+
+    ``damage``: given, a sentence per archive that ends early or holds an unreadable
+    stretch is added to it; the members that can be read are still returned.
 
     ``keep_tops``: given, one top folder common to every member is dropped (a tar made of
     a folder) unless its lowercased name is in it (a split folder is part of the layout).
     """
     files: dict[str, tuple[Path, tarfile.TarInfo]] = {}
     for tar in tars:
-        for info in _read_headers(tar):
+        infos, problems = _read_headers(tar)
+        if damage is not None:
+            damage.extend(problems)
+        for info in infos:
             name = _clean(info.name)
             if name is None or not info.isfile():
                 continue
@@ -76,7 +88,10 @@ def tar_members(tars: list[Path], keep_tops: frozenset[str] | None = None) -> tu
     for name, (tar, info) in files.items():
         member = Member(tar, info.offset_data, info.size)
         if name.endswith(CLASS_SUFFIX):
-            labels[sample_key(name)] = member.read_bytes(1024).decode("utf-8", errors="replace").strip()
+            try:
+                labels[sample_key(name)] = member.read_bytes(1024).decode("utf-8", errors="replace").strip()
+            except OSError:
+                pass  # a label cut off with its shard: its image, if any, is reported with the shard
         elif is_image_name(PurePosixPath(name)):
             images[name] = member
     return images, labels
@@ -93,10 +108,23 @@ def sample_key(name: str) -> str:
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
 
 
-def _read_headers(tar: Path) -> list[tarfile.TarInfo]:
+def _read_headers(tar: Path) -> tuple[list[tarfile.TarInfo], list[str]]:
+    """The members of ``tar`` that can be read, and a sentence for each stretch that cannot."""
     try:
-        with tarfile.open(tar, "r:") as archive:  # plain tar only: members are read by offset
-            return archive.getmembers()
+        with tarfile.open(tar, "r:"):  # plain tar only: members are read by offset
+            pass  # a first header that is no tar header at all: not an archive
+        # ignore_zeros: tarfile otherwise stops, without a word, at the first damaged header.
+        with tarfile.open(tar, "r:", ignore_zeros=True) as archive:
+            infos = []
+            while True:
+                try:
+                    info = archive.next()
+                except tarfile.ReadError:  # the last member's data runs past the end of the file
+                    break
+                if info is None:
+                    break
+                infos.append(info)
+        return infos, _damage(tar, infos)
     except tarfile.ReadError as exc:
         with open(tar, "rb") as f:
             compressed = f.read(4).startswith(_COMPRESSED)
@@ -104,6 +132,38 @@ def _read_headers(tar: Path) -> list[tarfile.TarInfo]:
         raise ImgpipeError(f"{tar}: not a readable tar archive ({exc}).{hint}") from None
     except OSError as exc:
         raise ImgpipeError(f"{tar}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _damage(tar: Path, infos: list[tarfile.TarInfo]) -> list[str]:
+    """Where ``tar`` is not the unbroken run of members and end marker a tar writer leaves:
+    a gap between members (a damaged header), a member cut short, or a missing end."""
+    size, end, found = tar.stat().st_size, 0, []
+    for info in infos:
+        if info.offset > end:
+            found.append(f"{tar}: bytes {end} to {info.offset} cannot be read as tar members (a damaged header); "
+                         "the images stored there are lost, the members after them were read")
+        stored = info.isreg() or info.type not in tarfile.SUPPORTED_TYPES
+        end = info.offset_data + (-(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if stored else 0)
+    if end > size:
+        found.append(f"{tar}: the shard ends early, inside member {infos[-1].name} (the file stops at byte {size}); "
+                     "the images stored after that point are lost: copy or pack the shard again")
+    elif end == size:
+        found.append(f"{tar}: the shard ends early, with no end-of-archive marker after its last member "
+                     f"{infos[-1].name if infos else ''}; the images stored after it are lost: copy or pack the shard again")
+    elif not _all_zeros(tar, end):
+        found.append(f"{tar}: bytes {end} to {size}, after its last readable member, are not tar data (the shard is "
+                     "cut short or damaged); the images stored there are lost: copy or pack the shard again")
+    return found
+
+
+def _all_zeros(tar: Path, start: int) -> bool:
+    """Whether everything from ``start`` to the end of ``tar`` is zero bytes, as an end marker is."""
+    with open(tar, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(2**20):
+            if chunk.count(0) != len(chunk):
+                return False
+    return True
 
 
 def _clean(name: str) -> str | None:

@@ -54,6 +54,7 @@ class SourceImages:
     builtin: bool = False  # a built-in benchmark set, which ingest.imbalance_ratio thins by default
     scanned: int = 0  # candidate files looked at (decoded or skipped)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
+    warnings: list[str] = field(default_factory=list)  # one sentence each: shards cut short or damaged
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,14 @@ def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> S
     if cfg.source.startswith("torchvision:"):
         return load_torchvision(cfg, root)
     path = (root / cfg.source).expanduser()
+    damage: list[str] = []  # archives that end early or hold unreadable stretches
     if path.is_dir():
-        return load_files(scan_shards(path) if is_shard_folder(path) else scan_folder(path), cfg, scratch, device)
+        found = scan_shards(path, damage) if is_shard_folder(path) else scan_folder(path)
+        return load_files(found, cfg, scratch, device, damage)
     if path.is_file() and path.suffix.lower() == ".csv":
         return load_files(read_manifest_csv(path), cfg, scratch, device)
     if path.is_file() and path.suffix.lower() == ".tar":
-        return load_files(scan_tar(path), cfg, scratch, device)
+        return load_files(scan_tar(path, damage), cfg, scratch, device, damage)
     raise ImgpipeError(
         f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
         f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
@@ -110,15 +113,16 @@ def scan_folder(root: Path) -> list[Candidate]:
     return classify(files, top, {}, where=str(root))
 
 
-def scan_shards(folder: Path) -> list[Candidate]:
-    """Images in a folder of WebDataset ``.tar`` shards, as ``scan_folder`` finds them on disk."""
-    images, labels = tar_members(shard_files(folder))
+def scan_shards(folder: Path, damage: list[str] | None = None) -> list[Candidate]:
+    """Images in a folder of WebDataset ``.tar`` shards, as ``scan_folder`` finds them on disk;
+    a sentence per shard cut short or damaged goes to ``damage``."""
+    images, labels = tar_members(shard_files(folder), damage=damage)
     return classify(images, _top_folders(images), labels, where=f"the shards in {folder}")
 
 
-def scan_tar(tar: Path) -> list[Candidate]:
+def scan_tar(tar: Path, damage: list[str] | None = None) -> list[Candidate]:
     """Images in one plain ``.tar`` of an ImageFolder tree (its one top folder dropped)."""
-    images, labels = tar_members([tar], keep_tops=frozenset(SPLIT_FOLDERS))
+    images, labels = tar_members([tar], keep_tops=frozenset(SPLIT_FOLDERS), damage=damage)
     return classify(images, _top_folders(images), labels, where=str(tar))
 
 
@@ -200,9 +204,11 @@ def read_manifest_csv(manifest: Path) -> list[Candidate]:
     return sorted(found, key=lambda c: c.id)
 
 
-def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None, device=None) -> SourceImages:
+def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None, device=None,
+               warnings: list[str] | None = None) -> SourceImages:
     """Decode candidates in parallel straight into one preallocated array, or row by row
     into a file in ``scratch``; JPEGs in batches on ``device`` when it is not None.
+    ``warnings``: what the scan found wrong with the source, kept for the report.
 
     Peak memory is the output array plus a few images in flight, however many files; with
     ``scratch``, a few images in flight.
@@ -236,6 +242,7 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
         splits=np.array([c.split for c in kept], dtype=object),
         scanned=n,
         skipped=skipped,
+        warnings=list(warnings or []),
     )
 
 

