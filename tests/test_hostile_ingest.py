@@ -95,3 +95,29 @@ def test_a_corrupt_member_is_skipped_with_its_reason_and_a_whole_shard_is_quiet(
     source = load_source(ingest_config(source="raw/shards"), tmp_path)
     assert [s["file"] for s in source.skipped] == [hit.name] and not source.warnings
     assert source.scanned == 36
+
+
+# ------------------------------------------------------------- class names near 255 bytes
+
+
+def test_class_names_as_long_as_a_folder_name_make_valid_distinct_mlflow_keys():
+    from mlflow.utils.validation import _validate_metric, _validate_param
+
+    from imgpipe.tracking.runs import flatten
+
+    # Two 250-character names that differ only at the end, one of 254 UTF-8 bytes, one hostile.
+    names = ["c" * 249 + "a", "c" * 249 + "b", "é" * 127, "tabby, cat"]
+    per_class = {name: i for i, name in enumerate(names)}
+    logged = {  # what ingest, balance and evaluate log per class
+        "count": {"train": per_class, "test": per_class},
+        "before": per_class, "after": per_class,
+        "test": {"class": {name: {"recall": 0.5, "recall_ci95_high": 0.9} for name in names}},
+    }
+    flat = flatten(logged)
+    assert len(flat) == 2 * 4 + 2 * 4 + 2 * 4
+    for key, value in flat.items():
+        _validate_metric(key, float(value), 0, 0)  # raises on a key MLflow would refuse
+        _validate_param(key, str(value))
+    counts = [key for key in flat if key.startswith("count.train.")]
+    assert len(set(counts)) == 4 and "count.train.tabby_ cat" in counts
+    assert sorted(flat[key] for key in counts) == [0, 1, 2, 3]  # no value overwrote another

@@ -6,6 +6,7 @@ run id in the model folder, so evaluate's run names the training run it scored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from pathlib import Path
@@ -19,18 +20,33 @@ MODEL_RUN_TAG = "imgpipe.model_run_id"
 # What MLflow accepts in a param or metric key, besides the dots flatten() joins with:
 # letters, digits, _ - and spaces. A slash could make a key read as another path.
 _UNSAFE_IN_KEY = re.compile(r"[^\w\- ]")
+# MLflow refuses a metric, param or tag key over 250 characters (MAX_ENTITY_KEY_LENGTH in
+# mlflow.utils.validation). A class folder's name may be 255 bytes, so one name inside a key
+# is held to 100, leaving room for what surrounds it (count.train.<class>, test.class.<class>.f1).
+MAX_KEY = 250
+MAX_KEY_PART = 100
+_HASH = 8  # hex digits of the original name's hash that keep shortened names apart
 
 
 def key_part(name: Any) -> str:
-    """``name`` (a class name, say) made safe inside an MLflow key: anything else becomes _."""
-    return _UNSAFE_IN_KEY.sub("_", str(name)) or "_"
+    """``name`` (a class name, say) made safe inside an MLflow key: anything else becomes _,
+    and a name over ``MAX_KEY_PART`` characters is cut, ending in a hash of the whole name."""
+    return _bounded(_UNSAFE_IN_KEY.sub("_", str(name)) or "_", MAX_KEY_PART, str(name))
+
+
+def _bounded(key: str, limit: int, whole: str) -> str:
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(whole.encode("utf-8", errors="surrogatepass")).hexdigest()[:_HASH]
+    return f"{key[:limit - _HASH - 1]}-{digest}"
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists stay whole values.
 
-    Each key is made safe for MLflow (``tabby, cat`` -> ``tabby_ cat``); keys that become
-    equal get trailing underscores, so no value overwrites another.
+    Each key is made safe for MLflow (``tabby, cat`` -> ``tabby_ cat``) and at most
+    ``MAX_KEY`` characters long; keys that become equal get trailing underscores, so no
+    value overwrites another.
     """
     flat: dict[str, Any] = {}
     used: set[str] = set()
@@ -43,7 +59,7 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = value
+            flat[_bounded(name, MAX_KEY, name)] = value  # a deep nest of long parts: cut the whole key
     return flat
 
 
