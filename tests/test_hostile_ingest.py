@@ -121,3 +121,28 @@ def test_class_names_as_long_as_a_folder_name_make_valid_distinct_mlflow_keys():
     counts = [key for key in flat if key.startswith("count.train.")]
     assert len(set(counts)) == 4 and "count.train.tabby_ cat" in counts
     assert sorted(flat[key] for key in counts) == [0, 1, 2, 3]  # no value overwrote another
+
+
+# ------------------------------------------------------ a class folder reachable twice
+
+
+def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, capsys):
+    from imgpipe.ingest.sources import scan_folder
+    from imgpipe.tools.init.profile import profile_folder
+
+    raw = tmp_path / "raw"
+    write_digit_folder(raw, per_class=8, classes=("a", "b"))  # b/more/ holds two of b's images
+    (raw / "a" / "link").symlink_to(raw / "b", target_is_directory=True)
+    (raw / "a" / "also").symlink_to(raw / "b" / "more", target_is_directory=True)  # met before b/more itself
+    (tmp_path / "outside").mkdir()
+    (raw / "c").symlink_to(tmp_path / "outside", target_is_directory=True)
+    write_digit_folder(tmp_path / "outside", per_class=4, classes=("two",))
+    (raw / "d").symlink_to(tmp_path / "outside", target_is_directory=True)  # a second link to the same folder
+
+    assert profile_folder(raw, sample=5).counts == {"a": 8, "b": 8, "c": 4}
+    found = scan_folder(raw)
+    assert sorted(c.id for c in found if c.class_name == "b") == sorted(
+        p.relative_to(raw).as_posix() for p in (raw / "b").rglob("*.*"))
+    assert len(found) == 20 and {c.class_name for c in found} == {"a", "b", "c"}
+    out = capsys.readouterr().out
+    assert f"{raw / 'a' / 'also'} leads to {raw / 'b' / 'more'}" in out and f"{raw / 'd'} leads to {raw / 'c'}" in out

@@ -109,7 +109,10 @@ def scan_folder(root: Path) -> list[Candidate]:
     really is an image is decided later from its bytes.
     """
     top = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    files = {path.relative_to(root).as_posix(): path for path in walk_images(root)}
+    repeats: list[tuple[Path, Path]] = []
+    files = {path.relative_to(root).as_posix(): path for path in walk_images(root, repeats)}
+    for link, seen in repeats:
+        print(f"note: {link} leads to {seen}, which is read already; its images are counted once, there")
     return classify(files, top, {}, where=str(root))
 
 
@@ -158,21 +161,40 @@ def classify(files: dict[str, Path | Member], top: list[str], labels: dict[str, 
     return found
 
 
-def walk_images(base: Path) -> list[Path]:
-    """Image files under ``base`` (by extension), sorted; hidden files and folders skipped."""
-    files, ancestry = [], {str(base): {os.path.realpath(base)}}
-    # Symlinked folders are followed, as a user who links a class folder in expects; one
-    # that points back up its own branch is not, or the walk would never end.
+def walk_images(base: Path, repeats: list[tuple[Path, Path]] | None = None) -> list[Path]:
+    """Image files under ``base`` (by extension), sorted; hidden files and folders skipped.
+
+    Symlinked folders are followed, as a user who links a class folder in expects, but each
+    real folder is read once: a link to a folder the walk reaches anyway (a loop, a second
+    way to a class folder) is not followed, and goes to ``repeats`` as (link, the path read).
+    Otherwise its images would count twice, once under each class, and clash as conflicts.
+    """
+    files, home = [], os.path.realpath(base)
+    first = {home: base}
     for folder, dirs, names in os.walk(base, followlinks=True):
-        above, keep = ancestry.pop(folder, set()), []
+        keep = []
         for name in sorted(d for d in dirs if not d.startswith(".")):
-            path = os.path.join(folder, name)
-            if os.path.realpath(path) not in above:
-                ancestry[path] = above | {os.path.realpath(path)}
-                keep.append(name)
+            path = Path(folder) / name
+            real = os.path.realpath(path)
+            seen = first.get(real) or (_visible_inside(base, home, real) if path.is_symlink() else None)
+            if seen is not None:
+                if repeats is not None:
+                    repeats.append((path, seen))
+                continue
+            first[real] = path
+            keep.append(name)
         dirs[:] = keep
         files.extend(Path(folder) / n for n in names if not n.startswith(".") and is_image_name(Path(n)))
     return sorted(files)
+
+
+def _visible_inside(base: Path, home: str, real: str) -> Path | None:
+    """Where the walk of ``base`` reaches the folder ``real`` through plain folders, if it does:
+    a link to such a folder would be a second way in, whichever of the two comes first."""
+    rel = Path(os.path.relpath(real, home))
+    if rel.parts[:1] == ("..",) or any(part.startswith(".") for part in rel.parts):
+        return None
+    return base / rel
 
 
 def read_manifest_csv(manifest: Path) -> list[Candidate]:
