@@ -20,7 +20,7 @@ from imgpipe.evaluate.intervals import bootstrap_intervals
 from imgpipe.evaluate.model_card import gather_facts, model_card
 from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VAL_DATA_TAG, VAL_SCORE_TAG, register
 from imgpipe.evaluate.metrics import (
-    HEADLINE, classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
+    HEADLINE, absent_classes, classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
     per_class_table, summary_line,
 )
 from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
@@ -72,6 +72,7 @@ def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
     per_class = {name: m.pop("per_class") for name, m in metrics.items()}
     for name, m in metrics.items():
         print(f"evaluate: {summary_line(name, m)}")
+        note_absent(name, m, per_class[name])
     if not decision.is_identity:
         print(f"evaluate: decisions fitted on val: {decision.fitted}")
     write_json(paths.metrics, metrics)
@@ -85,6 +86,17 @@ def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
     record(run, paths, metrics, per_class, trained_in, (spec, decision, splits["val"].images), val_hash)
     print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, "
           f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted) and {paths.model_card.name}")
+
+
+def note_absent(split: str, metrics: dict, per_class: dict) -> None:
+    """Say which classes ``split`` has no images of (a pre-split test/ folder that lacks one):
+    a count `dvc metrics show` lists, and their names, beside the split's metrics."""
+    missing = absent_classes(per_class)
+    if missing:
+        metrics["classes_missing"] = len(missing)
+        metrics["classes_missing_names"] = ", ".join(missing)
+        print(f"evaluate: warning: the {split} split has no images of class(es) {', '.join(missing)}; their recall "
+              f"and F1 are not measured (left blank, not 0), and macro F1 averages the other classes")
 
 
 def record(run: StageRun, paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple,

@@ -146,3 +146,49 @@ def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, capsys):
     assert len(found) == 20 and {c.class_name for c in found} == {"a", "b", "c"}
     out = capsys.readouterr().out
     assert f"{raw / 'a' / 'also'} leads to {raw / 'b' / 'more'}" in out and f"{raw / 'd'} leads to {raw / 'c'}" in out
+
+
+# -------------------------------------------- a pre-split source whose test folder lacks a class
+
+
+def presplit_without(root, missing: str, split: str = "test"):
+    """``root/{train,val,test}/<class>/`` of distinct scans, with no ``missing`` images in ``split``."""
+    written = write_digit_folder(root / "all", per_class=16)
+    for name, files in written.items():
+        for i, path in enumerate(sorted(files)):
+            to = "test" if i < 4 else "val" if i < 8 else "train"
+            if to == split and name == missing:
+                to = "train"
+            target = root / to / path.relative_to(root / "all")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+    (root / "all").rename(root.parent / "unused")
+
+
+def test_ingest_warns_when_a_presplit_test_folder_lacks_a_class(tmp_path, monkeypatch, capsys):
+    presplit_without(tmp_path / "raw" / "col", "two")
+    report = run_ingest(tmp_path, ingest_config(source="raw/col"), monkeypatch)
+    assert report["counts"]["test"]["two"] == 0 and report["counts"]["val"]["two"] > 0
+    assert len(report["warnings"]) == 1 and report["summary"]["warnings"] == 1
+    assert "the test split has no images of class 'two'" in report["warnings"][0]
+    assert f"ingest: warning: {report['warnings'][0]}" in capsys.readouterr().out
+
+
+def test_evaluate_says_which_classes_test_lacks_and_scores_them_as_unmeasured(monkeypatch, capsys):
+    from imgpipe.evaluate.metrics import classification_metrics, per_class_table
+
+    y_true = np.array([0, 0, 0, 1, 1, 1])  # no image of class "two"
+    proba = np.eye(3)[[0, 0, 2, 1, 1, 0]] * 0.9 + 0.05  # one "zero" predicted as "two"
+    metrics = classification_metrics(y_true, proba, ["zero", "one", "two"])
+    per_class = metrics.pop("per_class")
+    two = per_class["two"]
+    assert two["support"] == 0 and two["recall"] is None and two["f1"] is None and two["recall_ci95_low"] is None
+    assert two["precision"] == 0.0  # it was predicted once, wrongly: that much is measured
+    assert metrics["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2, abs=1e-5)  # the two classes present, no third 0
+    monkeypatch.syspath_prepend(str(REPO))
+    from stages.evaluate import note_absent
+
+    note_absent("test", metrics, per_class)
+    assert metrics["classes_missing"] == 1 and metrics["classes_missing_names"] == "two"
+    assert "evaluate: warning: the test split has no images of class(es) two" in capsys.readouterr().out
+    assert per_class_table(per_class).set_index("class").loc["two", "recall"] != 0  # blank in per_class.csv

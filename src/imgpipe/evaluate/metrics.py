@@ -26,27 +26,45 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     what plain accuracy hides on long-tailed data; weighted F1; per-class precision,
     recall (with its Wilson 95% interval), F1 and support; one-vs-rest ROC-AUC (macro);
     log loss; and expected calibration error, how far confidence is from accuracy.
+
+    A class the split has no images of has no recall: its recall, F1 and interval are
+    None (not a 0 that reads as a failure), and macro F1 averages the classes present.
     """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     y_pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
+    present = np.unique(y_true)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     r = lambda v: round(float(v), 6)  # noqa: E731 - stable, diff-friendly numbers
     return {
         "accuracy": r(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": r(balanced_accuracy_score(y_true, y_pred)),
-        "f1_macro": r(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_macro": r(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "f1_weighted": r(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "roc_auc_ovr": r(roc_auc(y_true, proba)),
         "log_loss": r(log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels)),
         "ece": r(expected_calibration_error(y_true, proba)),
         "per_class": {
-            name: {"precision": r(p), "recall": r(rc), "f1": r(f), "support": int(s),
-                   **dict(zip(("recall_ci95_low", "recall_ci95_high"), recall_interval(int(round(rc * s)), int(s))))}
-            for name, p, rc, f, s in zip(classes, precision, recall, f1, support)
+            name: _class_scores(r(p), r(rc), r(f), int(s), predicted=bool((y_pred == c).any()))
+            for c, (name, p, rc, f, s) in enumerate(zip(classes, precision, recall, f1, support))
         },
     }
+
+
+def _class_scores(precision: float, recall: float, f1: float, support: int, predicted: bool) -> dict[str, Any]:
+    """One class's row; with no images of it, only a precision (when it was ever predicted) means anything."""
+    if support == 0:
+        return {"precision": precision if predicted else None, "recall": None, "f1": None, "support": 0,
+                "recall_ci95_low": None, "recall_ci95_high": None}
+    low, high = recall_interval(int(round(recall * support)), support)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support,
+            "recall_ci95_low": low, "recall_ci95_high": high}
+
+
+def absent_classes(per_class: dict[str, dict[str, Any]]) -> list[str]:
+    """The classes a split has no images of, from classification_metrics' per-class block."""
+    return [name for name, row in per_class.items() if row["support"] == 0]
 
 
 def per_class_table(per_class: dict[str, dict[str, float]]) -> pd.DataFrame:
