@@ -68,6 +68,7 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> dict:
         f"ingest: kept {summary['kept']} ({sizes}); skipped {summary['skipped']} bad files; removed "
         f"{summary['duplicates_removed']} duplicate copies and {summary['conflicts_removed']} conflicting files; "
         f"train imbalance ratio {report['imbalance_ratio']}"
+        + (f"; {summary['warnings']} warning(s), above and in reports/ingest.json" if summary["warnings"] else "")
     )
     return report
 
