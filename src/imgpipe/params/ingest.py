@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from imgpipe.params.base import Fraction, KeyedError, SectionConfig
-from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode
+from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode, Seed, Workers
 
 TORCHVISION_NAMES = ("CIFAR10", "CIFAR100", "MNIST", "FashionMNIST")
 
@@ -27,8 +27,8 @@ class IngestConfig(SectionConfig):
     long_tail: Literal["builtin", "all"]
     val_fraction: float = Fraction
     test_fraction: float = Fraction
-    seed: int = Field(ge=0)
-    workers: int = Field(ge=0)  # decoding processes; 0 = every available core
+    seed: Seed
+    workers: Workers  # decoding processes; 0 = every available core
     # local: processes on this machine | ray: Ray tasks on the cluster at RAY_ADDRESS. The same output.
     engine: Literal["local", "ray"] = "local"
     # cpu: Pillow, as always | cuda: JPEGs decoded and resized in batches on the GPU (nvJPEG), other

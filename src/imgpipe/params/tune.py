@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
+from imgpipe.params.types import FiniteData, Seed
 
 # Sections a trial may change: those of the stages. Not mlflow (where runs are recorded)
 # nor tune itself.
@@ -57,15 +58,15 @@ class Range(Strict):
 _KINDS = {"uniform": "uniform", "log_uniform": "log_uniform", "integer": "int", "log_int": "log_int"}
 
 
-Dimension = Union[list[Any], Range]
+Dimension = Union[list[FiniteData], Range]
 
 
 class PrunerConfig(Strict):
     # median: stop a trial whose metric at an epoch is below the median of earlier trials
     # at that epoch | successive_halving: keep the top 1/reduction at rungs | none
     name: Literal["median", "successive_halving", "none"] = "median"
-    startup_trials: int = Field(default=3, ge=0)  # median: finished trials before any is pruned
-    warmup_epochs: int = Field(default=2, ge=0)  # epochs every trial runs before it can be pruned
+    startup_trials: int = Field(default=3, ge=0, le=10_000)  # median: finished trials before any is pruned
+    warmup_epochs: int = Field(default=2, ge=0, le=10_000)  # epochs every trial runs before it can be pruned
 
 
 class TuneConfig(SectionConfig):
@@ -74,9 +75,9 @@ class TuneConfig(SectionConfig):
     study: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # trials: tune-<study>-<n>
     metric: str = "val.balanced_accuracy"  # a key of metrics.json; never test.*
     direction: Literal["maximize", "minimize"] = "maximize"
-    trials: int = Field(default=20, ge=1)  # per `imgpipe tune` (--trials overrides)
+    trials: int = Field(default=20, ge=1, le=10_000)  # per `imgpipe tune` (--trials overrides)
     timeout: Optional[float] = Field(default=None, gt=0)  # seconds; no new trial starts after it
-    seed: int = 0  # Optuna's TPE sampler
+    seed: Seed = 0  # Optuna's TPE sampler
     pruner: PrunerConfig = PrunerConfig()
     space: dict[str, Dimension] = Field(min_length=1)
 
