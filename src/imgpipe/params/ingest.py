@@ -21,7 +21,7 @@ class IngestConfig(SectionConfig):
     channels: Channels
     resize: ResizeMode
     # Thins the trainable pool to a long tail (largest class / smallest); 1 keeps all.
-    imbalance_ratio: float = Field(ge=1.0)
+    imbalance_ratio: float = Field(ge=1.0, le=10_000)
     # Which sources imbalance_ratio thins: builtin (digits, torchvision:*) takes a user's own
     # folder or manifest as it is; all thins those too, e.g. CIFAR-10-LT from image files.
     long_tail: Literal["builtin", "all"]

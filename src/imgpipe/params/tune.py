@@ -11,12 +11,12 @@ Its ``space`` maps a params key to the values to try::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
-from imgpipe.params.types import FiniteData, Seed
+from imgpipe.params.types import Seed, finite_data
 
 # Sections a trial may change: those of the stages. Not mlflow (where runs are recorded)
 # nor tune itself.
@@ -58,7 +58,13 @@ class Range(Strict):
 _KINDS = {"uniform": "uniform", "log_uniform": "log_uniform", "integer": "int", "log_int": "log_int"}
 
 
-Dimension = Union[list[FiniteData], Range]
+def _dimension_kind(value: Any) -> str:
+    return "choices" if isinstance(value, list) else "range"
+
+
+# Tagged: an error names the one form the value was written in, not both forms' errors.
+Dimension = Annotated[Union[Annotated[list[Any], Tag("choices")], Annotated[Range, Tag("range")]],
+                      Discriminator(_dimension_kind)]
 
 
 class PrunerConfig(Strict):
@@ -100,6 +106,10 @@ class TuneConfig(SectionConfig):
                                  "written section.key, e.g. train.lr")
             if isinstance(dim, list) and not dim:
                 raise KeyedError(key, "the list of choices is empty")
+            try:
+                finite_data(dim)
+            except ValueError as exc:
+                raise KeyedError(key, f"choice {exc}") from None
         return space
 
     @classmethod
