@@ -66,6 +66,8 @@ def _promoter(uri: str, version: str, pause: float, barrier) -> None:
 
 
 def test_two_promotes_at_once_leave_the_better_version_champion(tmp_path):
+    # Real processes in step: each round both check against version 1 before either moves, unless a lock
+    # makes them take turns; the worse one pauses longer, so without a lock its stale move lands last.
     import mlflow
 
     uri = _store(tmp_path)
@@ -87,6 +89,20 @@ def test_two_promotes_at_once_leave_the_better_version_champion(tmp_path):
         assert child.exitcode == 0
     assert champions == ["2"] * len(LOCKS)
     assert "pets.promote-lock" not in [m.name for m in client.search_registered_models()]
+
+
+def test_a_registry_lock_left_by_a_killed_promote_is_named_not_waited_on_forever(tmp_path):
+    import mlflow
+
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.evaluate.promotion_lock import HOLDER_TAG, registry_lock
+
+    uri = _store(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    mlflow.MlflowClient().create_registered_model("pets.promote-lock", tags={HOLDER_TAG: "box pid 7"})
+    with pytest.raises(ImgpipeError, match=r"holds the registered model pets\.promote-lock \(box pid 7\).*delete"):
+        with registry_lock("pets", wait=0.3):
+            pass
 
 
 # --- non-finite floats, unbounded integers, deep nesting -----------------------------------
@@ -233,7 +249,7 @@ def test_params_nested_20000_deep_are_one_sentence_naming_the_file(tmp_path):
     base = (REPO / "params.yaml").read_text()
     for name, text in (("params.yaml", base + "\n" + "x: " + "[" * 20_000 + "]" * 20_000 + "\n"),
                        ("params.yaml", base.replace("train:\n", "train:\n" + "".join("  " * i + "a:\n" for i in range(1, 2000)), 1)),
-                       ("tune.yaml", "space:\n  train.lr: " + "[" * 20_000 + "]" * 20_000 + "\n")):
+                       ("tune.yaml", "space:\n  train.lr: " + "[" * 2000 + "]" * 2000 + "\n")):
         (tmp_path / "params.yaml").write_text(base.split("\ntune:")[0] if name == "tune.yaml" else text)
         (tmp_path / "tune.yaml").unlink(missing_ok=True)
         if name == "tune.yaml":
