@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.evaluate.promotion_lock import promotion_lock
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 VAL_SCORE_TAG = "imgpipe.val_balanced_accuracy"
@@ -57,15 +58,18 @@ def promote(name: str, version: str | None, training_run: str | None, force: boo
     client = mlflow.MlflowClient()
     candidate = _candidate(client, name, version, training_run)
     score = _score(candidate, name)
-    champion = alias_version(client, name, CHAMPION)
-    if champion is not None and str(champion.version) == str(candidate.version):
-        return Promotion(name, str(candidate.version), score, champion)  # nothing to do
-    if champion is not None and not force:
-        _must_beat(candidate, champion, name)
-    client.set_registered_model_alias(name, CHAMPION, candidate.version)
-    challenger = alias_version(client, name, CHALLENGER)
-    if challenger is not None and str(challenger.version) == str(candidate.version):
-        client.delete_registered_model_alias(name, CHALLENGER)  # it won: no longer a challenger
+    # The champion read, the comparison and the move, with no other promote in between:
+    # otherwise two promotes both beat the same old champion and the later move wins.
+    with promotion_lock(mlflow.get_tracking_uri(), name):
+        champion = alias_version(client, name, CHAMPION)
+        if champion is not None and str(champion.version) == str(candidate.version):
+            return Promotion(name, str(candidate.version), score, champion)  # nothing to do
+        if champion is not None and not force:
+            _must_beat(candidate, champion, name)
+        client.set_registered_model_alias(name, CHAMPION, candidate.version)
+        challenger = alias_version(client, name, CHALLENGER)
+        if challenger is not None and str(challenger.version) == str(candidate.version):
+            client.delete_registered_model_alias(name, CHALLENGER)  # it won: no longer a challenger
     return Promotion(name, str(candidate.version), score, champion)
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.names import MODEL_NAMES
 from imgpipe.params.base import Strict
-from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode
+from imgpipe.params.types import Channels, FiniteData, ImageSize, PixelLimit, ResizeMode
 
 
 @dataclass
@@ -58,7 +58,7 @@ class _Preprocessing(Strict):
 
 class _SpecSchema(Strict):
     name: Literal[MODEL_NAMES]  # type: ignore[valid-type]
-    options: dict[str, Any]
+    options: dict[str, FiniteData]
     classes: list[str] = Field(min_length=2)
     image_size: ImageSize
     channels: Channels

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from imgpipe.params.base import KeyedError, SectionConfig
+from imgpipe.params.types import FiniteData, Seed
 
 # The transforms imgpipe.augment.batched can run on a device (augment.device: cuda | auto).
 # Named here, not there, so that params are checked without importing torch.
@@ -21,11 +22,11 @@ class AugmentConfig(SectionConfig):
     # until every class has (1 + copies) x as many images as the largest one had.
     mode: Literal["copies", "balance"]
     copies: int = Field(ge=0, le=100)
-    seed: int = Field(ge=0)
+    seed: Seed
     # Each entry maps one albumentations transform name to its arguments, e.g.
     # ``- Affine: {rotate: [-10, 10], p: 0.8}``. Names and arguments are checked against
     # albumentations itself when the stage builds the pipeline.
-    transforms: list[dict[str, Union[dict[str, Any], None]]]
+    transforms: list[dict[str, Union[dict[str, FiniteData], None]]]
     # cpu: albumentations, one image at a time. cuda: the same transforms in batches on the
     # GPU (imgpipe.augment.batched; other random numbers, so other variants). auto: cuda when
     # torch sees a GPU, else cpu.

@@ -19,6 +19,10 @@ from imgpipe.errors import ParamsError
 SECTION_NAMES = ("ingest", "balance", "augment", "train", "evaluate", "mlflow", "tune")
 
 Fraction = Field(gt=0.0, lt=1.0)
+# The deepest nesting a params file may have: params.yaml needs 5 levels (augment's
+# transform arguments); far deeper ones exhaust the stack of the YAML parser, pydantic
+# or MLflow's params logging, in a traceback.
+MAX_DEPTH = 32
 
 
 class KeyedError(ValueError):
@@ -34,7 +38,9 @@ class KeyedError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a .inf or .nan (YAML's spellings) passes every range check pydantic
+    # makes of a float, and trains a NaN model; no param or spec value means either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SectionConfig(Strict):
@@ -60,10 +66,7 @@ def read_params(path: Path) -> dict[str, Any]:
     """params.yaml as a dict, with unknown top-level sections refused."""
     if not path.is_file():
         raise ParamsError(f"{path} not found: run from the project root, where params.yaml lives.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path.name} is not valid YAML: {exc}") from None
+    raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{path.name} must be a mapping of sections (ingest, balance, ...).")
     unknown = sorted(set(raw) - set(SECTION_NAMES))
@@ -73,6 +76,26 @@ def read_params(path: Path) -> dict[str, Any]:
             f"expected only {', '.join(SECTION_NAMES)}."
         )
     return raw
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's data, refused in one sentence when it is not YAML or nested too deep."""
+    too_deep = ParamsError(f"{path.name} is nested more than {MAX_DEPTH} levels deep, which no setting needs; "
+                           "fix its indentation or brackets.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path.name} is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise too_deep from None
+    stack = [(data, 1)]
+    while stack:  # a loop: recursion would fail on the very input it looks for
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise too_deep
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return data
 
 
 def format_validation_error(exc: ValidationError, section: str, path: Path) -> str:

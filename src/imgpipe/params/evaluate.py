@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import ConfigDict, Field
 
 from imgpipe.params.base import SectionConfig, Strict
+from imgpipe.params.types import BatchSize, Seed
 
 
 class ThresholdConfig(Strict):
@@ -23,12 +24,12 @@ class ThresholdConfig(Strict):
 class EvaluateConfig(SectionConfig):
     section: ClassVar[str] = "evaluate"
 
-    batch_size: int = Field(ge=1)
+    batch_size: BatchSize
     tta: bool  # test-time augmentation: average each image's prediction with its mirror's
-    misclassified: int = Field(ge=0)  # how many of the most confident mistakes to show
+    misclassified: int = Field(ge=0, le=1000)  # how many of the most confident mistakes to show
     # Percentile-bootstrap 95% intervals for test accuracy and balanced accuracy; 0 = none.
     bootstrap_resamples: int = Field(default=1000, ge=0, le=100_000)
-    seed: int = Field(default=0, ge=0)  # the bootstrap's resampling
+    seed: Seed = 0  # the bootstrap's resampling
     # Decisions, fitted on val and kept with the model (imgpipe.evaluate.decide):
     logit_adjustment: float = Field(default=0.0, ge=0.0, le=5.0)  # tau: subtract tau x log(class prior)
     calibrate: bool = False  # temperature scaling on val; ECE before and after in metrics.json

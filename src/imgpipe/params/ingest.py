@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from imgpipe.params.base import Fraction, KeyedError, SectionConfig
-from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode
+from imgpipe.params.types import Channels, ImageSize, PixelLimit, ResizeMode, Seed, Workers
 
 TORCHVISION_NAMES = ("CIFAR10", "CIFAR100", "MNIST", "FashionMNIST")
 
@@ -21,14 +21,14 @@ class IngestConfig(SectionConfig):
     channels: Channels
     resize: ResizeMode
     # Thins the trainable pool to a long tail (largest class / smallest); 1 keeps all.
-    imbalance_ratio: float = Field(ge=1.0)
+    imbalance_ratio: float = Field(ge=1.0, le=10_000)
     # Which sources imbalance_ratio thins: builtin (digits, torchvision:*) takes a user's own
     # folder or manifest as it is; all thins those too, e.g. CIFAR-10-LT from image files.
     long_tail: Literal["builtin", "all"]
     val_fraction: float = Fraction
     test_fraction: float = Fraction
-    seed: int = Field(ge=0)
-    workers: int = Field(ge=0)  # decoding processes; 0 = every available core
+    seed: Seed
+    workers: Workers  # decoding processes; 0 = every available core
     # local: processes on this machine | ray: Ray tasks on the cluster at RAY_ADDRESS. The same output.
     engine: Literal["local", "ray"] = "local"
     # cpu: Pillow, as always | cuda: JPEGs decoded and resized in batches on the GPU (nvJPEG), other

@@ -4,35 +4,31 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from imgpipe.models.names import MODEL_NAMES, SMALL_CNNS
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
+from imgpipe.params.types import BatchSize, Epochs, Seed, Width, Workers
+
+Kernel = Field(ge=1, le=64)  # pixels per side of a convolution's window
 
 
 class SimpleCnnConfig(Strict):
-    filters: int = Field(ge=1)
-    kernel_size: int = Field(ge=1)
-    dense_units: int = Field(ge=1)
+    filters: Width
+    kernel_size: int = Kernel
+    dense_units: Width
 
 
 class BaseCnnConfig(Strict):
-    filters: list[int] = Field(min_length=1)
-    kernel_size: int = Field(ge=1)
+    filters: list[Width] = Field(min_length=1, max_length=32)  # one block each
+    kernel_size: int = Kernel
     padding: Literal["same", "valid"]
-    dense_units: int = Field(default=0, ge=0)  # 0: straight from the last block to the output
+    dense_units: int = Field(default=0, ge=0, le=65_536)  # 0: straight from the last block to the output
     batch_norm: bool = False  # after each convolution: faster, steadier training of wider nets
-
-    @field_validator("filters")
-    @classmethod
-    def _positive(cls, filters: list[int]) -> list[int]:
-        if any(f < 1 for f in filters):
-            raise ValueError("every filter count must be at least 1")
-        return filters
 
 
 class UnfreezeLast(Strict):
-    unfreeze_last: int = Field(ge=0)  # train the head and the last N feature blocks (0: the head only)
+    unfreeze_last: int = Field(ge=0, le=1000)  # train the head and the last N feature blocks (0: the head only)
 
 
 class SchedulerConfig(Strict):
@@ -40,22 +36,22 @@ class SchedulerConfig(Strict):
     # epochs | onecycle: torch's OneCycleLR peaking at lr | plateau: x gamma when the
     # early-stopping metric stalls for `patience` epochs
     name: Literal["none", "cosine", "step", "onecycle", "plateau"]
-    warmup_epochs: float = Field(default=0.0, ge=0.0)
-    step_size: int = Field(default=10, ge=1)
+    warmup_epochs: float = Field(default=0.0, ge=0.0, le=10_000)
+    step_size: int = Field(default=10, ge=1, le=10_000)
     gamma: float = Field(default=0.1, gt=0.0, le=1.0)
-    patience: int = Field(default=2, ge=0)
+    patience: int = Field(default=2, ge=0, le=10_000)
 
 
 class EarlyStoppingConfig(Strict):
     metric: Literal["val_loss", "val_accuracy", "val_balanced_accuracy"]
-    patience: int = Field(ge=0)  # epochs without improvement before stopping; 0 = never stop early
+    patience: int = Field(ge=0, le=10_000)  # epochs without improvement before stopping; 0 = never stop early
     restore_best: bool  # end with the weights of the best epoch by `metric`
 
 
 class DeviceAugmentConfig(Strict):
     # Batched on the training device, on uint8 tensors: cheap enough for every epoch.
     hflip: bool = False
-    crop_padding: int = Field(default=0, ge=0)  # random crop after padding by this many pixels
+    crop_padding: int = Field(default=0, ge=0, le=1024)  # random crop after padding by this many pixels
 
 
 class MixConfig(Strict):
@@ -72,7 +68,7 @@ class EmaConfig(Strict):
 
 class RetrainHeadConfig(Strict):
     # cRT: after `epochs`, re-train only the head on class-balanced batches (train/retrain_head.py).
-    epochs: int = Field(default=0, ge=0)  # 0 = off
+    epochs: int = Field(default=0, ge=0, le=10_000)  # 0 = off
     sampler: Literal["class_balanced", "square_root"] = "class_balanced"
 
 
@@ -100,12 +96,12 @@ class TrainConfig(SectionConfig):
     focal_gamma: float = Field(default=2.0, ge=0.0, le=10.0)
     logit_tau: float = Field(default=1.0, ge=0.0, le=5.0)
     ldam_max_margin: float = Field(default=0.5, gt=0.0, le=1.0)
-    drw_epoch: int = Field(default=0, ge=0)  # class-balanced weights from this epoch on; 0 = never
+    drw_epoch: int = Field(default=0, ge=0, le=10_000)  # class-balanced weights from this epoch on; 0 = never
     grad_clip_norm: float = Field(ge=0.0)  # 0 = no clipping
     early_stopping: EarlyStoppingConfig
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    seed: int = Field(ge=0)
+    epochs: Epochs
+    batch_size: BatchSize
+    seed: Seed
     device: Literal["auto", "cpu", "cuda", "mps"]
     precision: Literal["fp32", "bf16", "fp16"]  # mixed precision on CUDA; fp32 elsewhere
     channels_last: bool  # CUDA memory format for convolutions
@@ -115,11 +111,11 @@ class TrainConfig(SectionConfig):
     retrain_head: RetrainHeadConfig = RetrainHeadConfig()
     # Apply the augment stage's pipeline afresh each epoch, in `workers` loader processes.
     augment_online: bool
-    workers: int = Field(ge=0)
+    workers: Workers
     # Train and val splits up to this size sit whole in memory (on the GPU with CUDA);
     # bigger ones are read from disk batch by batch. The same batches either way.
     resident_max_gb: float = Field(default=4.0, ge=0.0)
-    nproc: int = Field(ge=1)  # processes for DistributedDataParallel (torchrun); 1 = plain
+    nproc: int = Field(ge=1, le=1024)  # processes for DistributedDataParallel (torchrun); 1 = plain
     # torchrun: processes on this machine (or machines joined by PET_* variables) | ray:
     # train.nproc Ray Train workers on the cluster at RAY_ADDRESS.
     launcher: Literal["torchrun", "ray"] = "torchrun"

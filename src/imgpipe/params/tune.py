@@ -11,11 +11,12 @@ Its ``space`` maps a params key to the values to try::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
+from imgpipe.params.types import Seed, finite_data
 
 # Sections a trial may change: those of the stages. Not mlflow (where runs are recorded)
 # nor tune itself.
@@ -57,15 +58,21 @@ class Range(Strict):
 _KINDS = {"uniform": "uniform", "log_uniform": "log_uniform", "integer": "int", "log_int": "log_int"}
 
 
-Dimension = Union[list[Any], Range]
+def _dimension_kind(value: Any) -> str:
+    return "choices" if isinstance(value, list) else "range"
+
+
+# Tagged: an error names the one form the value was written in, not both forms' errors.
+Dimension = Annotated[Union[Annotated[list[Any], Tag("choices")], Annotated[Range, Tag("range")]],
+                      Discriminator(_dimension_kind)]
 
 
 class PrunerConfig(Strict):
     # median: stop a trial whose metric at an epoch is below the median of earlier trials
     # at that epoch | successive_halving: keep the top 1/reduction at rungs | none
     name: Literal["median", "successive_halving", "none"] = "median"
-    startup_trials: int = Field(default=3, ge=0)  # median: finished trials before any is pruned
-    warmup_epochs: int = Field(default=2, ge=0)  # epochs every trial runs before it can be pruned
+    startup_trials: int = Field(default=3, ge=0, le=10_000)  # median: finished trials before any is pruned
+    warmup_epochs: int = Field(default=2, ge=0, le=10_000)  # epochs every trial runs before it can be pruned
 
 
 class TuneConfig(SectionConfig):
@@ -74,9 +81,9 @@ class TuneConfig(SectionConfig):
     study: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # trials: tune-<study>-<n>
     metric: str = "val.balanced_accuracy"  # a key of metrics.json; never test.*
     direction: Literal["maximize", "minimize"] = "maximize"
-    trials: int = Field(default=20, ge=1)  # per `imgpipe tune` (--trials overrides)
+    trials: int = Field(default=20, ge=1, le=10_000)  # per `imgpipe tune` (--trials overrides)
     timeout: Optional[float] = Field(default=None, gt=0)  # seconds; no new trial starts after it
-    seed: int = 0  # Optuna's TPE sampler
+    seed: Seed = 0  # Optuna's TPE sampler
     pruner: PrunerConfig = PrunerConfig()
     space: dict[str, Dimension] = Field(min_length=1)
 
@@ -99,6 +106,10 @@ class TuneConfig(SectionConfig):
                                  "written section.key, e.g. train.lr")
             if isinstance(dim, list) and not dim:
                 raise KeyedError(key, "the list of choices is empty")
+            try:
+                finite_data(dim)
+            except ValueError as exc:
+                raise KeyedError(key, f"choice {exc}") from None
         return space
 
     @classmethod

@@ -26,11 +26,22 @@ RUN_FILE = "run.json"
 
 def write(folder: Path, model: torch.nn.Module, spec: ModelSpec, run: dict[str, str]) -> None:
     """All three files in one atomic step: a model folder is whole or absent."""
+    refuse_non_finite(model.state_dict())
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
         write_json(tmp / SPEC_FILE, spec.to_dict())
         write_json(tmp / RUN_FILE, run)
+
+
+def refuse_non_finite(state: dict[str, torch.Tensor]) -> None:
+    """A model with a NaN or infinite weight predicts NaN for every image: refuse to write it
+    (and so to log or register it) rather than serve it."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ImgpipeError(f"training diverged: {len(bad)} weight tensor(s) ({', '.join(bad[:3])}) hold NaN or "
+                           "infinity, so no model is saved; lower train.lr or train.weight_decay (or set "
+                           "train.grad_clip_norm, or precision: fp32), then run `dvc repro` again.")
 
 
 def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:

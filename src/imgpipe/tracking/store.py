@@ -160,17 +160,25 @@ def creation_lock(uri: str) -> Iterator[None]:
     (``table latest_metrics already exists``) or the same experiment, and one run is lost.
     A server (PostgreSQL) serialises this itself: no lock there.
     """
+    with store_lock(uri, "is creating the MLflow store"):
+        yield
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, doing: str) -> Iterator[None]:
+    """The file lock beside a SQLite store (``mlflow.db.lock``), for work that must not
+    interleave with another process's; nothing for any other store. ``doing`` says what the
+    holder does, for the message when it is held for 5 minutes."""
     if not uri.startswith("sqlite:///"):
         yield
         return
     from filelock import FileLock, Timeout
 
-    lock = Path(uri.removeprefix("sqlite:///")).with_suffix(".db.lock")
+    lock = Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).with_suffix(".db.lock")
     try:
         # An OS lock (flock), never a marker file that a killed process would leave behind.
         with FileLock(lock, timeout=300, fallback_to_soft=False):
             yield
     except Timeout:
-        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another process that is creating the MLflow store; "
+        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another process that {doing}; "
                            "let it finish, or stop it.") from None
-

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from imgpipe.errors import ParamsError
-from imgpipe.params.base import format_validation_error, read_params
+from imgpipe.params.base import format_validation_error, load_yaml, read_params
 from imgpipe.params.sections import SECTIONS
 from imgpipe.params.tune import TuneConfig
 from imgpipe.tools.tune.space import apply, corners
@@ -23,10 +22,7 @@ def load_tune_config(params_path: Path) -> TuneConfig:
     if side.is_file():
         if TuneConfig.is_defined(raw):
             raise ParamsError(f"both {params_path.name} (section tune) and {side.name} declare a study; keep one.")
-        try:
-            section, where = yaml.safe_load(side.read_text()) or {}, side
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{side.name} is not valid YAML: {exc}") from None
+        section, where = load_yaml(side) or {}, side
     elif TuneConfig.is_defined(raw):
         section, where = raw["tune"] or {}, params_path
     else:
