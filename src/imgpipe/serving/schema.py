@@ -2,7 +2,7 @@
 
 A request is a table with one row per image and one of two columns filled:
 
-- ``image``: the encoded file (JPEG, PNG, ...; base64 in JSON), decoded by the served
+- ``image``: the encoded file (JPEG, PNG, ...; bytes, or base64 text), decoded by the served
   model exactly as ingest decoded the training images;
 - ``pixels``: an image already decoded, uint8 height x width x channels at the model's size.
 
@@ -25,7 +25,10 @@ def signature() -> Any:
     # Both columns optional: a row brings a file or pixels, and the model says which it lacks.
     # Pixels are Any, not Array(Array(Array(long))): MLflow checks a nested array value by
     # value, 150 s for 64 images of 224 x 224 x 3; the model checks their shape and range itself.
-    request = Schema([ColSpec(DataType.binary, IMAGE, required=False), ColSpec(AnyType(), PIXELS, required=False)])
+    # The image is Any, not binary: MLflow fails a whole request on one row's bad base64 or
+    # empty image, and passes the `inputs` and `instances` forms' base64 on undecoded; the
+    # model decodes base64 itself and answers a bad row in that row.
+    request = Schema([ColSpec(AnyType(), IMAGE, required=False), ColSpec(AnyType(), PIXELS, required=False)])
     answer = Schema([ColSpec(DataType.string, "class"), ColSpec(DataType.double, "probability"),
                      ColSpec(Map(DataType.double), "probabilities"), ColSpec(DataType.string, "error")])
     return ModelSignature(request, answer)

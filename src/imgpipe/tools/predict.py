@@ -68,8 +68,9 @@ def project_decision(root: Path, folder: Path, classes: int) -> Decision:
 def _mlflow_predictor(uri: str, root: Path) -> Predictor:
     import mlflow
 
-    from imgpipe.tracking.store import tracking_uri
+    from imgpipe.tracking.store import check_reachable, tracking_uri
 
+    check_reachable(tracking_uri(root))  # MLflow's client would retry an absent server for minutes
     mlflow.set_tracking_uri(tracking_uri(root))
     try:
         info = mlflow.models.get_model_info(uri)
