@@ -26,11 +26,16 @@ RUN_FILE = "run.json"
 
 def write(folder: Path, model: torch.nn.Module, spec: ModelSpec, run: dict[str, str]) -> None:
     """All three files in one atomic step: a model folder is whole or absent."""
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, replaces=is_model_folder) as tmp:  # train's previous model, not a user's folder
         tmp.mkdir()
         torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
         write_json(tmp / SPEC_FILE, spec.to_dict())
         write_json(tmp / RUN_FILE, run)
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model that ``write`` wrote."""
+    return (Path(folder) / SPEC_FILE).is_file()
 
 
 def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:
