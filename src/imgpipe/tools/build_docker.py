@@ -58,9 +58,9 @@ def run_build_docker(args: argparse.Namespace) -> int:
     uri = args.model or _champion_uri(root)
     tag = args.tag or default_tag(uri, root)
     context = (args.output or root / "build" / "docker").resolve()
-    _check_store_exists(root, uri)
     refuse_enclosing(context, {"the project root": root, "the current folder": Path.cwd()})
     refuse_occupied(context, is_build_context)  # before MLflow's minutes of work, not after
+    _check_store_exists(root, uri)
     # A failed export leaves the previous context as it was; only a previous context is replaced.
     with atomic_path(context, replaces=is_build_context) as staged:
         _generate_dockerfile(root, uri, staged)
