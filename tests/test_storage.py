@@ -69,7 +69,7 @@ def test_failed_write_leaves_previous_output_and_no_temporaries(tmp_path):
 
 def test_a_killed_writers_temporary_is_cleared_by_the_next_write(tmp_path):
     # What SIGKILL leaves: the finally clause that would remove it never ran.
-    stale = tmp_path / ".ingest.k1ll3d.tmp"
+    stale = tmp_path / ".ingest.k1ll3d_0.tmp"  # as tempfile.mkdtemp names it: 8 random characters
     (stale / "ingest").mkdir(parents=True)
     (stale / "ingest" / "train.npy").write_bytes(b"\0" * 1000)
     other = tmp_path / ".balance.x.tmp"  # another target's: not this write's to clear

@@ -46,6 +46,13 @@ class ModelSpec:
             key = ".".join(str(p) for p in err["loc"]) or "(the whole spec)"
             raise ImgpipeError(f"{where}: {key}: {err['msg']} (got {err['input']!r}); it was edited or is damaged: "
                                f"{remedy}.") from None
+        for key in ("image_size", "channels"):
+            # The model was built for one of them and new images are decoded to the other:
+            # a shape error deep in the network, or silently wrong answers.
+            done = (data.get("preprocessing") or {}).get(key, data[key])
+            if done != data[key]:
+                raise ImgpipeError(f"{where}: preprocessing.{key} is {done!r} but {key} is {data[key]!r}, and they "
+                                   f"must agree; it was edited or is damaged: {remedy}.")
         return cls(**data)
 
 

@@ -100,7 +100,8 @@ def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split], ex
     folder = Path(os.path.abspath(folder))
     stacks = {name: Stacked.of(split.images) for name, split in splits.items()}
     needed = sum(len(s.new_rows()) * int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in stacks.values())
-    with atomic_path(folder, needed=needed) as tmp:  # a full disk: a sentence now, not ENOSPC halfway
+    # A full disk: a sentence now, not ENOSPC halfway. Only a previous dataset is replaced.
+    with atomic_path(folder, needed=needed, replaces=is_dataset) as tmp:
         tmp.mkdir()
         for name, data in (extra or {}).items():
             (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
@@ -148,6 +149,12 @@ def _save_array(path: Path, images: Stacked, row_shape: tuple[int, ...]) -> None
 
 CLASSES_FILE = "classes.json"
 MANIFEST_FILE = "manifest.csv"
+
+
+def is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset that ``write_dataset`` wrote (a stage's output DVC
+    declares, which the stage's next run replaces)."""
+    return (Path(folder) / MANIFEST_FILE).is_file()
 
 
 def read_classes(folder: Path) -> list[str]:

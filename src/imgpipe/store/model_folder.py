@@ -27,7 +27,7 @@ RUN_FILE = "run.json"
 def write(folder: Path, model: torch.nn.Module, spec: ModelSpec, run: dict[str, str]) -> None:
     """All three files in one atomic step: a model folder is whole or absent."""
     refuse_non_finite(model.state_dict())
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, replaces=is_model_folder) as tmp:  # train's previous model, not a user's folder
         tmp.mkdir()
         torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
         write_json(tmp / SPEC_FILE, spec.to_dict())
@@ -42,6 +42,11 @@ def refuse_non_finite(state: dict[str, torch.Tensor]) -> None:
         raise ImgpipeError(f"training diverged: {len(bad)} weight tensor(s) ({', '.join(bad[:3])}) hold NaN or "
                            "infinity, so no model is saved; lower train.lr or train.weight_decay (or set "
                            "train.grad_clip_norm, or precision: fp32), then run `dvc repro` again.")
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model that ``write`` wrote."""
+    return (Path(folder) / SPEC_FILE).is_file()
 
 
 def load(folder: Path) -> tuple[ModelSpec, ImageClassifier]:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.paths import find_project_root
-from imgpipe.store.atomic import atomic_path
+from imgpipe.store.atomic import atomic_path, refuse_enclosing, refuse_occupied
 
 ALIAS = "champion"
+MODEL_DIR = "model_dir"  # where MLflow's generated Dockerfile copies the model from
 PORT = 8080  # where MLflow's generated image serves; fixed by its entrypoint
 CURL = ("curl -s localhost:8080/invocations -H 'Content-Type: application/json' "
         "-d '{\"dataframe_records\": [{\"image\": \"'$(base64 -w0 photo.jpg)'\"}]}'"
@@ -46,7 +47,8 @@ def add_build_docker_command(commands) -> None:
     build.add_argument("-t", "--tag", help="the image's name (default: imgpipe-<registered model name, else "
                        "the project folder's name>:latest)")
     build.add_argument("-o", "--output", type=Path, help="the folder to write the build context to "
-                       "(default: build/docker of the project; replaced if it exists)")
+                       "(default: build/docker of the project; a previous build context there is replaced, a folder "
+                       "holding anything else is refused)")
     build.add_argument("--no-build", action="store_true", help="write the build context only, and print the "
                        "docker commands that build and run it")
 
@@ -56,8 +58,11 @@ def run_build_docker(args: argparse.Namespace) -> int:
     uri = args.model or _champion_uri(root)
     tag = args.tag or default_tag(uri, root)
     context = (args.output or root / "build" / "docker").resolve()
+    refuse_enclosing(context, {"the project root": root, "the current folder": Path.cwd()})
+    refuse_occupied(context, is_build_context)  # before MLflow's minutes of work, not after
     _check_store_exists(root, uri)
-    with atomic_path(context) as staged:  # a failed export leaves the previous context as it was
+    # A failed export leaves the previous context as it was; only a previous context is replaced.
+    with atomic_path(context, replaces=is_build_context) as staged:
         _generate_dockerfile(root, uri, staged)
     build, run = f"docker build -t {shlex.quote(tag)} {shlex.quote(str(context))}", _run_command(tag)
     if args.no_build:
@@ -73,6 +78,12 @@ def run_build_docker(args: argparse.Namespace) -> int:
                            f"the cause and run `{build}` again.")
     print(f"build-docker: built {tag} serving {uri}\nrun it:    {run}\nthen:      {CURL}")
     return 0
+
+
+def is_build_context(folder: Path) -> bool:
+    """Whether ``folder`` holds what ``mlflow models generate-dockerfile`` wrote, and nothing else."""
+    names = {p.name for p in folder.iterdir()}
+    return "Dockerfile" in names and names <= {"Dockerfile", MODEL_DIR}
 
 
 def _champion_uri(root: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imgpipe.paths import find_project_root
 from imgpipe.errors import ImgpipeError
+from imgpipe.tools import flags
 from imgpipe.tools.build_docker import add_build_docker_command, run_build_docker
 
 
@@ -119,7 +120,7 @@ def _add_data_commands(commands) -> None:
     pack.add_argument("src", type=Path, help="images in class folders (<src>/<class>/...), or pre-split")
     pack.add_argument("dst", type=Path, help="the folder to create for the shards (must not exist or be empty)")
     pack.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default: 5000)")
-    pack.add_argument("--seed", type=int, default=0, help="seed of the sample order (default: 0)")
+    pack.add_argument("--seed", type=flags.seed, default=0, help="seed of the sample order (default: 0)")
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -235,7 +236,7 @@ def _add_inspect_commands(commands) -> None:
                          "does not, at the cost of features less tuned to these classes.")
     for command in (embed, inspect):
         command.add_argument("--model", type=Path, help="a model folder (default: models/ of this project)")
-        command.add_argument("--seed", type=int, default=0,
+        command.add_argument("--seed", type=flags.seed, default=0,
                              help="seed of the map, the folds and the samples (default: 0)")
 
 

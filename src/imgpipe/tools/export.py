@@ -11,6 +11,7 @@ before it is kept.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.decision import DecidedClassifier
 from imgpipe.paths import Paths
-from imgpipe.store.atomic import atomic_path, write_json
+from imgpipe.store.atomic import atomic_path, refuse_enclosing, refuse_occupied, write_json
 
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 SPEC_FILE = "spec.json"
@@ -43,11 +44,13 @@ def export_model(root: Path, model_ref: str | None, fmt: str, out: Path) -> Expo
     from imgpipe.tools.predict import project_decision
 
     folder = root / (model_ref or Paths(root).model_dir)
+    out = Path(out)
+    check_output(out, fmt, {"the project root": root, "the current folder": Path.cwd(), "the model folder": folder})
     spec, model = load(folder)
     decided = DecidedClassifier(model, project_decision(root, folder, len(spec.classes)), len(spec.classes)).eval()
     example = torch.zeros((2, spec.image_size, spec.image_size, spec.channels), dtype=torch.uint8)
     images = check_images(root, example)
-    with atomic_path(Path(out)) as tmp:
+    with atomic_path(out, replaces=lambda path: is_export(path, fmt)) as tmp:
         tmp.mkdir()
         (_export_onnx if fmt == "onnx" else _export_torchscript)(decided, example, tmp / FILES[fmt])
         write_json(tmp / SPEC_FILE, {**spec.to_dict(), "format": fmt, "input": "uint8 images (N, H, W, C)",
@@ -57,7 +60,28 @@ def export_model(root: Path, model_ref: str | None, fmt: str, out: Path) -> Expo
         if difference > TOLERANCE:
             raise ImgpipeError(f"the {fmt} export differs from PyTorch by {difference:.2g} on the test split "
                                f"(more than {TOLERANCE}); it was not written. Report this with the model's spec.")
-    return Exported(Path(out), Path(out) / FILES[fmt], len(images), difference)
+    return Exported(out, out / FILES[fmt], len(images), difference)
+
+
+def check_output(out: Path, fmt: str, kept: dict[str, Path]) -> None:
+    """Refuse, before any work, an ``-o`` that would replace what export did not write."""
+    refuse_enclosing(out, kept)
+    if out.is_symlink() or out.exists() and not out.is_dir():
+        raise ImgpipeError(f"{out} is a file, and export writes a folder (the model file and {SPEC_FILE}): give -o "
+                           "a folder that is new, empty or a previous export.")
+    refuse_occupied(out, lambda path: is_export(path, fmt))
+
+
+def is_export(folder: Path, fmt: str) -> bool:
+    """Whether ``folder`` holds a previous export in ``fmt`` and nothing else: only that
+    is replaced, never a folder with the user's files (``-o models``, ``-o .``)."""
+    names = {p.name for p in folder.iterdir()}
+    if SPEC_FILE not in names or not names <= {FILES[fmt], SPEC_FILE}:
+        return False
+    try:
+        return json.loads((folder / SPEC_FILE).read_text()).get("format") == fmt
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -74,7 +98,28 @@ def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Pat
     # here for the C++ and mobile runtimes that still load it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.jit.trace(model, example).save(str(path))
+        traced = torch.jit.trace(model, example)
+        torch.jit.script(Uint8Images(traced, tuple(example.shape[1:]))).save(str(path))
+
+
+class Uint8Images(torch.nn.Module):
+    """The traced model behind a check of its input. A trace keeps no Python checks, and
+    takes float images silently (wrong answers: the normalisation inside expects 0-255
+    integers); ONNX refuses them by its typed input, and so does this, scripted."""
+
+    def __init__(self, traced: torch.nn.Module, shape: tuple[int, int, int]):
+        super().__init__()
+        self.model = traced
+        self.shape = list(shape)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise ValueError("the images must be uint8 (N, H, W, C), 0-255, as spec.json says; convert them "
+                             "to uint8 instead of scaling them to floats")
+        if images.dim() != 4 or list(images.shape[1:]) != self.shape:
+            raise ValueError("the images must be (N, H, W, C) with H, W, C = spec.json's image_size, image_size, "
+                             "channels")
+        return self.model(images)
 
 
 def runner(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -37,7 +37,7 @@ def pack(src: Path, dst: Path, shard_size: int = 5000, seed: int = 0) -> list[Pa
     if not src.is_dir():
         raise ImgpipeError(f"{src} is not a folder; give the folder that holds the class folders.")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise ImgpipeError(f"{dst} already exists; remove it or pick another destination.")
+        raise ImgpipeError(f"{dst} already exists and is not an empty folder; pick a new destination.")
     samples = defaultdict(dict)  # key -> {extension: file}: a.jpg and a.png form one sample
     for candidate in scan_folder(src):
         key = sample_key(candidate.id)

@@ -304,6 +304,11 @@ def _inspection_html(summary: RunSummary) -> str:
     return f"<h2>Inspection</h2><p><em>{html.escape(INSPECTION_NOTE)}</em></p>{table}{figures}"
 
 
+def only_pictures(folder: Path) -> bool:
+    """Whether ``folder`` holds PNG files and nothing else, as a previous Markdown report's files folder does."""
+    return all(p.is_file() and p.suffix == ".png" for p in folder.iterdir())
+
+
 def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
     """Write the report for ``run_id`` (default: the latest run) to ``output`` (.html or .md)."""
     output = Path(output)
@@ -316,7 +321,7 @@ def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
                 staged.write_text(render_html(summary))
             return output
         files = output.with_name(f"{output.stem}_files")
-        with atomic_path(files) as staged:
+        with atomic_path(files, replaces=only_pictures) as staged:  # a previous report's, not a user's folder
             staged.mkdir()
             for _, path in summary.pictures + summary.inspection:
                 shutil.copy2(path, staged / path.name)
