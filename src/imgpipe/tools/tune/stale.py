@@ -7,7 +7,7 @@ failed by the next trial to start, on any machine sharing the study. A driver ki
 this machine is known dead at once (tracking/owner.py), so ``--resume`` right after a
 kill fails its trial without waiting out the grace period. Each such trial's MLflow
 runs are ended KILLED, and it is retried once with its settings (Optuna's
-RetryFailedTrialCallback), since it never got a value.
+RetryHeartbeatStaleTrialCallback), since it never got a value.
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ def heartbeat_storage(url: str) -> Any:
     """The study storage at ``url``, with the heartbeat that finds trials of a dead driver."""
     import optuna
 
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      failed_trial_callback=on_stale)
+    with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          heartbeat_stale_trial_callback=on_stale)
 
 
 def on_stale(study: Any, trial: Any) -> None:
-    """Optuna's failed-trial callback for a trial failed as stale: its runs KILLED, retried once."""
-    from optuna.storages import RetryFailedTrialCallback
+    """Optuna's callback for a trial failed as stale: its runs KILLED, retried once."""
+    import optuna
 
     exp_name = trial.user_attrs.get(EXP_ATTR)
     if exp_name and (parent := study.user_attrs.get(records.RUN_ATTR)):
@@ -43,7 +45,9 @@ def on_stale(study: Any, trial: Any) -> None:
     again = "it runs again with its settings" if retries == 0 else "it was retried once already: not again"
     print(f"tune: trial {trial.number} ({exp_name or 'no experiment yet'}) was left running by a tune process "
           f"that is gone: marked failed, its MLflow runs KILLED; {again}", flush=True)
-    RetryFailedTrialCallback(max_retry=1)(study, trial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
 def fail_dead(study: Any, storage: Any) -> None:
