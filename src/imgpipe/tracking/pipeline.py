@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+from imgpipe.tracking.owner import OWNER_TAG, this_process
 from imgpipe.tracking.runs import flatten
 
 KEY_TAG = "imgpipe.pipeline"  # on a parent run: the key it was opened by
@@ -45,14 +46,16 @@ def pipeline_key(commit: str | None, params: dict[str, Any]) -> tuple[str, str]:
 
 
 def open_pipeline(client: Any, experiment_id: str, commit: str | None, params: dict[str, Any]) -> Any:
-    """The parent run of this execution, made on first use and marked RUNNING again."""
+    """The parent run of this execution, made on first use and marked RUNNING again, owned
+    by this process (so that, if it is killed, a later stage can tell the run abandoned)."""
     key, name = pipeline_key(commit, params)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
                                order_by=["attributes.start_time DESC"], max_results=1)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
+        client.set_tag(found[0].info.run_id, OWNER_TAG, this_process())
         return found[0]
-    tags = {KEY_TAG: key}
+    tags = {KEY_TAG: key, OWNER_TAG: this_process()}
     if commit:
         tags["mlflow.source.git.commit"] = commit
     for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev"),

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from imgpipe.tracking.abandoned import end_abandoned_pipelines
 from imgpipe.tracking.artifacts import REPORTS, log_files
 from imgpipe.tracking.dvc_files import declared_deps, declared_outs, dvc_md5, locked, producers, stage_names
 from imgpipe.tracking.lineage import log_dvc_dataset
 from imgpipe.tracking.pipeline import (
     IN_TAG, OUT_TAG, STAGE_TAG, describe, link_stage, open_pipeline, producing_run,
 )
+from imgpipe.tracking.owner import OWNER_TAG, this_process
 from imgpipe.tracking.runs import flatten, git_commit
 from imgpipe.tracking.store import connect, creation_lock, store_errors, tracking_uri
 
@@ -84,8 +86,10 @@ def stage_run(root: Path, stage: str, params: dict[str, Any], experiment_name: s
     with creation_lock(tracking_uri(root)):  # two stages never make two parents for one key
         parent = open_pipeline(client, experiment_id, commit, params)
         end_abandoned(client, parent, stage, keep=resume_run_id)
+        # A killed execution whose params have changed since is no longer found by its key.
+        end_abandoned_pipelines(client, searched, keep=parent.info.run_id)
     active = _reopened(resume_run_id) or mlflow.start_run(run_name=stage, tags={
-        "mlflow.parentRunId": parent.info.run_id, STAGE_TAG: stage, **_source_tags(parent)})
+        "mlflow.parentRunId": parent.info.run_id, STAGE_TAG: stage, OWNER_TAG: this_process(), **_source_tags(parent)})
     origin = str((params.get("ingest") or {}).get("source", ""))
     record = StageRun(root, stage, origin, commit, active, parent, client)
     try:
@@ -121,9 +125,11 @@ def _reopened(run_id: str | None) -> Any | None:
     if not run_id:
         return None
     try:
-        return mlflow.start_run(run_id=run_id)
+        active = mlflow.start_run(run_id=run_id)
     except Exception:  # the store was reset since: record the resumed job afresh
         return None
+    mlflow.set_tag(OWNER_TAG, this_process())  # the killed process that held it is gone
+    return active
 
 
 def _source_tags(parent: Any) -> dict[str, str]:

@@ -8,12 +8,14 @@ the parent still lists every trial.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from imgpipe.tools.tune.storage import shown
+from imgpipe.tracking.abandoned import end_pipeline
 from imgpipe.tracking.pipeline import KEY_TAG
 from imgpipe.tracking.store import connect
 
@@ -78,6 +80,27 @@ def _cached_child(parent_id: str, study_name: str, trial: Any, exp_name: str, va
         mlflow.log_metric("trial_value", value)
 
 
+@contextlib.contextmanager
+def study_run_ended(study: Any) -> Iterator[None]:
+    """End the study's run as this tune run ends: FINISHED when its trials ran, however each
+    ended (another machine's trials may still run); KILLED on Ctrl-C or SIGTERM; FAILED on
+    an error. Optuna's plots go on it first, whichever."""
+    import mlflow
+
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            log_study_plots(study)
+        finally:
+            mlflow.end_run(status)
+
+
 def log_study_plots(study: Any) -> list[str]:
     """Optuna's history, importance and learning-curve plots, and the trials table, on the parent run."""
     import matplotlib
@@ -123,3 +146,16 @@ def mark_pruned(study_name: str, number: int) -> None:
         parent_id = run.data.tags.get("mlflow.parentRunId")
         if parent_id and _exists(client, parent_id) and KEY_TAG in client.get_run(parent_id).data.tags:
             client.set_terminated(parent_id, status="KILLED")
+
+
+def end_trial_runs(parent_id: str, exp_name: str) -> None:
+    """End as KILLED the pipeline run of the trial ``exp_name`` filed under the study's run
+    ``parent_id``, and its stage runs that did not finish: the trial was stopped (Ctrl-C,
+    SIGTERM) or its driver killed, so they would otherwise stay RUNNING, or read FAILED."""
+    import mlflow
+
+    found = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
+        f"tags.mlflow.parentRunId = '{parent_id}' and tags.`dvc.exp_name` = '{exp_name}' and tags.`{KEY_TAG}` LIKE '%'"))
+    client = mlflow.MlflowClient()
+    for run in found:
+        end_pipeline(client, run)

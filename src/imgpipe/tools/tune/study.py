@@ -20,11 +20,12 @@ from imgpipe.params.base import read_params
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.tune import TuneConfig
 from imgpipe.paths import Paths
-from imgpipe.tools.tune import records
+from imgpipe.tools.tune import interrupts, records, stale
 from imgpipe.tools.tune.config import check_space, load_tune_config, read_metric
 from imgpipe.tools.tune.space import describe, overrides, suggest
 from imgpipe.tools.tune.storage import shown, study_storage
 from imgpipe.tools.tune.trial_run import check_repo, experiment_metrics, run_trial
+from imgpipe.tracking.owner import this_process
 from imgpipe.train import tune_trial as env
 
 # metrics.json keys whose per-epoch value train_history.csv holds, for the pruner.
@@ -50,7 +51,6 @@ class TuneRequest:
 
 def tune(root: Path, request: TuneRequest) -> Any:
     """Run the study; return the Optuna study."""
-    import mlflow
     import optuna
 
     paths = Paths(root)
@@ -62,28 +62,28 @@ def tune(root: Path, request: TuneRequest) -> Any:
         raise ImgpipeError(f"--study {name!r}: trials are git refs named tune-<study>-<n>, so use letters, digits, "
                            "'.', '_' and '-', starting with a letter or digit.")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our line, not a traceback
-    study = open_study(name, storage, cfg, request.resume)
+    study, rdb = open_study(name, storage, cfg, request.resume)
     parent = records.open_study_run(root, mlflow_cfg.experiment_name, study, storage, settings(cfg))
     trials = request.trials or cfg.trials
     print(f"tune: study {name} in {shown(storage)}: {trials} trial(s) maximising {cfg.metric}"
           if cfg.direction == "maximize" else f"tune: study {name}: {trials} trial(s) minimising {cfg.metric}")
     objective = Objective(root, cfg, study, parent, storage, read_params(paths.params))
-    try:
+    with interrupts.sigterm_as_ctrl_c(), records.study_run_ended(study):
+        stale.fail_dead(study, rdb)  # a killed run's trial, before this run's first
         study.optimize(objective, n_trials=trials, timeout=request.timeout or cfg.timeout, catch=(TrialFailed,),
                        callbacks=[records.record_best])
-    finally:
-        records.log_study_plots(study)
-        mlflow.end_run("FINISHED" if study_finished(study) else "KILLED")
     summarise(study, cfg, parent)
     return study
 
 
-def open_study(name: str, storage: str, cfg: TuneConfig, resume: bool) -> Any:
-    """Create the study, or with ``resume`` load it; refuse to mix two studies under one name."""
+def open_study(name: str, storage: str, cfg: TuneConfig, resume: bool) -> tuple[Any, Any]:
+    """Create the study, or with ``resume`` load it; refuse to mix two studies under one name.
+    Return it and its storage, which keeps the heartbeat of the trials it runs (stale.py)."""
     import optuna
 
     try:
-        names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+        rdb = stale.heartbeat_storage(storage)
+        names = {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}
     except Exception as exc:
         raise ImgpipeError(f"cannot open the study storage {shown(storage)}: {str(exc).splitlines()[0]}") from None
     if name in names and not resume:
@@ -92,8 +92,8 @@ def open_study(name: str, storage: str, cfg: TuneConfig, resume: bool) -> Any:
     if name not in names and resume:
         raise ImgpipeError(f"there is no study {name} in {shown(storage)} to resume; drop --resume to start it.")
     # Seeded by the trials already run, so a resumed study does not draw its first trials again.
-    done = len(optuna.load_study(study_name=name, storage=storage).trials) if resume else 0
-    study = optuna.create_study(study_name=name, storage=storage, direction=cfg.direction, load_if_exists=True,
+    done = len(optuna.load_study(study_name=name, storage=rdb).trials) if resume else 0
+    study = optuna.create_study(study_name=name, storage=rdb, direction=cfg.direction, load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=cfg.seed + done),
                                 pruner=env.make_pruner(cfg.pruner.model_dump()))
     stored = study.user_attrs.get("metric")
@@ -102,17 +102,13 @@ def open_study(name: str, storage: str, cfg: TuneConfig, resume: bool) -> Any:
                            "same metric, or start another study (--study NAME).")
     study.set_user_attr("metric", cfg.metric)
     study.set_user_attr(env.PRUNER_ATTR, cfg.pruner.model_dump())
-    return study
+    return study, rdb
 
 
 def settings(cfg: TuneConfig) -> dict[str, Any]:
     data = cfg.model_dump(mode="json", by_alias=True, exclude_none=True)
     data["pruner"] = f"{cfg.pruner.name} (after {cfg.pruner.startup_trials} trials, {cfg.pruner.warmup_epochs} epochs)"
     return data
-
-
-def study_finished(study: Any) -> bool:
-    return all(t.state.is_finished() for t in study.trials)
 
 
 class Objective:
@@ -126,12 +122,17 @@ class Objective:
         import optuna
 
         values, name = suggest(trial, self.cfg.space), f"tune-{self.study.study_name}-{trial.number}"
-        trial.set_user_attr("dvc_exp", name)
+        trial.set_user_attr(stale.EXP_ATTR, name)
+        trial.set_user_attr(stale.OWNER_ATTR, this_process())  # if this process is killed, --resume can tell
         self.count += 1
         print(f"tune: trial {trial.number} ({self.count} of this run): {describe(values)}", flush=True)
         started = time.monotonic()
-        run = run_trial(self.root, name, overrides(self.params, values), self.trial_env(trial),
-                        self.root / "logs" / "tune" / self.study.study_name / f"{name}.log")
+        try:
+            run = run_trial(self.root, name, overrides(self.params, values), self.trial_env(trial),
+                            self.root / "logs" / "tune" / self.study.study_name / f"{name}.log")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trial's runs end KILLED, not FAILED or RUNNING
+            records.end_trial_runs(self.parent, name)
+            raise
         took = f"{time.monotonic() - started:.0f} s"
         if not run.ok:
             if (epoch := self.pruned_at(trial)) is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.tools.tune.interrupts import wait_stopping
 
 
 @dataclass
@@ -55,7 +56,8 @@ def run_trial(root: Path, name: str, overrides: list[str], env: dict[str, str], 
     with log.open("w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        code = subprocess.run(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        code = wait_stopping(proc)  # on Ctrl-C, only once the trial's stages have ended their runs
     return TrialRun(name, log, code)
 
 
