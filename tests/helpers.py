@@ -139,3 +139,22 @@ def write_digit_folder(root: Path, per_class: int = 12, classes: tuple[str, ...]
             image.save(path, format=fmt)
             written.setdefault(name, []).append(path)
     return written
+
+
+def wait_for_server(process, port: int) -> None:
+    """Wait until ``mlflow models serve`` (``process``) answers /ping on ``port``; fail the
+    test with its last output if it ends or has not answered within two minutes."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                pytest.fail(f"mlflow models serve did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.5)

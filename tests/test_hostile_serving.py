@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import free_port, run
+from helpers import free_port, run, wait_for_server
 
 BIN = Path(sys.executable).parent
 SIZE = 16
@@ -180,15 +180,7 @@ def server(served):
                                 "-h", "127.0.0.1", "-p", str(port)], cwd=root, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or process.poll() is not None:
-                    pytest.fail(f"mlflow models serve did not start: {process.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
+        wait_for_server(process, port)
         yield f"http://127.0.0.1:{port}/invocations"
     finally:
         os.killpg(process.pid, signal.SIGTERM)

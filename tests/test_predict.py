@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import SHARED, free_port, make_project, write_digit_folder
+from helpers import SHARED, free_port, make_project, wait_for_server, write_digit_folder
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -80,7 +79,7 @@ def test_mlflow_models_serve_answers_a_jpeg_as_imgpipe_predict_does(trained, tmp
                                "-h", "127.0.0.1", "-p", str(port)], cwd=trained.root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(server, port)
+        wait_for_server(server, port)
         photo = a_jpeg(tmp_path)
         body = tmp_path / "request.json"
         body.write_text(json.dumps({"dataframe_records": [{"image": base64.b64encode(photo.read_bytes()).decode()}]}))
@@ -104,18 +103,6 @@ def test_mlflow_models_serve_answers_a_jpeg_as_imgpipe_predict_does(trained, tmp
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_for(server: subprocess.Popen, port: int) -> None:
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-            return
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                pytest.fail(f"mlflow models serve did not start: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(1)
 
 
 def test_promote_moves_the_champion_only_for_a_better_model_on_the_same_val_data(trained):
