@@ -147,7 +147,8 @@ def test_the_study_run_ends_killed_on_ctrl_c_and_finished_otherwise(tmp_path, cl
 def tiny(tmp_path_factory):
     """A committed tiny project after `dvc repro`, with a one-key search space."""
     proj = make_project(tmp_path_factory.mktemp("runs") / "proj")
-    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "tune": {"space": None}})
+    # Enough epochs that a kill after the first lands mid-training, even on a loaded machine.
+    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 6}, "tune": {"space": None}})
     proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
                               "pruner": {"name": "none"}}})
     proj.run("dvc", "repro")
@@ -215,8 +216,9 @@ def test_a_stopped_or_killed_tune_leaves_no_run_running_and_resumes(tiny):
     out = stop_when(proc, logs / "tune-default-0.log", "epoch 1:", lambda: os.kill(proc.pid, signal.SIGTERM))
     assert proc.returncode == 130, out
     runs = runs_by_status(tiny)
-    assert "RUNNING" not in runs, out
-    assert {r.info.run_name for r in runs["KILLED"]} >= {"tune-default", "tune-default-0", "train"}
+    seen = {status: sorted(r.info.run_name for r in group) for status, group in runs.items()}
+    assert "RUNNING" not in runs, (seen, out)
+    assert {r.info.run_name for r in runs["KILLED"]} >= {"tune-default", "tune-default-0", "train"}, (seen, out)
     assert trial_pipeline(runs, "tune-default-0") == {"pipeline": "KILLED", "train": "KILLED"}
     # SIGKILL of the whole group mid-training (the OOM killer, a lost machine): nothing ends a run.
     proc = start(tiny, "imgpipe", "tune", "--resume", "--trials", "1")
