@@ -4,6 +4,7 @@ The helpers behind them live in helpers.py."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Under pytest-xdist (`make test` runs a worker per core), each worker's stage processes
@@ -24,6 +25,12 @@ def no_tracking_store_from_another_test(monkeypatch):
     imgpipe looks first: without this, one test's store would be the next test's."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)  # and on the way out, whatever the test set
+    yield
+    # mlflow.set_experiment also keeps the experiment's id in a module global, which a
+    # later test's fresh store does not have ("No Experiment with id=1 exists").
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None and hasattr(fluent, "_active_experiment_id"):
+        fluent._active_experiment_id = None
 
 
 @pytest.fixture

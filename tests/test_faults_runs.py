@@ -147,8 +147,9 @@ def test_the_study_run_ends_killed_on_ctrl_c_and_finished_otherwise(tmp_path, cl
 def tiny(tmp_path_factory):
     """A committed tiny project after `dvc repro`, with a one-key search space."""
     proj = make_project(tmp_path_factory.mktemp("runs") / "proj")
-    # Enough epochs that a kill after the first lands mid-training, even on a loaded machine.
-    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 6}, "tune": {"space": None}})
+    # An epoch here takes a tenth of a second: enough of them that a kill sent after the first
+    # lands mid-training even when the signal takes seconds to arrive on a loaded machine.
+    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 40}, "tune": {"space": None}})
     proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
                               "pruner": {"name": "none"}}})
     proj.run("dvc", "repro")
@@ -176,7 +177,7 @@ def stop_when(proc: subprocess.Popen, log: Path | None, line: str, stop) -> str:
         while not any(text.startswith(line) for text in
                       (log.read_text().splitlines() if log and log.exists() else "".join(printed).splitlines())):
             assert proc.poll() is None, f"ended before {line!r}:\n{''.join(printed)}"
-            time.sleep(0.2)
+            time.sleep(0.05)
         stop()
         proc.wait()
         reader.join(60)

@@ -68,6 +68,7 @@ def served(tmp_path_factory):
     torch.manual_seed(0)
     model_folder.write(root / "models", create_model(spec), spec, {"run_id": "none"})
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    mlflow.set_experiment("served")  # not whichever experiment an earlier test left active
     try:
         with mlflow.start_run():
             info = log_model(root / "models", np.zeros((1, SIZE, SIZE, 1), np.uint8), spec.to_dict())
