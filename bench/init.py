@@ -1,12 +1,19 @@
-"""``imgpipe init`` against the digits defaults, the README's transfer recipe and the best
-hand-tuned row, on the image folders of ../shared/datasets (issue #14).
+"""``imgpipe init`` against the digits defaults and the README's transfer recipe (and, on
+the shared sets, issue #14's best hand-tuned row and two probes), on collections of
+different kinds: brain-mri and hymenoptera from ../shared/datasets, and the collections
+that bench/collections_offline.py builds from what is offline (CIFAR-10-LT, gray
+textures, digits-LT), issues #14 and #29.
 
 Each row is a fresh project copy whose params start as params.yaml ships them; a row's
-seed sets ingest's split and every other stage's seed, so the spread over seeds includes
-which images land in the small test split. For a seed, every row gets the same split.
+seed sets ingest's split and every other stage's seed (before init runs, so its trial
+sees that seed's train and val splits and never its test split), so the spread over
+seeds includes which images land in the small test split. For a seed, every row gets the
+same split. Each finished row is appended to --log as a line of JSON, and the table is
+drawn from every line there, so a run can be split over several sittings.
 
-    python bench/init.py --seeds 0 1 2                       # every dataset and row (about 2 hours on 2 CPUs)
-    python bench/init.py --datasets brain-mri --rows init --seeds 0
+    python bench/init.py --seeds 0 1 2                      # every collection and row (hours on 2 CPUs)
+    python bench/init.py --datasets gray-textures --rows init --seeds 0 --budget-minutes 20
+    python bench/init.py --report                            # the table from --log alone
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from collections_offline import BUILDERS, build  # noqa: E402
 from shared_data import SHARED  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import copy_project  # noqa: E402
@@ -48,26 +56,29 @@ ROWS = ("digits defaults", "README transfer recipe", "hand-tuned", "init", "prob
 PROBES = ("logistic regression on pixels", "linear probe on frozen EfficientNet-Lite0 features")
 
 
-def run_row(root: Path, dataset: str, row: str, seed: int) -> dict:
+def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget: float) -> dict:
     project = copy_project(root)
-    folder = SHARED / dataset
+    project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
+    began = time.perf_counter()
+    chose = None
     if row == "init":
-        print(project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder)).stdout, flush=True)
+        out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--budget-minutes",
+                          str(budget)).stdout
+        print(out, flush=True)
+        chose = next((line.split(": ", 2)[1] for line in out.splitlines() if line.startswith("init: chose ")), None)
     else:
         project.set_params({"ingest": {"source": str(folder)}})
         project.set_params(TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset]
                            if row == "hand-tuned" else {})
-    project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
-    began = time.perf_counter()
     project.run("dvc", "repro", timeout=None)
     metrics = json.loads((project.root / "metrics.json").read_text())
     return {**metrics["test"], "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
-            "seconds": time.perf_counter() - began}
+            "seconds": time.perf_counter() - began, "chose": chose}
 
 
-def run_probes(root: Path, dataset: str, seed: int) -> dict[str, dict]:
+def run_probes(root: Path, folder: Path, seed: int) -> dict[str, dict]:
     project = copy_project(root)
-    project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(SHARED / dataset), "--no-trial")
+    project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--no-trial")
     project.set_params({"ingest": {"seed": seed}})
     project.run("dvc", "repro", "ingest", timeout=None)
     import numpy as np
@@ -112,42 +123,74 @@ def fit_probe(x: dict, y: dict) -> dict:
     return {"balanced_accuracy": balanced_accuracy_score(y["test"], fitted(best).predict(x["test"])), "seconds": 0.0}
 
 
+ROWS_29 = ("digits defaults", "README transfer recipe", "init")
+
+
+def folders(names: list[str], scratch: Path) -> dict[str, Path]:
+    """Each collection's folder: the shared ones as they are, the offline ones built (seed 0)."""
+    found = {}
+    for name in names:
+        if name in BUILDERS:
+            found[name] = build(name, scratch / name)
+        elif (SHARED / name).is_dir():
+            found[name] = SHARED / name
+        else:
+            print(f"{name}: skipped, not found under {SHARED}")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(HAND_TUNED))
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--datasets", nargs="+", default=[*HAND_TUNED, *BUILDERS])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS_29), choices=ROWS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget-minutes", type=float, default=20.0, help="imgpipe init --budget-minutes")
+    parser.add_argument("--log", type=Path, default=REPO / "bench" / "results" / "init.jsonl")
+    parser.add_argument("--report", action="store_true", help="only draw the table from --log")
     args = parser.parse_args()
-    results: dict[tuple[str, str], list[dict]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for dataset in args.datasets:
-            if not (SHARED / dataset).is_dir():
-                print(f"{dataset}: skipped, not found under {SHARED}")
-                continue
-            for row in args.rows:
+    if not args.report:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for dataset, folder in folders(args.datasets, Path(tmp)).items():
                 for seed in args.seeds:
-                    if row == "probes":
-                        for name, run in run_probes(Path(tmp) / f"{dataset}-probes-{seed}", dataset, seed).items():
-                            results.setdefault((dataset, name), []).append(run)
-                            print(f"{dataset} | {name} | seed {seed}: balanced accuracy "
-                                  f"{run['balanced_accuracy']:.3f}", flush=True)
-                        continue
-                    run = run_row(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), dataset, row, seed)
-                    results.setdefault((dataset, row), []).append(run)
-                    print(f"{dataset} | {row} | seed {seed}: balanced accuracy {run['balanced_accuracy']:.3f} "
-                          f"(val {run['val_balanced_accuracy']:.3f}, {run['seconds']:.0f} s)", flush=True)
-    report(results)
+                    for row in args.rows:
+                        for entry in run(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), folder, dataset,
+                                         row, seed, args.budget_minutes):
+                            with args.log.open("a") as log:
+                                log.write(json.dumps(entry) + "\n")
+    report([json.loads(line) for line in args.log.read_text().splitlines() if line.strip()])
 
 
-def report(results: dict[tuple[str, str], list[dict]]) -> None:
-    print("\n| dataset | row | test balanced accuracy, mean | sd | each seed | minutes per run |")
-    print("|---|---|---:|---:|---|---:|")
-    for (dataset, row), runs in results.items():
+def run(root: Path, folder: Path, dataset: str, row: str, seed: int, budget: float) -> list[dict]:
+    """The log entries of one row at one seed (the probes row gives two)."""
+    if row == "probes":
+        runs = run_probes(root, folder, seed).items()
+    else:
+        runs = [(row, run_row(root, folder, dataset, row, seed, budget))]
+    entries = [{"dataset": dataset, "row": name + (f" ({budget:g} min)" if name == "init" else ""), "seed": seed,
+                **result} for name, result in runs]
+    for e in entries:
+        print(f"{dataset} | {e['row']} | seed {seed}: balanced accuracy {e['balanced_accuracy']:.3f} "
+              f"({e.get('seconds', 0):.0f} s{', chose ' + e['chose'] if e.get('chose') else ''})", flush=True)
+    return entries
+
+
+def report(entries: list[dict]) -> None:
+    """Mean, sample sd and each seed of test balanced accuracy, a row per (dataset, row)."""
+    groups: dict[tuple[str, str], dict[int, dict]] = {}
+    for e in entries:  # a seed run again replaces the earlier line
+        groups.setdefault((e["dataset"], e["row"]), {})[e["seed"]] = e
+    print("\n| dataset | row | mean | sd | each seed | minutes per run | init chose |")
+    print("|---|---|---:|---:|---|---:|---|")
+    for (dataset, row), by_seed in groups.items():
+        runs = [by_seed[s] for s in sorted(by_seed)]
         scores = [r["balanced_accuracy"] for r in runs]
         sd = f"{statistics.stdev(scores):.3f}" if len(scores) > 1 else "-"
-        minutes = statistics.mean(r["seconds"] for r in runs) / 60
+        minutes = statistics.mean(r.get("seconds", 0.0) for r in runs) / 60
+        chose = "; ".join(sorted({r["chose"] for r in runs if r.get("chose")}))
         print(f"| {dataset} | {row} | {statistics.mean(scores):.3f} | {sd} | "
-              f"{', '.join(f'{s:.3f}' for s in scores)} | {f'{minutes:.1f}' if minutes else '-'} |")
+              f"{', '.join(f'{s:.3f}' for s in scores)} (seeds {', '.join(str(s) for s in sorted(by_seed))}) | "
+              f"{f'{minutes:.1f}' if minutes else '-'} | {chose} |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from helpers import copy_project, write_digit_folder
 from imgpipe.errors import ImgpipeError
 from imgpipe.tools.init.profile import profile_folder
 from imgpipe.tools.init.recipe import choose
-from imgpipe.tools.init.trial import pick
+from imgpipe.tools.init.candidates import architectures, losses
 
 IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
 
@@ -91,10 +91,80 @@ def test_imbalance_picks_the_loss_and_size_picks_the_epochs(tmp_path):
     assert 10 <= even["train.epochs"] <= 30
 
 
-def test_a_tried_candidate_replaces_the_rule_s_only_when_clearly_better():
-    assert pick({"rule": 0.80, "other": 0.81}) == "rule"  # within the margin: noise on a small val split
-    assert pick({"rule": 0.80, "other": 0.90}) == "other"
-    assert pick({"rule": 0.90, "other": 0.70}) == "rule"
+def test_the_trial_compares_four_ways_of_learning_and_three_ways_to_meet_the_imbalance(tmp_path):
+    write_photos(tmp_path / "photos", {"a": 60, "b": 8}, size=(120, 100))
+    profile = profile_folder(tmp_path / "photos")
+    ways = architectures(profile)
+    learned = [(c.value("train.pretrained"), c.value("train.freeze"), c.image_size) for c in ways]
+    assert learned == [(True, {"unfreeze_last": 4}, 96), (False, "none", 64), (True, "none", 96), (True, "backbone", 96)]
+    assert [c.kind for c in ways] == ["transfer", "scratch", "transfer", "transfer"]
+    assert ways[1].value("train.model") == "base_cnn" and ways[1].value("train.device_augment")["crop_padding"]
+    assert architectures(profile_folder(tmp_path / "photos"), image_size=160)[0].image_size == 160
+    write_digit_folder(tmp_path / "digits", per_class=8)
+    assert architectures(profile_folder(tmp_path / "digits"))[0].kind == "scratch"  # the rule's own first
+    imbalance = [(c.value("balance.method"), c.value("train.loss"), c.posthoc_tau) for c in losses(ways[3], profile)]
+    assert imbalance == [("none", "balanced_softmax", 0.0), ("weighted_sampler", "cross_entropy", 0.0),
+                         ("none", "cross_entropy", 1.0)]
+    assert losses(ways[3], profile)[0].name == ways[3].name
+
+
+def fake_trial(monkeypatch, tmp_path, counts: dict[str, int], scores: dict[tuple, list[float]]):
+    """``measure`` with the training replaced: ``scores`` by (model, freeze, loss, balanced
+    batches, post-hoc tau); a CNN from scratch trains 10x faster than a backbone."""
+    from imgpipe.tools.init import measure
+    from imgpipe.tools.init.params_file import updated_params
+    from imgpipe.tools.init.profile import FolderProfile
+    from imgpipe.tools.init.trial import TrialData
+
+    labels = np.repeat(np.arange(len(counts)), 30)
+    rows = np.arange(len(labels))
+    folds = tuple((rows[rows % 3 != k], rows[rows % 3 == k]) for k in range(3))
+    data = TrialData(np.zeros((len(labels), 8, 8, 1), np.uint8), labels, list(counts), folds)
+    profile = FolderProfile(tmp_path, counts, False, sum(counts.values()), 10, 100, 120, False)
+    params = yaml.safe_load(updated_params(Path(__file__).parents[1] / "params.yaml", choose(profile, "x")))
+    calls = []
+
+    def train_fold(cfg, data, fold, root, balanced, posthoc_tau, on_epoch):
+        calls.append((cfg.model, cfg.epochs))
+        return scores[(cfg.model, str(cfg.freeze), cfg.loss, balanced, posthoc_tau)][fold], 1.0
+
+    monkeypatch.setattr(measure, "trial_data", lambda ingest, root: data)
+    monkeypatch.setattr(measure, "images_per_second", lambda cfg, *_: 200.0 if cfg.model == "base_cnn" else 20.0)
+    monkeypatch.setattr(measure, "train_fold", train_fold)
+    return measure, profile, params, calls
+
+
+def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_time(monkeypatch, tmp_path):
+    lite = "efficientnet_lite0"
+    scores = {("base_cnn", "none", "balanced_softmax", False, 0.0): [0.9, 0.6, 0.9],  # best on two folds of three
+              (lite, "unfreeze_last=4", "balanced_softmax", False, 0.0): [0.8, 0.8, 0.8],
+              (lite, "none", "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5],
+              (lite, "backbone", "balanced_softmax", False, 0.0): [0.7, 0.7, 0.7],
+              (lite, "unfreeze_last=4", "cross_entropy", True, 0.0): [0.7, 0.7, 0.7],
+              (lite, "unfreeze_last=4", "cross_entropy", False, 1.0): [0.85, 0.85, 0.9]}
+    measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 60, "b": 6}, scores)
+    results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=4)
+    assert len(results) == 6 and len(calls) == 18  # 4 ways and 2 more losses (ratio 10), on 3 folds each
+    assert best.candidate.name.endswith("logits adjusted after training") and best.candidate.posthoc_tau == 1.0
+    epochs = {model: {e for m, e in calls if m == model} for model, _ in calls}
+    assert len(epochs["base_cnn"]) == len(epochs[lite]) == 1  # the same epochs on every fold
+    scratch, transfer = epochs["base_cnn"].pop(), epochs[lite].pop()
+    assert transfer >= 2 and 9 * transfer <= scratch <= 11 * transfer  # ten times as fast: ten times the epochs
+    table = measure.table(results, best)
+    assert len(table) == 7 and table[-1].endswith("<- chosen") and "0.800 +/- 0.000" in table[1]
+    assert "0.800 +/- 0.173" in table[2]  # level on the mean with the rule's own, which is kept
+    epochs_choice = measure.full_epochs(best, profile, 600)
+    assert 10 <= epochs_choice.value <= 30 and "20 images/s measured here" in epochs_choice.reason
+
+
+def test_the_loss_is_tried_only_when_the_imbalance_is_large(monkeypatch, tmp_path):
+    scores = {key: [0.5, 0.5, 0.5] for key in
+              [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
+               ("efficientnet_lite0", "unfreeze_last=4"), ("efficientnet_lite0", "backbone")]]}
+    measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
+    results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
+    assert len(results) == 4 and len(calls) == 12
+    assert best.candidate.name == results[0].candidate.name  # a tie keeps the rule's own
 
 
 def test_init_keeps_every_comment_and_writes_params_that_validate(tmp_path):
@@ -137,6 +207,8 @@ def test_init_dry_run_writes_nothing_and_errors_are_one_sentence(tmp_path):
     assert out.returncode == 2 and "raw/nothing is not a folder" in out.stderr and "Traceback" not in out.stderr
     out = project.run(IMGPIPE, "init", "raw/pets", "--image-size", "4", check=False)
     assert out.returncode == 2 and "--image-size 4" in out.stderr
+    out = project.run(IMGPIPE, "init", "raw/pets", "--budget-minutes", "0", check=False)
+    assert out.returncode == 2 and "--budget-minutes 0 is out of range" in out.stderr
     assert (project.root / "params.yaml").read_text() == before
 
 
@@ -144,7 +216,8 @@ def test_init_dry_run_writes_nothing_and_errors_are_one_sentence(tmp_path):
 def test_dvc_repro_after_init_learns_small_gray_images_with_a_cnn_from_scratch(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_digit_folder(project.root / "raw" / "digits", per_class=12)
-    project.run(IMGPIPE, "init", "raw/digits")
+    out = project.run(IMGPIPE, "init", "raw/digits", "--no-trial").stdout
+    assert "a rule-of-thumb guess" in out and "init: trial" not in out
     project.run("dvc", "repro")
     spec = json.loads((project.root / "models" / "model.json").read_text())
     assert spec["name"] == "base_cnn" and spec["channels"] == 1
@@ -156,12 +229,16 @@ def test_dvc_repro_after_init_learns_small_gray_images_with_a_cnn_from_scratch(t
 def test_dvc_repro_after_init_fine_tunes_efficientnet_on_photos(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "tints", {"red": 48, "green": 24})
-    out = project.run(IMGPIPE, "init", "raw/tints", "--image-size", "64")
-    # Both ways to fine-tune were tried on ingest's train split, and the reason says so.
-    assert "init: val balanced accuracy: the last 4 blocks" in out.stdout and "every block" in out.stdout
-    freeze = yaml.safe_load((project.root / "params.yaml").read_text())["train"]["freeze"]
-    assert freeze in ({"unfreeze_last": 4}, "none")
+    out = project.run(IMGPIPE, "init", "raw/tints", "--image-size", "64", "--budget-minutes", "1").stdout
+    # Four ways of learning were tried on folds of ingest's train and val splits, and the table says so.
+    rows = [line for line in out.splitlines() if line.endswith(tuple("0123456789")) or line.endswith("<- chosen")]
+    assert [row.split(",")[0].strip() for row in rows] == ["EfficientNet-Lite0", "CNN from scratch", "EfficientNet-Lite0",
+                                                            "linear probe on EfficientNet-Lite0"], out
+    assert sum(row.endswith("<- chosen") for row in rows) == 1 and "init: chose " in out
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    chosen = next(row for row in rows if row.endswith("<- chosen"))
+    assert params["train"]["model"] == ("base_cnn" if "scratch" in chosen else "efficientnet_lite0")
     project.run("dvc", "repro")
     spec = json.loads((project.root / "models" / "model.json").read_text())
-    assert spec["name"] == "efficientnet_lite0" and spec["image_size"] == 64
+    assert spec["name"] == params["train"]["model"] and spec["image_size"] == params["ingest"]["image_size"]
     assert json.loads((project.root / "metrics.json").read_text())["test"]["balanced_accuracy"] >= 0.8

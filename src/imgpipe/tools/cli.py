@@ -110,8 +110,11 @@ def _add_data_commands(commands) -> None:
     init.add_argument("--params", type=Path, default=Path("params.yaml"), help="the file to update (default: params.yaml)")
     init.add_argument("--image-size", type=int, help="use this size instead of the one chosen from the images")
     init.add_argument("--dry-run", action="store_true", help="print the choices; write nothing")
-    init.add_argument("--no-trial", action="store_true", help="choose by the rules alone, without briefly "
-                      "training the candidates for how much of a pretrained backbone to retrain")
+    init.add_argument("--no-trial", action="store_true", help="guess by a rule of thumb from the images' size and "
+                      "colour, in seconds, instead of briefly training the alternatives on the folder")
+    init.add_argument("--budget-minutes", type=float, default=20.0, metavar="MINUTES",
+                      help="time for the trial and the full training together (default: 20, sized for 2 CPUs "
+                      "without a GPU); the trial takes at most 40%% and sets train.epochs to fit the rest")
     pack = commands.add_parser("pack", help="write a folder of class folders as WebDataset .tar shards",
                                description="Write the images under SRC as tar shards in DST (shard-000000.tar, ...), "
                                "shuffled with --seed, --shard-size samples each. Point ingest.source at DST and "
@@ -139,7 +142,8 @@ def _doctor(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from imgpipe.tools.init.command import init_params
 
-    init_params(args.folder, args.params, args.image_size, args.dry_run, trial=not args.no_trial)
+    init_params(args.folder, args.params, args.image_size, args.dry_run, trial=not args.no_trial,
+                budget_minutes=args.budget_minutes)
     return 0
 
 

@@ -10,23 +10,28 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.params.base import read_params
 from imgpipe.tools.init.params_file import updated_params, write_params
 from imgpipe.tools.init.profile import profile_folder
-from imgpipe.tools.init.recipe import Choice, choose, leftovers
+from imgpipe.tools.init.recipe import Choice, choose, leftovers, scratch_recipe, transfer_recipe
 
-# How much of the backbone to retrain: the rule's choice first, then the alternative tried.
-FREEZING = {"the last 4 blocks": {"unfreeze_last": 4}, "every block": "none"}
+DEFAULT_BUDGET_MINUTES = 20.0  # the trial and the full training, on 2 CPUs without a GPU
 
 
 def init_params(folder: Path, params: Path, image_size: int | None = None, dry_run: bool = False,
-                trial: bool = True) -> list[Choice]:
+                trial: bool = True, budget_minutes: float = DEFAULT_BUDGET_MINUTES) -> list[Choice]:
     """Choose params for ``folder`` and write them into ``params`` (unless ``dry_run``)."""
     if image_size is not None and not 8 <= image_size <= 1024:
         raise ImgpipeError(f"imgpipe init: --image-size {image_size} is out of range; give 8 to 1024 pixels.")
+    if not 1 <= budget_minutes <= 10_000:
+        raise ImgpipeError(f"imgpipe init: --budget-minutes {budget_minutes:g} is out of range; give 1 to 10000.")
     profile = profile_folder(folder)
     print(f"init: {profile.describe()}")
     root = params.resolve().parent
     choices = choose(profile, source_name(folder, root), image_size) + leftovers(read_params(params))
-    if trial and any(c.key == "train.pretrained" and c.value for c in choices):
-        choices = try_freezing(choices, params, root)
+    if trial:
+        choices = chosen_by_trial(choices, profile, params, root, budget_minutes, image_size)
+    else:
+        print("init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
+              "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
+              "--no-trial, init tries the alternatives on the folder and keeps the best")
     width = max(len(c.key) for c in choices)
     for choice in choices:
         print(f"  {choice.key:<{width}}  {_show(choice.value):<22}  {choice.reason}")
@@ -38,22 +43,34 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     return choices
 
 
-def try_freezing(choices: list[Choice], params: Path, root: Path) -> list[Choice]:
-    """Retrain the last blocks or every block? Try both briefly; keep the better by val."""
-    from imgpipe.tools.init.trial import MARGIN, TRIAL_EPOCHS, pick, score, trial_data
+def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, budget_minutes: float,
+                    image_size: int | None) -> list[Choice]:
+    """The rule's ``choices`` with the measured best candidate's in place of its own."""
+    from imgpipe.tools.init.measure import full_epochs, measure, table
 
     full = yaml.safe_load(updated_params(params, choices))
-    data = trial_data(full, root)
-    print(f"init: trying {' and '.join(FREEZING)} unfrozen, {TRIAL_EPOCHS} epochs each on {len(data.train[1])} "
-          f"of ingest's training images, scored on {len(data.val[1])} val images (--no-trial skips this)")
-    scores = {name: score({**full["train"], "freeze": freeze}, data, root) for name, freeze in FREEZING.items()}
-    tried = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
-    print(f"init: val balanced accuracy: {tried}")
-    chosen = pick(scores)
-    why = (f"tried briefly (val balanced accuracy: {tried}); {chosen} unfrozen "
-           + ("kept, the images are close enough to ImageNet's" if chosen == next(iter(FREEZING))
-              else f"learns better here, by {MARGIN} or more: these images are further from ImageNet's photos"))
-    return [Choice(c.key, FREEZING[chosen], why) if c.key == "train.freeze" else c for c in choices]
+    results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
+    for line in table(results, best):
+        print(line)
+    ranked = sorted(results, key=lambda m: -m.mean)
+    runner_up = next(m for m in ranked if m.candidate.name != best.candidate.name)
+    why = (f"measured: {best.candidate.name} had the best mean val balanced accuracy over "
+           f"{len(best.folds)} folds, {best.mean:.3f} +/- {best.sd:.3f} (next: {runner_up.candidate.name}, "
+           f"{runner_up.mean:.3f})")
+    print(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
+    measured = [*best.candidate.choices, full_epochs(best, profile, budget_minutes * 60 - seconds)]
+    measured = [Choice(c.key, c.value, f"{why}; {c.reason}") if c.key == "train.model" else c for c in measured]
+    # The rule's recipe keys that the chosen one leaves unset (base_cnn's layers for a
+    # backbone, the backbone's rate for a CNN from scratch) would only puzzle a reader.
+    unused = {c.key for c in transfer_recipe(224, 1) + scratch_recipe(32, 1)} - {c.key for c in measured}
+    return merged([c for c in choices if c.key not in unused], measured)
+
+
+def merged(choices: list[Choice], replacing: list[Choice]) -> list[Choice]:
+    """``choices`` with each of ``replacing`` in place of the one of its key (or added)."""
+    new = {c.key: c for c in replacing}
+    kept = [new.pop(c.key, c) for c in choices]
+    return kept + list(new.values())
 
 
 def source_name(folder: Path, root: Path) -> str:

@@ -18,6 +18,12 @@ from imgpipe.tools.init.profile import FolderProfile
 
 TRANSFER_MIN_SIDE = 64  # below this, ImageNet's features have little to see
 IMAGENET_SIZE = 224  # the size EfficientNet-Lite0's weights were trained at
+# A backbone sees images of at least 64 px (smaller ones are upsampled: its stride-32
+# feature map would be 1x1) and at most the size its ImageNet weights were trained at.
+TRANSFER_SIZES = (64, IMAGENET_SIZE)
+# A from-scratch CNN trains at the images' own size up to this: its cost grows with the
+# square of the side, and a few hundred images cannot teach it more than 64 px show.
+SCRATCH_MAX_SIDE = 64
 IMBALANCED = 1.5  # largest/smallest class above which the loss corrects for the prior
 # Images seen in a training run, so small folders still train long enough and large
 # ones do not train for days: epochs = budget / training images, within the bounds.
@@ -50,7 +56,8 @@ def train_share(profile: FolderProfile, val_fraction: float = 0.15, test_fractio
 
 
 def choose(profile: FolderProfile, source: str, image_size: int | None = None) -> list[Choice]:
-    """Every params.yaml value ``init`` sets for ``profile``, in params.yaml's order."""
+    """Every params.yaml value ``init`` sets for ``profile`` by the rule of thumb (transfer
+    for images of 64 px or more), in params.yaml's order; the trial may replace some."""
     transfer = profile.short_side >= TRANSFER_MIN_SIDE
     size = image_size or _image_size(profile, transfer)
     n_train = train_share(profile)
@@ -58,7 +65,7 @@ def choose(profile: FolderProfile, source: str, image_size: int | None = None) -
     choices += _balance(profile)
     choices.append(Choice("augment.copies", 0, "flips and crops are drawn afresh each epoch on the device "
                           "(train.device_augment) instead of copies written to disk"))
-    choices += _transfer(size, n_train) if transfer else _scratch(size, n_train)
+    choices += transfer_recipe(size, n_train) if transfer else scratch_recipe(size, n_train)
     choices.append(Choice("train.early_stopping", {"metric": "val_balanced_accuracy", "patience": 0,
                                                    "restore_best": True},
                           "keep the epoch with the best val balanced accuracy: val loss favours the large classes"))
@@ -79,9 +86,18 @@ def leftovers(current: dict[str, Any]) -> list[Choice]:
 
 
 def _image_size(profile: FolderProfile, transfer: bool) -> int:
-    if not transfer:  # small images keep their own size, in steps of 4 px
-        return max(16, 4 * round(profile.short_side / 4))
-    return max(TRANSFER_MIN_SIDE, min(IMAGENET_SIZE, 32 * (profile.short_side // 32)))
+    return transfer_size(profile) if transfer else scratch_size(profile)
+
+
+def scratch_size(profile: FolderProfile) -> int:
+    """The images' own size in steps of 4 px, at most SCRATCH_MAX_SIDE."""
+    return max(16, min(SCRATCH_MAX_SIDE, 4 * round(profile.short_side / 4)))
+
+
+def transfer_size(profile: FolderProfile) -> int:
+    """The shorter side rounded down to a multiple of 32, within TRANSFER_SIZES."""
+    low, high = TRANSFER_SIZES
+    return max(low, min(high, 32 * (profile.short_side // 32)))
 
 
 def _ingest(profile: FolderProfile, size: int, transfer: bool, asked: int | None) -> list[Choice]:
@@ -110,13 +126,13 @@ def _balance(profile: FolderProfile) -> list[Choice]:
                    "(BENCHMARKS.md, CIFAR-10-LT: +8 points of balanced accuracy over cross-entropy)")]
 
 
-def _epochs(budget: int, bounds: tuple[int, int], n_train: int) -> Choice:
+def epochs_choice(budget: int, bounds: tuple[int, int], n_train: int) -> Choice:
     epochs = min(bounds[1], max(bounds[0], math.ceil(budget / n_train)))
     return Choice("train.epochs", epochs, f"about {n_train} training images: {epochs} epochs, "
                   f"{epochs * n_train:,} images seen (aiming at {budget:,}, within {bounds[0]} to {bounds[1]} epochs)")
 
 
-def _transfer(size: int, n_train: int) -> list[Choice]:
+def transfer_recipe(size: int, n_train: int) -> list[Choice]:
     why = f"images of {size} px: pretrained features transfer"
     return [
         Choice("train.model", "efficientnet_lite0", f"{why}; its ImageNet weights ship with imgpipe (offline)"),
@@ -131,14 +147,14 @@ def _transfer(size: int, n_train: int) -> list[Choice]:
         Choice("train.label_smoothing", 0.1, "small sets overfit confident labels"),
         Choice("train.scheduler", {"name": "cosine", "warmup_epochs": 1}, "one warm-up epoch protects the "
                "pretrained weights from the new head's first gradients; cosine decay after"),
-        _epochs(TRANSFER_BUDGET, TRANSFER_EPOCHS, n_train),
+        epochs_choice(TRANSFER_BUDGET, TRANSFER_EPOCHS, n_train),
         Choice("train.batch_size", 32 if n_train < 2000 else 64, "small sets take more, smaller steps"),
         Choice("train.device_augment", {"hflip": True, "crop_padding": max(4, size // 10)},
                "random mirror images and shifted crops each epoch"),
     ]
 
 
-def _scratch(size: int, n_train: int) -> list[Choice]:
+def scratch_recipe(size: int, n_train: int) -> list[Choice]:
     return [
         Choice("train.model", "base_cnn", f"images of {size} px are too small for ImageNet features; a CNN "
                "with batch norm from scratch (BENCHMARKS.md: 0.81 on CIFAR-10 in 10 minutes on 2 CPUs)"),
@@ -152,7 +168,7 @@ def _scratch(size: int, n_train: int) -> list[Choice]:
         Choice("train.weight_decay", 0.05, "a from-scratch network needs it"),
         Choice("train.label_smoothing", 0.1, "confident labels overfit"),
         Choice("train.scheduler", {"name": "onecycle"}, "one-cycle: fast and stable from scratch"),
-        _epochs(SCRATCH_BUDGET, SCRATCH_EPOCHS, n_train),
+        epochs_choice(SCRATCH_BUDGET, SCRATCH_EPOCHS, n_train),
         Choice("train.batch_size", 64 if n_train < 5000 else 128, "larger batches for larger sets"),
         Choice("train.device_augment", {"hflip": False, "crop_padding": max(2, size // 8)},
                "shifted crops each epoch; no mirror images, which would change characters and symbols"),

@@ -1,79 +1,137 @@
-"""Brief trials for a choice ``init`` cannot make from the profile alone.
+"""Brief training of a candidate recipe on the folder itself, scored over several folds.
 
-How much of an ImageNet backbone to retrain depends on how far the images are from
-ImageNet's photos: the last blocks suffice for photos, textures and scans may need every
-block. Each candidate trains a few epochs on a sample of ingest's own train split (the
-split ``dvc repro`` will use, so the test images stay unseen) with the pipeline's own
-``fit``, and the best val balanced accuracy over its epochs is its score.
+The images are ingest's own train and val splits for the candidate's params (so the test
+split stays unseen), pooled, cut to a stratified sample and dealt into stratified folds:
+each fold's val part is a third of the sample, not the 30 images a small folder's val
+split may hold, and the mean over folds is what decides. A candidate trains on each fold
+with the pipeline's own model, optimizer, schedule, loss and device augmentation; its
+score on a fold is the val balanced accuracy after the last epoch.
 """
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from imgpipe.ingest.selection import select_splits
 from imgpipe.ingest.sources import load_source
 from imgpipe.models.device import select_device
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.train import TrainConfig
-from imgpipe.store.dataset import Split
 from imgpipe.train.data import TrainBatches
-from imgpipe.train.loop import fit
-from imgpipe.train.losses import class_prior
+from imgpipe.train.distributed import Dist
+from imgpipe.train.loop import autocast_for, prepare, train_one_epoch
+from imgpipe.train.losses import TrainLoss, class_prior
 from imgpipe.train.setup import initial_model, model_spec
+from imgpipe.train.state import TrainState, seed_everything
 
-TRIAL_EPOCHS = 4
-TRIAL_TRAIN = 600  # training images a trial uses at most: a seeded, stratified sample
-TRIAL_VAL = 400
-MARGIN = 0.02  # a candidate must beat the first (the rule's) by this much to replace it
+TRIAL_IMAGES = 900  # train + val images the trial uses at most: a seeded, stratified sample
+FOLDS = 3
 
 
 @dataclass(frozen=True)
 class TrialData:
-    train: tuple[np.ndarray, np.ndarray]  # images (N, H, W, C) uint8, labels
-    val: tuple[np.ndarray, np.ndarray]
+    images: np.ndarray  # (N, H, W, C) uint8: ingest's train and val splits, pooled and sampled
+    labels: np.ndarray
     classes: list[str]
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # (train rows, val rows) of each fold
+
+    @property
+    def fold_train(self) -> int:
+        """Training images in a fold (the largest)."""
+        return max(len(train) for train, _ in self.folds)
 
 
-def trial_data(params: dict[str, Any], root: Path, seed: int = 0) -> TrialData:
-    """Ingest's train and val splits for ``params``, each cut to a stratified sample."""
-    cfg = IngestConfig.model_validate(params["ingest"])
+def trial_data(ingest: dict[str, Any], root: Path, folds: int = FOLDS, seed: int = 0) -> TrialData:
+    """Ingest's train and val splits for ``ingest`` params, pooled, sampled and folded."""
+    from sklearn.model_selection import StratifiedKFold
+
+    cfg = IngestConfig.model_validate(ingest)
     source = load_source(cfg, root)
     _, _, splits, _ = select_splits(source, cfg)
-    rng = np.random.default_rng(seed)
-    return TrialData(_sample(splits["train"], TRIAL_TRAIN, rng), _sample(splits["val"], TRIAL_VAL, rng),
-                     source.classes)
+    images = np.concatenate([np.asarray(splits[s].images) for s in ("train", "val")])
+    labels = np.concatenate([splits[s].labels for s in ("train", "val")])
+    keep = _stratified_sample(labels, TRIAL_IMAGES, np.random.default_rng(seed))
+    images, labels = images[keep], labels[keep]
+    # A class with fewer images than folds cannot be in every fold's val part: fewer folds.
+    k = max(2, min(folds, int(np.bincount(labels).min(initial=folds) or folds)))
+    split = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+    return TrialData(images, labels, source.classes, tuple((np.sort(a), np.sort(b)) for a, b in split))
 
 
-def _sample(split: Split, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    labels = split.labels
+def _stratified_sample(labels: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows of at most ``limit`` images, each class keeping its share (and at least one)."""
     if len(labels) <= limit:
-        return np.asarray(split.images), labels
+        return np.arange(len(labels))
     share = limit / len(labels)
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: max(1, round(share * n))]
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: max(1, round(share * n))]
                                    for c, n in zip(*np.unique(labels, return_counts=True))]))
-    return np.asarray(split.images)[keep], labels[keep]
 
 
-def score(train_params: dict[str, Any], data: TrialData, root: Path) -> float:
-    """The best val balanced accuracy of ``train_params`` over a few epochs on ``data``."""
-    cfg = TrainConfig.model_validate({**train_params, "epochs": TRIAL_EPOCHS, "drw_epoch": 0,
-                                      "retrain_head": {"epochs": 0}, "nproc": 1, "augment_online": False})
-    images, labels = data.train
-    prior = class_prior(labels, len(data.classes))
-    spec = model_spec(cfg, data.classes, images, {}, prior)
-    model, _ = initial_model(spec, cfg, root)
-    batches = TrainBatches(images, labels, select_device(cfg.device), cfg.batch_size)
-    result = fit(model, batches, data.val, cfg, prior=prior, stage="trial epoch")
-    return max(r.val_balanced_accuracy for r in result.history)
+def trial_config(train_params: dict[str, Any], epochs: int) -> TrainConfig:
+    """``train_params`` for a brief run: ``epochs`` epochs, one process, nothing extra."""
+    return TrainConfig.model_validate({
+        **train_params, "epochs": epochs, "drw_epoch": 0, "retrain_head": {"epochs": 0}, "nproc": 1,
+        "augment_online": False, "early_stopping": {**train_params["early_stopping"], "patience": 0}})
 
 
-def pick(scores: dict[str, float]) -> str:
-    """The first candidate (the rule's) unless another beats it by ``MARGIN``."""
-    first, *_ = scores
-    best = max(scores, key=scores.get)
-    return best if scores[best] >= scores[first] + MARGIN else first
+def sampler_weights(labels: np.ndarray, classes: int, balanced: bool) -> list[float] | None:
+    """Per-class draw weights for class-balanced batches (``balance.method: weighted_sampler``)."""
+    if not balanced:
+        return None
+    counts = np.bincount(labels, minlength=classes).astype(float)
+    return [float(len(labels) / (classes * n)) if n else 0.0 for n in counts]
+
+
+def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balanced: bool, posthoc_tau: float = 0.0,
+               on_epoch: Callable[[int], None] = lambda seen: None) -> tuple[float, float]:
+    """Train ``cfg`` on a fold's train rows: the val balanced accuracy after the last epoch
+    (of logits less ``posthoc_tau`` x log prior, as ``evaluate.logit_adjustment`` decides),
+    and the seconds the epochs took (training and validation, not building the model)."""
+    train_rows, val_rows = data.folds[fold]
+    images, labels = data.images[train_rows], data.labels[train_rows]
+    weights = sampler_weights(labels, len(data.classes), balanced)
+    prior = class_prior(labels, len(data.classes), weights)
+    model, _ = initial_model(model_spec(cfg, data.classes, images, {}, prior), cfg, root)
+    device = select_device(cfg.device)
+    batches = TrainBatches(images, labels, device, cfg.batch_size, weights)
+    net = prepare(model, cfg, device, Dist())
+    state = TrainState.create(model, cfg, device, batches.steps_per_epoch, seed_everything(cfg.seed))
+    autocast = autocast_for(cfg, device)
+    criterion = TrainLoss(cfg, prior, None, len(batches)).to(device)
+    x_val = torch.from_numpy(np.ascontiguousarray(data.images[val_rows])).to(device)
+    y_val = torch.from_numpy(data.labels[val_rows].astype(np.int64)).to(device)
+    began = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        criterion.start_epoch(epoch)
+        rows, steps = batches.epoch(state.generator, Dist())
+        train_one_epoch(state, net, criterion, rows, steps, cfg, autocast, "", show=False)
+        state.schedule.after_epoch(0.0)  # init's schedules step by batch or epoch, never on a metric
+        on_epoch(len(labels))
+    shift = -posthoc_tau * np.log(np.clip(np.asarray(prior), 1e-12, None))
+    return _balanced_accuracy(state.eval_model, x_val, y_val, shift), time.perf_counter() - began
+
+
+@torch.no_grad()
+def _balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shift: np.ndarray) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    model.eval()
+    logits = torch.cat([model(x[i : i + 256]).float().cpu() for i in range(0, len(x), 256)]).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": those are ignored, as wanted
+        return float(balanced_accuracy_score(y.cpu().numpy(), (logits + shift).argmax(1)))
+
+
+def images_per_second(cfg: TrainConfig, data: TrialData, root: Path, balanced: bool, batches: int = 3) -> float:
+    """Training throughput of ``cfg`` on this machine, timed over a few batches of fold 0."""
+    rows = data.folds[0][0][: cfg.batch_size * batches]
+    sample = TrialData(data.images, data.labels, data.classes, ((rows, rows[: cfg.batch_size]),))
+    _, seconds = train_fold(cfg.model_copy(update={"epochs": 1}), sample, 0, root, balanced)
+    return len(rows) / max(seconds, 1e-6)

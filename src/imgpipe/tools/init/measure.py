@@ -1,0 +1,137 @@
+"""``init``'s trial: measure the candidates within the time budget, print the table, choose.
+
+The budget (``--budget-minutes``) covers the trial and the full training that follows.
+The trial takes at most ``TRIAL_SHARE`` of it. Every candidate gets the same time on each
+fold (equal compute: a small CNN from scratch sees many more images in it than a backbone
+at 224 px, as it would in the full run), turned into whole epochs by its throughput,
+timed here over a few batches; at least 2 epochs, at most ``MAX_EPOCHS``, so that a fast
+machine does not spend the whole share. The full training gets the epochs that fit in the
+rest of the budget at the chosen candidate's measured speed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from imgpipe.tools.init.candidates import LOSS_TRIAL_RATIO, Candidate, architectures, losses
+from imgpipe.tools.init.profile import FolderProfile
+from imgpipe.tools.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_share
+from imgpipe.tools.init.trial import TrialData, images_per_second, train_fold, trial_config, trial_data
+
+TRIAL_SHARE = 0.4  # of the budget, at most, for the trial; the full training gets the rest
+MIN_EPOCHS, MAX_EPOCHS = 2, 30  # a candidate's epochs on each fold
+OVERHEAD = 1.3  # validation, building models and loading weights, over the timed training
+FULL_RUN_SHARE = 0.75  # of the time left, for train's epochs: ingest, evaluate and MLflow take the rest
+
+
+@dataclass(frozen=True)
+class Measured:
+    candidate: Candidate
+    folds: tuple[float, ...]  # val balanced accuracy on each fold
+    rate: float  # training images per second here
+    epochs: int  # on each fold
+    fold_train: int  # images in a fold's train part
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.folds)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.folds) if len(self.folds) > 1 else 0.0
+
+
+class Trial:
+    """The candidates' shared data (one sample per image size) and the budget's clock."""
+
+    def __init__(self, params: dict[str, Any], root: Path, budget_s: float):
+        self.params, self.root, self.budget_s = params, root, budget_s
+        self.started = time.monotonic()
+        self._data: dict[int, TrialData] = {}
+
+    def data(self, candidate: Candidate) -> TrialData:
+        size = candidate.image_size
+        if size not in self._data:
+            self._data[size] = trial_data({**self.params["ingest"], "image_size": size}, self.root)
+        return self._data[size]
+
+    def config(self, candidate: Candidate, epochs: int = 1):
+        return trial_config(candidate.train_params(self.params["train"]), epochs)
+
+    def rate(self, candidate: Candidate) -> float:
+        return images_per_second(self.config(candidate), self.data(candidate), self.root, candidate.balanced_batches)
+
+    def epochs(self, candidate: Candidate, rate: float, seconds: float) -> int:
+        """Epochs over a fold's train part that take about ``seconds`` at ``rate``."""
+        return min(MAX_EPOCHS, max(MIN_EPOCHS, round(seconds * rate / self.data(candidate).fold_train)))
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def run(self, candidate: Candidate, rate: float, epochs: int, bar: tqdm) -> Measured:
+        data = self.data(candidate)
+        cfg = self.config(candidate, epochs)
+        scores = [train_fold(cfg, data, fold, self.root, candidate.balanced_batches, candidate.posthoc_tau,
+                             bar.update)[0] for fold in range(len(data.folds))]
+        return Measured(candidate, tuple(scores), rate, epochs, data.fold_train)
+
+
+def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_minutes: float,
+            image_size: int | None = None) -> tuple[list[Measured], Measured, float]:
+    """Every candidate measured, the chosen one, and the seconds the trial took."""
+    trial = Trial(params, root, budget_minutes * 60)
+    candidates = architectures(profile, image_size)
+    rates = {c.name: trial.rate(c) for c in candidates}
+    loss_runs = 2 if profile.imbalance > LOSS_TRIAL_RATIO else 0
+    first = trial.data(candidates[0])
+    # The same seconds for each run on each fold: what the trial's share leaves, shared out.
+    seconds = (trial.budget_s * TRIAL_SHARE - trial.elapsed) / (len(first.folds) * (len(candidates) + loss_runs))
+    epochs = {c.name: trial.epochs(c, rates[c.name], seconds / OVERHEAD) for c in candidates}
+    print(f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
+          f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
+          f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
+          "--no-trial skips this)")
+    total = sum(epochs[c.name] * len(trial.data(c).folds) * trial.data(c).fold_train for c in candidates)
+    with tqdm(total=total, desc="init: trial", unit="img", mininterval=1.0) as bar:
+        results = [trial.run(c, rates[c.name], epochs[c.name], bar) for c in candidates]
+        best = max(results, key=lambda m: m.mean)
+        if loss_runs:
+            own, *others = losses(best.candidate, profile)
+            bar.total += loss_runs * best.epochs * len(best.folds) * best.fold_train
+            tried = [trial.run(c, best.rate, best.epochs, bar) for c in others]
+            results += tried
+            best = max([Measured(own, best.folds, best.rate, best.epochs, best.fold_train), *tried],
+                       key=lambda m: m.mean)
+    return results, best, trial.elapsed
+
+
+def full_epochs(best: Measured, profile: FolderProfile, seconds_left: float) -> Choice:
+    """``train.epochs`` for the full run: what fits in ``seconds_left`` at the measured speed."""
+    n_train = train_share(profile)
+    low, high = TRANSFER_EPOCHS if best.candidate.kind == "transfer" else SCRATCH_EPOCHS
+    fits = math.floor(max(0.0, seconds_left) * FULL_RUN_SHARE * best.rate / n_train)
+    epochs = min(high, max(low, fits))
+    minutes = epochs * n_train / best.rate / 60 / FULL_RUN_SHARE
+    return Choice("train.epochs", epochs, f"about {n_train} training images at the {best.rate:.0f} images/s measured "
+                  f"here: {epochs} epochs (within {low} to {high}) take about {minutes:.0f} minutes, "
+                  "the rest of --budget-minutes")
+
+
+def table(results: list[Measured], best: Measured) -> list[str]:
+    """The lines printed for the trial: each candidate's folds, mean and speed, best marked."""
+    width = max(len(m.candidate.name) for m in results)
+    lines = [f"  {'candidate':<{width}}  val balanced accuracy  each fold            images/s  epochs"]
+    for m in results:
+        folds = " ".join(f"{s:.3f}" for s in m.folds)
+        mark = "  <- chosen" if m.candidate.name == best.candidate.name else ""
+        lines.append(f"  {m.candidate.name:<{width}}  {m.mean:.3f} +/- {m.sd:.3f}        {folds:<21} "
+                     f"{m.rate:8.0f}  {m.epochs:6d}{mark}")
+    return lines
