@@ -150,15 +150,23 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report:
         args.log.parent.mkdir(parents=True, exist_ok=True)
+        done = {(e["dataset"], e["row"], e["seed"]) for e in logged(args.log)}  # a later sitting goes on
         with tempfile.TemporaryDirectory() as tmp:
             for dataset, folder in folders(args.datasets, Path(tmp)).items():
                 for seed in args.seeds:
                     for row in args.rows:
+                        label = row + (f" ({args.budget_minutes:g} min)" if row == "init" else "")
+                        if (dataset, label, seed) in done:
+                            continue
                         for entry in run(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), folder, dataset,
                                          row, seed, args.budget_minutes):
                             with args.log.open("a") as log:
                                 log.write(json.dumps(entry) + "\n")
-    report([json.loads(line) for line in args.log.read_text().splitlines() if line.strip()])
+    report(logged(args.log))
+
+
+def logged(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
 
 def run(root: Path, folder: Path, dataset: str, row: str, seed: int, budget: float) -> list[dict]:
