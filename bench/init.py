@@ -65,7 +65,8 @@ def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget:
         out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--budget-minutes",
                           str(budget)).stdout
         print(out, flush=True)
-        chose = next((line.split(": ", 2)[1] for line in out.splitlines() if line.startswith("init: chose ")), None)
+        chose = next((line.split(": ", 2)[1].removeprefix("chose ") for line in out.splitlines()
+                      if line.startswith("init: chose ")), None)
     else:
         project.set_params({"ingest": {"source": str(folder)}})
         project.set_params(TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset]

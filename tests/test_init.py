@@ -96,7 +96,8 @@ def test_the_trial_compares_four_ways_of_learning_and_three_ways_to_meet_the_imb
     profile = profile_folder(tmp_path / "photos")
     ways = architectures(profile)
     learned = [(c.value("train.pretrained"), c.value("train.freeze"), c.image_size) for c in ways]
-    assert learned == [(True, {"unfreeze_last": 4}, 96), (False, "none", 64), (True, "none", 96), (True, "backbone", 96)]
+    assert learned == [(True, {"unfreeze_last": 4}, 224), (False, "none", 64), (True, "none", 224),
+                       (True, "backbone", 224)]
     assert [c.kind for c in ways] == ["transfer", "scratch", "transfer", "transfer"]
     assert ways[1].value("train.model") == "base_cnn" and ways[1].value("train.device_augment")["crop_padding"]
     assert architectures(profile_folder(tmp_path / "photos"), image_size=160)[0].image_size == 160

@@ -6,7 +6,8 @@ and surface defects, a pretrained backbone on photos of objects and on small med
 sets. So the trial trains each of these briefly and keeps the best by measurement:
 
 - a CNN from scratch at the images' own size (at most 64 px), with shifted crops;
-- EfficientNet-Lite0 pretrained on ImageNet, its last 4 of 9 blocks retrained;
+- EfficientNet-Lite0 pretrained on ImageNet, at 224 px (ImageNet's size, whatever the
+  images' own), its last 4 of 9 blocks retrained;
 - the same, every block retrained;
 - a linear probe: only a new head on the frozen ImageNet features.
 
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgpipe.tools.init.profile import FolderProfile
-from imgpipe.tools.init.recipe import (Choice, scratch_recipe, scratch_size, train_share, transfer_recipe,
-                                       transfer_size)
+from imgpipe.tools.init.recipe import (IMAGENET_SIZE, Choice, scratch_recipe, scratch_size, train_share,
+                                       transfer_recipe)
 
 LOSS_TRIAL_RATIO = 5.0
 _NO_POSTHOC = Choice("evaluate.logit_adjustment", 0.0, "the prior is corrected in training, not again when deciding")
@@ -72,7 +73,7 @@ def architectures(profile: FolderProfile, image_size: int | None = None) -> list
     """The four ways of learning the trial compares, the rule of thumb's own first."""
     n_train = train_share(profile)
     small = scratch_size(profile)
-    big = image_size or transfer_size(profile)
+    big = image_size or IMAGENET_SIZE
     scratch = Candidate(f"CNN from scratch, {small} px", "scratch", (
         Choice("ingest.image_size", small, f"the images' own size (median shorter side {profile.short_side} px, "
                f"at most 64 px for a network trained from scratch)"), *scratch_recipe(small, n_train)))
@@ -116,5 +117,7 @@ def losses(chosen: Candidate, profile: FolderProfile) -> list[Candidate]:
 def _transfer_size_reason(profile: FolderProfile, size: int, asked: int | None) -> str:
     if asked:
         return "as asked (--image-size)"
-    return (f"median shorter side {profile.short_side} px, rounded down to a multiple of 32, within 64 to 224, "
-            "the size the ImageNet weights were trained at (--image-size 160 trains about twice as fast on a CPU)")
+    return (f"the size the ImageNet weights were trained at, whatever the images' own (median shorter side "
+            f"{profile.short_side} px): small images upsampled to it give the backbone's features far more to see "
+            "(BENCHMARKS.md, CIFAR-10-LT at 32 px: 0.39 at 224 px against 0.27 at 64); --image-size 160 trains "
+            "about twice as fast on a CPU")
