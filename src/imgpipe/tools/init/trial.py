@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from imgpipe.balance.resampling import class_weights
 from imgpipe.ingest.selection import select_splits
 from imgpipe.ingest.sources import load_source
 from imgpipe.models.device import select_device
@@ -81,12 +82,9 @@ def trial_config(train_params: dict[str, Any], epochs: int) -> TrainConfig:
         "augment_online": False, "early_stopping": {**train_params["early_stopping"], "patience": 0}})
 
 
-def sampler_weights(labels: np.ndarray, classes: int, balanced: bool) -> list[float] | None:
-    """Per-class draw weights for class-balanced batches (``balance.method: weighted_sampler``)."""
-    if not balanced:
-        return None
-    counts = np.bincount(labels, minlength=classes).astype(float)
-    return [float(len(labels) / (classes * n)) if n else 0.0 for n in counts]
+def sampler_weights(labels: np.ndarray, classes: list[str], balanced: bool) -> list[float] | None:
+    """The draw weights of class-balanced batches, as ``balance.method: weighted_sampler`` sets them."""
+    return list(class_weights(labels, classes).values()) if balanced else None
 
 
 def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balanced: bool, posthoc_tau: float = 0.0,
@@ -96,7 +94,7 @@ def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balance
     and the seconds the epochs took (training and validation, not building the model)."""
     train_rows, val_rows = data.folds[fold]
     images, labels = data.images[train_rows], data.labels[train_rows]
-    weights = sampler_weights(labels, len(data.classes), balanced)
+    weights = sampler_weights(labels, data.classes, balanced)
     prior = class_prior(labels, len(data.classes), weights)
     model, _ = initial_model(model_spec(cfg, data.classes, images, {}, prior), cfg, root)
     device = select_device(cfg.device)
