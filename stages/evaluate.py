@@ -12,31 +12,21 @@ as the ``challenger``, its card beside it.
 
 from __future__ import annotations
 
-import numpy as np
-
 from imgpipe.errors import run_stage
 from imgpipe.evaluate.decide import fit_decision
 from imgpipe.evaluate.intervals import bootstrap_intervals
+from imgpipe.evaluate.metrics import absent_classes, classification_metrics, expected_calibration_error, summary_line
 from imgpipe.evaluate.model_card import gather_facts, model_card
-from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VAL_DATA_TAG, VAL_SCORE_TAG, register
-from imgpipe.evaluate.metrics import (
-    HEADLINE, absent_classes, classification_metrics, confusion_table, curves, expected_calibration_error, most_confident_mistakes,
-    per_class_table, summary_line,
-)
-from imgpipe.evaluate.plots import mistakes_grid, plot_confusion_matrix, plot_training_curves
+from imgpipe.evaluate.outputs import draw, write_tables
+from imgpipe.evaluate.record import record
 from imgpipe.models.device import select_device
 from imgpipe.models.inference import predict_proba
 from imgpipe.params.evaluate import EvaluateConfig
-from imgpipe.params.tracking import MlflowConfig
 from imgpipe.paths import Paths
-from imgpipe.store import history, ingested, model_folder
-from imgpipe.store.atomic import write_csv, write_json, write_text
-from imgpipe.store.dataset import Split, split_digest
-from imgpipe.tracking.artifacts import EVALUATION
-from imgpipe.tracking.model import log_model, logged_model
-from imgpipe.tracking.runs import MODEL_RUN_TAG
+from imgpipe.store import ingested, model_folder
+from imgpipe.store.atomic import write_json, write_text
+from imgpipe.store.dataset import split_digest
 from imgpipe.tracking.stage_run import StageRun, recorded
-from imgpipe.viz.grids import save_png
 
 
 def main() -> None:
@@ -97,56 +87,6 @@ def note_absent(split: str, metrics: dict, per_class: dict) -> None:
         metrics["classes_missing_names"] = ", ".join(missing)
         print(f"evaluate: warning: the {split} split has no images of class(es) {', '.join(missing)}; their recall "
               f"and F1 are not measured (left blank, not 0), and macro F1 averages the other classes")
-
-
-def record(run: StageRun, paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple,
-           val_hash: str) -> None:
-    """Into evaluate's run, linked to the training run; the headline numbers onto the
-    pipeline's run too. A decision other than the identity goes in with its model, which is
-    then the one served."""
-    import mlflow
-
-    spec, decision, example = decided
-    run.metrics({split: {**metrics[split], "class": per_class[split]} for split in metrics})
-    run.roll_up({f"{split}.{k}": v for split in metrics for k, v in metrics[split].items() if k in HEADLINE})
-    mlflow.set_tags({VAL_DATA_TAG: val_hash, MODEL_RUN_TAG: trained_in["run_id"]})
-    run.files([paths.metrics, paths.per_class_csv, paths.confusion_png, paths.misclassified_png, paths.confusion_csv,
-               paths.roc_csv, paths.pr_csv, paths.training_curves, paths.decision, paths.model_card], EVALUATION)
-    name = MlflowConfig.load(paths.params).registered_model
-    if decision.is_identity:
-        served = logged_model(trained_in["run_id"], "model") if name else None
-    else:
-        served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
-    if name and served is None:
-        print(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
-              "logged model (dvc repro --force train logs it again)")
-    elif name:
-        version = register(served.model_id, name, paths.model_card, {
-            VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
-            TRAINING_RUN_TAG: trained_in["run_id"]})
-        print(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
-              f"the {CHAMPION} if it beats the champion on val")
-
-
-def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str], per_class: dict) -> None:
-    """The DVC plot files: recall by class, the confusion matrix, ROC and PR curves (test)."""
-    roc, pr = curves(test.labels, proba, classes)
-    write_csv(paths.per_class_csv, per_class_table(per_class))
-    write_csv(paths.confusion_csv, confusion_table(test.labels, proba.argmax(axis=1), classes))
-    write_csv(paths.roc_csv, roc)
-    write_csv(paths.pr_csv, pr)
-
-
-def draw(paths: Paths, cfg: EvaluateConfig, test: Split, proba: np.ndarray, classes: list[str], scores: dict,
-         trained_in: dict) -> int:
-    """The confusion matrix, the mistakes the model was surest about (mislabelled images
-    and real blind spots) and the training curves; returns how many mistakes it shows."""
-    title = f"test: accuracy {scores['accuracy']:.3f}, balanced {scores['balanced_accuracy']:.3f}"
-    plot_confusion_matrix(test.labels, proba.argmax(axis=1), classes, paths.confusion_png, title=title)
-    worst = most_confident_mistakes(test.labels, proba, cfg.misclassified)
-    save_png(mistakes_grid(test.images, test.labels, proba, worst, classes), paths.misclassified_png)
-    plot_training_curves(history.read(paths.train_history), trained_in.get("best_epoch"), paths.training_curves)
-    return len(worst)
 
 
 if __name__ == "__main__":
