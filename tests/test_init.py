@@ -158,6 +158,25 @@ def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_t
     assert 10 <= epochs_choice.value <= 30 and "20 images/s measured here" in epochs_choice.reason
 
 
+def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, tmp_path):
+    import pandas as pd
+
+    from imgpipe.tools.init.trial_record import save_trial
+    scores = {key: score for key, score in zip(
+        [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
+         ("efficientnet_lite0", "unfreeze_last=4"), ("efficientnet_lite0", "backbone")]],
+        ([0.4, 0.5, 0.6], [0.9, 0.8, 0.7], [0.5, 0.5, 0.5], [0.6, 0.6, 0.6]))}
+    measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
+    results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
+    csv, png = save_trial(tmp_path, results, best)
+    table = pd.read_csv(csv)
+    assert len(table) == 4 and table["chosen"].sum() == 1
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["candidate"] == best.candidate.name and chosen["val_balanced_accuracy_mean"] == pytest.approx(0.8)
+    assert [chosen[f"fold_{i}"] for i in (1, 2, 3)] == pytest.approx([0.9, 0.8, 0.7])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(png).size[1] > 100
+
+
 def test_the_loss_is_tried_only_when_the_imbalance_is_large(monkeypatch, tmp_path):
     scores = {key: [0.5, 0.5, 0.5] for key in
               [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
@@ -239,6 +258,8 @@ def test_dvc_repro_after_init_fine_tunes_efficientnet_on_photos(tmp_path):
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     chosen = next(row for row in rows if row.endswith("<- chosen"))
     assert params["train"]["model"] == ("base_cnn" if "scratch" in chosen else "efficientnet_lite0")
+    kept = (project.root / "reports" / "init_trial.csv").read_text().splitlines()
+    assert len(kept) == 5 and chosen.strip().split("  ")[0] in next(r for r in kept if r.endswith(",True"))
     project.run("dvc", "repro")
     spec = json.loads((project.root / "models" / "model.json").read_text())
     assert spec["name"] == params["train"]["model"] and spec["image_size"] == params["ingest"]["image_size"]

@@ -91,6 +91,14 @@ class Paths:
         return self.root / "reports"
 
     @property
+    def init_trial_csv(self) -> Path:
+        return self.reports / "init_trial.csv"
+
+    @property
+    def init_trial_png(self) -> Path:
+        return self.reports / "init_trial.png"
+
+    @property
     def ingest_report(self) -> Path:
         return self.reports / "ingest.json"
 

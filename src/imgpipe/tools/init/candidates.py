@@ -88,6 +88,8 @@ def architectures(profile: FolderProfile, image_size: int | None = None) -> list
         Choice("train.freeze", "backbone", "only a new head learns, on the frozen ImageNet features: the folder "
                "is too small to move the backbone without overfitting"),
         Choice("train.lr", 0.01, "a head on fixed features takes a larger rate"),
+        Choice("train.backbone_lr_mult", 0.3, "unused while the backbone is frozen; the rate its blocks would "
+               "move at (0.3x the head's) if `train.freeze` unfreezes them later"),
         Choice("train.scheduler", {"name": "cosine", "warmup_epochs": 0}, "cosine decay; no backbone to protect"))
     rule = [scratch, tuned] if profile.short_side < 64 else [tuned, scratch]
     return [*rule, full, probe]

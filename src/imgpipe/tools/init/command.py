@@ -27,7 +27,7 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     root = params.resolve().parent
     choices = choose(profile, source_name(folder, root), image_size) + leftovers(read_params(params))
     if trial:
-        choices = chosen_by_trial(choices, profile, params, root, budget_minutes, image_size)
+        choices = chosen_by_trial(choices, profile, params, root, budget_minutes, image_size, record=not dry_run)
     else:
         print("init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
               "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
@@ -44,9 +44,11 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
 
 
 def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, budget_minutes: float,
-                    image_size: int | None) -> list[Choice]:
-    """The rule's ``choices`` with the measured best candidate's in place of its own."""
+                    image_size: int | None, record: bool = True) -> list[Choice]:
+    """The rule's ``choices`` with the measured best candidate's in place of its own; with
+    ``record``, what was measured is saved under reports/."""
     from imgpipe.tools.init.measure import full_epochs, measure, table
+    from imgpipe.tools.init.trial_record import save_trial
 
     full = yaml.safe_load(updated_params(params, choices))
     results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
@@ -58,6 +60,9 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
            f"{len(best.folds)} folds, {best.mean:.3f} +/- {best.sd:.3f} (next: {runner_up.candidate.name}, "
            f"{runner_up.mean:.3f})")
     print(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
+    if record:
+        saved = save_trial(root, results, best)
+        print(f"init: the trial's table and picture: {', '.join(str(p.relative_to(root)) for p in saved)}")
     measured = [*best.candidate.choices, full_epochs(best, profile, budget_minutes * 60 - seconds)]
     measured = [Choice(c.key, c.value, f"{why}; {c.reason}") if c.key == "train.model" else c for c in measured]
     # The rule's recipe keys that the chosen one leaves unset (base_cnn's layers for a
