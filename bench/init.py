@@ -49,7 +49,7 @@ HAND_TUNED = {
                               "batch_size": 16, "scheduler": {"name": "cosine"},
                               "device_augment": {"hflip": True}}},
 }
-ROWS = ("digits defaults", "README transfer recipe", "hand-tuned", "init", "probes")
+ROWS = ("digits defaults", "README transfer recipe", "hand-tuned", "init", "init --no-trial", "probes")
 # "probes": two baselines outside the pipeline on the split init's params make (ingest only):
 # logistic regression on 32x32 pixels, and a linear probe on frozen ImageNet features of
 # EfficientNet-Lite0. Each picks its regularisation C on val, class-balanced.
@@ -61,9 +61,9 @@ def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget:
     project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
     began = time.perf_counter()
     chose = None
-    if row == "init":
-        out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--budget-minutes",
-                          str(budget)).stdout
+    if row in ("init", "init --no-trial"):
+        how = ["--no-trial"] if row == "init --no-trial" else ["--budget-minutes", str(budget)]
+        out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), *how).stdout
         print(out, flush=True)
         chose = next((line.split(": ", 2)[1].removeprefix("chose ") for line in out.splitlines()
                       if line.startswith("init: chose ")), None)
