@@ -147,9 +147,9 @@ def test_the_study_run_ends_killed_on_ctrl_c_and_finished_otherwise(tmp_path, cl
 def tiny(tmp_path_factory):
     """A committed tiny project after `dvc repro`, with a one-key search space."""
     proj = make_project(tmp_path_factory.mktemp("runs") / "proj")
-    # An epoch here takes a tenth of a second: enough of them that a kill sent after the first
-    # lands mid-training even when the signal takes seconds to arrive on a loaded machine.
-    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 40}, "tune": {"space": None}})
+    # An epoch here takes a tenth of a second: enough of them (10 s) that a kill sent after
+    # the first lands mid-training even when the poll and the signal take seconds on a loaded machine.
+    proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 100}, "tune": {"space": None}})
     proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
                               "pruner": {"name": "none"}}})
     proj.run("dvc", "repro")
@@ -165,17 +165,18 @@ def start(proj, *cmd: str) -> subprocess.Popen:
                             text=True, start_new_session=True)
 
 
-def stop_when(proc: subprocess.Popen, log: Path | None, line: str, stop) -> str:
+def stop_when(proc: subprocess.Popen, log: Path | None, line, stop) -> str:
     """Call ``stop()`` once ``line`` starts a line of ``log`` (or of ``proc``'s output when
-    None), then wait until the group has ended; return what ``proc`` printed."""
+    None), or once ``line()`` is true when it is a function, then wait until the group has
+    ended; return what ``proc`` printed."""
     deadline = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))  # a hang fails, never hangs
     deadline.start()
     printed: list[str] = []
     reader = threading.Thread(target=lambda: printed.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        while not any(text.startswith(line) for text in
-                      (log.read_text().splitlines() if log and log.exists() else "".join(printed).splitlines())):
+        while not (line() if callable(line) else any(text.startswith(line) for text in (
+                log.read_text().splitlines() if log and log.exists() else "".join(printed).splitlines()))):
             assert proc.poll() is None, f"ended before {line!r}:\n{''.join(printed)}"
             time.sleep(0.05)
         stop()
@@ -187,6 +188,15 @@ def stop_when(proc: subprocess.Popen, log: Path | None, line: str, stop) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     return "".join(printed)
+
+
+def training_logged_an_epoch(proj) -> bool:
+    """A train run is RUNNING in MLflow with an epoch's metrics: it is mid-training. (A
+    trial's log file is no such sign: DVC writes it through a buffer, so "epoch 1:" can
+    land there after training has ended.)"""
+    if not (proj.root / "mlflow.db").exists():
+        return False
+    return any(r.info.run_name == "train" and r.data.metrics for r in runs_by_status(proj).get("RUNNING", []))
 
 
 def runs_by_status(proj) -> dict[str, list]:
@@ -211,10 +221,9 @@ def trial_pipeline(runs: dict[str, list], exp_name: str) -> dict[str, str]:
 def test_a_stopped_or_killed_tune_leaves_no_run_running_and_resumes(tiny):
     import optuna
 
-    logs = tiny.root / "logs" / "tune" / "default"
     # SIGTERM (kill, a scheduler's limit) mid-training: tune passes it on as Ctrl-C and stops.
     proc = start(tiny, "imgpipe", "tune", "--trials", "1")
-    out = stop_when(proc, logs / "tune-default-0.log", "epoch 1:", lambda: os.kill(proc.pid, signal.SIGTERM))
+    out = stop_when(proc, None, lambda: training_logged_an_epoch(tiny), lambda: os.kill(proc.pid, signal.SIGTERM))
     assert proc.returncode == 130, out
     runs = runs_by_status(tiny)
     seen = {status: sorted(r.info.run_name for r in group) for status, group in runs.items()}
@@ -223,7 +232,7 @@ def test_a_stopped_or_killed_tune_leaves_no_run_running_and_resumes(tiny):
     assert trial_pipeline(runs, "tune-default-0") == {"pipeline": "KILLED", "train": "KILLED"}
     # SIGKILL of the whole group mid-training (the OOM killer, a lost machine): nothing ends a run.
     proc = start(tiny, "imgpipe", "tune", "--resume", "--trials", "1")
-    stop_when(proc, logs / "tune-default-1.log", "epoch 1:", lambda: os.killpg(proc.pid, signal.SIGKILL))
+    stop_when(proc, None, lambda: training_logged_an_epoch(tiny), lambda: os.killpg(proc.pid, signal.SIGKILL))
     assert trial_pipeline(runs_by_status(tiny), "tune-default-1") == {"pipeline": "RUNNING", "train": "RUNNING"}
     resumed = tiny.run("imgpipe", "tune", "--resume", "--trials", "1", timeout=600).stdout
     assert "trial 1 (tune-default-1) was left running by a tune process that is gone" in resumed, resumed

@@ -4,7 +4,10 @@ Ctrl-C in a terminal reaches tune, its ``dvc exp run`` and the stage at work ali
 stage ends its own MLflow run, and tune then ends the trial's runs and the study's as
 KILLED. A SIGTERM (``kill``, a scheduler's time limit) reaches tune alone, and Python's
 default for it ends the process at once, leaving every run RUNNING; so tune passes it on
-to its processes as the Ctrl-C they would have seen, and stops as on a Ctrl-C.
+to its processes as the Ctrl-C they would have seen, and stops as on a Ctrl-C. They must
+take it as one even where tune was started with SIGINT ignored (``imgpipe tune &`` in a
+script, ``nohup``, a batch job), a setting children inherit and Python then keeps:
+``ctrl_c_at_default`` gives the trial's process SIGINT back.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def _signal(processes: list, sig: int) -> None:
     for process in processes:
         with contextlib.suppress(psutil.Error):
             process.send_signal(sig)
+
+
+def ctrl_c_at_default() -> None:
+    """SIGINT at its default: for a child (``preexec_fn``), so that Python there raises
+    KeyboardInterrupt on the Ctrl-C tune passes on, though tune itself may ignore SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.tools.tune.interrupts import wait_stopping
+from imgpipe.tools.tune.interrupts import ctrl_c_at_default, wait_stopping
 
 
 @dataclass
@@ -56,7 +56,8 @@ def run_trial(root: Path, name: str, overrides: list[str], env: dict[str, str], 
     with log.open("w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                                preexec_fn=ctrl_c_at_default if os.name == "posix" else None)
         code = wait_stopping(proc)  # on Ctrl-C, only once the trial's stages have ended their runs
     return TrialRun(name, log, code)
 
