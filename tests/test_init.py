@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -71,7 +72,7 @@ def test_photos_get_a_pretrained_backbone_and_small_images_a_cnn_from_scratch(tm
     photos = values(choose(profile_folder(tmp_path / "photos"), "raw/photos"))
     assert photos["train.model"] == "efficientnet_lite0" and photos["train.pretrained"] is True
     assert photos["ingest.image_size"] == 224 and photos["ingest.channels"] == 3
-    assert photos["train.freeze"] == {"unfreeze_last": 4} and photos["train.device_augment"]["hflip"]
+    assert photos["train.freeze"] == {"unfreeze_last": 2} and photos["train.device_augment"]["hflip"]
     assert values(choose(profile_folder(tmp_path / "photos"), "raw/photos", image_size=160))["ingest.image_size"] == 160
     write_digit_folder(tmp_path / "digits", per_class=8)
     small = values(choose(profile_folder(tmp_path / "digits"), "raw/digits"))
@@ -96,7 +97,7 @@ def test_the_trial_compares_four_ways_of_learning_and_three_ways_to_meet_the_imb
     profile = profile_folder(tmp_path / "photos")
     ways = architectures(profile)
     learned = [(c.value("train.pretrained"), c.value("train.freeze"), c.image_size) for c in ways]
-    assert learned == [(True, {"unfreeze_last": 4}, 224), (False, "none", 64), (True, "none", 224),
+    assert learned == [(True, {"unfreeze_last": 2}, 224), (False, "none", 64), (True, "none", 224),
                        (True, "backbone", 224)]
     assert [c.kind for c in ways] == ["transfer", "scratch", "transfer", "transfer"]
     assert ways[1].value("train.model") == "base_cnn" and ways[1].value("train.device_augment")["crop_padding"]
@@ -125,12 +126,13 @@ def fake_trial(monkeypatch, tmp_path, counts: dict[str, int], scores: dict[tuple
     params = yaml.safe_load(updated_params(Path(__file__).parents[1] / "params.yaml", choose(profile, "x")))
     calls = []
 
-    def train_fold(cfg, data, fold, root, balanced, posthoc_tau, on_epoch):
+    def train_fold(cfg, data, fold, root, balanced, posthoc_tau, on_epoch, cache):
         calls.append((cfg.model, cfg.epochs))
         return scores[(cfg.model, str(cfg.freeze), cfg.loss, balanced, posthoc_tau)][fold], 1.0
 
     monkeypatch.setattr(measure, "trial_data", lambda ingest, root: data)
-    monkeypatch.setattr(measure, "images_per_second", lambda cfg, *_: 200.0 if cfg.model == "base_cnn" else 20.0)
+    monkeypatch.setattr(measure, "feature_cache", lambda cfg, data, root: None)  # every candidate on images
+    monkeypatch.setattr(measure, "images_per_second", lambda cfg, *_, **__: 200.0 if cfg.model == "base_cnn" else 20.0)
     monkeypatch.setattr(measure, "train_fold", train_fold)
     return measure, profile, params, calls
 
@@ -138,11 +140,11 @@ def fake_trial(monkeypatch, tmp_path, counts: dict[str, int], scores: dict[tuple
 def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_time(monkeypatch, tmp_path):
     lite = "efficientnet_lite0"
     scores = {("base_cnn", "none", "balanced_softmax", False, 0.0): [0.9, 0.6, 0.9],  # best on two folds of three
-              (lite, "unfreeze_last=4", "balanced_softmax", False, 0.0): [0.8, 0.8, 0.8],
+              (lite, "unfreeze_last=2", "balanced_softmax", False, 0.0): [0.8, 0.8, 0.8],
               (lite, "none", "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5],
               (lite, "backbone", "balanced_softmax", False, 0.0): [0.7, 0.7, 0.7],
-              (lite, "unfreeze_last=4", "cross_entropy", True, 0.0): [0.7, 0.7, 0.7],
-              (lite, "unfreeze_last=4", "cross_entropy", False, 1.0): [0.85, 0.85, 0.9]}
+              (lite, "unfreeze_last=2", "cross_entropy", True, 0.0): [0.7, 0.7, 0.7],
+              (lite, "unfreeze_last=2", "cross_entropy", False, 1.0): [0.85, 0.85, 0.9]}
     measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 60, "b": 6}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=4)
     assert len(results) == 6 and len(calls) == 18  # 4 ways and 2 more losses (ratio 10), on 3 folds each
@@ -158,13 +160,41 @@ def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_t
     assert 10 <= epochs_choice.value <= 30 and "20 images/s measured here" in epochs_choice.reason
 
 
+def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(monkeypatch, tmp_path):
+    from imgpipe.tools.init.features import FeatureCache
+
+    lite = "efficientnet_lite0"
+    scores = {(m, f, "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5] for m, f in
+              [("base_cnn", "none"), (lite, "none"), (lite, "unfreeze_last=2"), (lite, "backbone")]}
+    measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
+    cost = {"backbone": 1.0, "2": 3000.0}  # seconds to cache: the probe's is cheap, the fine-tune's more than its time
+    caches = []
+
+    def feature_cache(cfg, data, root):
+        if cfg.unfrozen_blocks == "none":
+            return None
+        caches.append(cfg.unfrozen_blocks)
+        return FeatureCache(torch.zeros(2, 90, 4), 9, cost[str(cfg.unfrozen_blocks)])
+
+    monkeypatch.setattr(measure, "feature_cache", feature_cache)
+    # On cached features, training is ten times as fast as on images.
+    monkeypatch.setattr(measure, "images_per_second", lambda cfg, *_, cache=None: 200.0 if cache or cfg.model ==
+                        "base_cnn" else 20.0)
+    results, _, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
+    epochs = {str(m.candidate.value("train.freeze")): m.epochs for m in results if m.candidate.kind == "transfer"}
+    assert sorted(map(str, caches)) == ["2", "backbone"]  # each once, though used on three folds
+    assert epochs["backbone"] >= 9 * epochs["none"] and epochs["none"] >= measure.MIN_EPOCHS
+    assert epochs[str({"unfreeze_last": 2})] == measure.MIN_EPOCHS  # its cache took all its time: the floor
+    assert {m.rate for m in results if m.candidate.kind == "transfer"} == {20.0}  # the full run's speed, shown
+
+
 def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, tmp_path):
     import pandas as pd
 
     from imgpipe.tools.init.trial_record import save_trial
     scores = {key: score for key, score in zip(
         [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
-         ("efficientnet_lite0", "unfreeze_last=4"), ("efficientnet_lite0", "backbone")]],
+         ("efficientnet_lite0", "unfreeze_last=2"), ("efficientnet_lite0", "backbone")]],
         ([0.4, 0.5, 0.6], [0.9, 0.8, 0.7], [0.5, 0.5, 0.5], [0.6, 0.6, 0.6]))}
     measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
@@ -180,7 +210,7 @@ def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, t
 def test_the_loss_is_tried_only_when_the_imbalance_is_large(monkeypatch, tmp_path):
     scores = {key: [0.5, 0.5, 0.5] for key in
               [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
-               ("efficientnet_lite0", "unfreeze_last=4"), ("efficientnet_lite0", "backbone")]]}
+               ("efficientnet_lite0", "unfreeze_last=2"), ("efficientnet_lite0", "backbone")]]}
     measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     assert len(results) == 4 and len(calls) == 12

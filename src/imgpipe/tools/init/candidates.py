@@ -7,7 +7,7 @@ sets. So the trial trains each of these briefly and keeps the best by measuremen
 
 - a CNN from scratch at the images' own size (at most 64 px), with shifted crops;
 - EfficientNet-Lite0 pretrained on ImageNet, at 224 px (ImageNet's size, whatever the
-  images' own), its last 4 of 9 blocks retrained;
+  images' own), its last 2 of 9 blocks retrained;
 - the same, every block retrained;
 - a linear probe: only a new head on the frozen ImageNet features.
 
@@ -77,7 +77,7 @@ def architectures(profile: FolderProfile, image_size: int | None = None) -> list
     scratch = Candidate(f"CNN from scratch, {small} px", "scratch", (
         Choice("ingest.image_size", small, f"the images' own size (median shorter side {profile.short_side} px, "
                f"at most 64 px for a network trained from scratch)"), *scratch_recipe(small, n_train)))
-    tuned = Candidate(f"EfficientNet-Lite0, last 4 blocks, {big} px", "transfer", (
+    tuned = Candidate(f"EfficientNet-Lite0, last 2 blocks, {big} px", "transfer", (
         Choice("ingest.image_size", big, _transfer_size_reason(profile, big, image_size)),
         *transfer_recipe(big, n_train)))
     full = tuned.with_choices(f"EfficientNet-Lite0, every block, {big} px", Choice(
@@ -88,8 +88,8 @@ def architectures(profile: FolderProfile, image_size: int | None = None) -> list
         Choice("train.freeze", "backbone", "only a new head learns, on the frozen ImageNet features: the folder "
                "is too small to move the backbone without overfitting"),
         Choice("train.lr", 0.01, "a head on fixed features takes a larger rate"),
-        Choice("train.backbone_lr_mult", 0.3, "unused while the backbone is frozen; the rate its blocks would "
-               "move at (0.3x the head's) if `train.freeze` unfreezes them later"),
+        Choice("train.backbone_lr_mult", 0.1, "unused while the backbone is frozen; the rate its blocks would "
+               "move at (0.1x the head's) if `train.freeze` unfreezes them later"),
         Choice("train.scheduler", {"name": "cosine", "warmup_epochs": 0}, "cosine decay; no backbone to protect"))
     rule = [scratch, tuned] if profile.short_side < 64 else [tuned, scratch]
     return [*rule, full, probe]

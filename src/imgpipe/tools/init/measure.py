@@ -5,7 +5,9 @@ The trial takes at most ``TRIAL_SHARE`` of it. Every candidate gets the same tim
 fold (equal compute: a small CNN from scratch sees many more images in it than a backbone
 at 224 px, as it would in the full run), turned into whole epochs by its throughput,
 timed here over a few batches; at least 2 epochs, at most ``MAX_EPOCHS``, so that a fast
-machine does not spend the whole share. The full training gets the epochs that fit in the
+machine does not spend the whole share. A candidate whose early blocks are frozen computes
+them once per image (``features``), charged to its own time, and trains at the speed of
+what is left of it. The full training gets the epochs that fit in the
 rest of the budget at the chosen candidate's measured speed.
 """
 
@@ -23,7 +25,9 @@ from tqdm import tqdm
 from imgpipe.tools.init.candidates import LOSS_TRIAL_RATIO, Candidate, architectures, losses
 from imgpipe.tools.init.profile import FolderProfile
 from imgpipe.tools.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_share
-from imgpipe.tools.init.trial import TrialData, images_per_second, train_fold, trial_config, trial_data
+from imgpipe.tools.init.features import FeatureCache
+from imgpipe.tools.init.trial import (TrialData, feature_cache, images_per_second, train_fold, trial_config,
+                                      trial_data)
 
 TRIAL_SHARE = 0.4  # of the budget, at most, for the trial; the full training gets the rest
 MIN_EPOCHS, MAX_EPOCHS = 2, 30  # a candidate's epochs on each fold
@@ -55,6 +59,7 @@ class Trial:
         self.params, self.root, self.budget_s = params, root, budget_s
         self.started = time.monotonic()
         self._data: dict[int, TrialData] = {}
+        self._caches: dict[tuple, FeatureCache | None] = {}
 
     def data(self, candidate: Candidate) -> TrialData:
         size = candidate.image_size
@@ -65,8 +70,26 @@ class Trial:
     def config(self, candidate: Candidate, epochs: int = 1):
         return trial_config(candidate.train_params(self.params["train"]), epochs)
 
-    def rate(self, candidate: Candidate) -> float:
-        return images_per_second(self.config(candidate), self.data(candidate), self.root, candidate.balanced_batches)
+    def cache(self, candidate: Candidate) -> FeatureCache | None:
+        """The candidate's frozen blocks' output, shared with the loss trial's variants of it."""
+        cfg = self.config(candidate)
+        key = (candidate.image_size, cfg.model, str(cfg.unfrozen_blocks))
+        if key not in self._caches:
+            self._caches[key] = feature_cache(cfg, self.data(candidate), self.root)
+        return self._caches[key]
+
+    def rate(self, candidate: Candidate, cache: FeatureCache | None = None) -> float:
+        """Training images per second: of the whole model, or of what trains on ``cache``."""
+        return images_per_second(self.config(candidate), self.data(candidate), self.root, candidate.balanced_batches,
+                                 cache=cache)
+
+    def trial_epochs(self, candidate: Candidate, rate: float, seconds: float) -> int:
+        """Epochs on each fold in ``seconds`` a fold, the cache (if any) paid out of them."""
+        cache = self.cache(candidate)
+        if cache is None:
+            return self.epochs(candidate, rate, seconds / OVERHEAD)
+        left = seconds / OVERHEAD - cache.seconds / len(self.data(candidate).folds)
+        return self.epochs(candidate, self.rate(candidate, cache), left)
 
     def epochs(self, candidate: Candidate, rate: float, seconds: float) -> int:
         """Epochs over a fold's train part that take about ``seconds`` at ``rate``."""
@@ -80,7 +103,7 @@ class Trial:
         data = self.data(candidate)
         cfg = self.config(candidate, epochs)
         scores = [train_fold(cfg, data, fold, self.root, candidate.balanced_batches, candidate.posthoc_tau,
-                             bar.update)[0] for fold in range(len(data.folds))]
+                             bar.update, self.cache(candidate))[0] for fold in range(len(data.folds))]
         return Measured(candidate, tuple(scores), rate, epochs, data.fold_train)
 
 
@@ -94,11 +117,11 @@ def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_m
     first = trial.data(candidates[0])
     # The same seconds for each run on each fold: what the trial's share leaves, shared out.
     seconds = (trial.budget_s * TRIAL_SHARE - trial.elapsed) / (len(first.folds) * (len(candidates) + loss_runs))
-    epochs = {c.name: trial.epochs(c, rates[c.name], seconds / OVERHEAD) for c in candidates}
     print(f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
           f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
           f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
-          "--no-trial skips this)")
+          "--no-trial skips this); frozen blocks run once per image, so those candidates get more epochs")
+    epochs = {c.name: trial.trial_epochs(c, rates[c.name], seconds) for c in candidates}
     total = sum(epochs[c.name] * len(trial.data(c).folds) * trial.data(c).fold_train for c in candidates)
     with tqdm(total=total, desc="init: trial", unit="img", mininterval=1.0) as bar:
         results = [trial.run(c, rates[c.name], epochs[c.name], bar) for c in candidates]

@@ -137,9 +137,10 @@ def transfer_recipe(size: int, n_train: int) -> list[Choice]:
     return [
         Choice("train.model", "efficientnet_lite0", f"{why}; its ImageNet weights ship with imgpipe (offline)"),
         Choice("train.pretrained", True, "ImageNet weights: a small folder cannot teach a network to see"),
-        Choice("train.freeze", {"unfreeze_last": 4}, "the head and the last 4 of 9 blocks learn; the early "
-               "blocks' generic edges and textures stay as ImageNet taught them"),
-        Choice("train.backbone_lr_mult", 0.3, "the unfrozen blocks move at 0.3x the new head's rate"),
+        Choice("train.freeze", {"unfreeze_last": 2}, "the head and the last 2 of 9 blocks learn; the early "
+               "blocks' generic edges and textures stay as ImageNet taught them (the README's transfer recipe, "
+               "the strongest fixed recipe on every collection in BENCHMARKS.md, #29)"),
+        Choice("train.backbone_lr_mult", 0.1, "the unfrozen blocks move at 0.1x the new head's rate"),
         Choice("train.optimizer", "adamw", "AdamW with decoupled weight decay"),
         Choice("train.lr", 0.001, "the head's rate"),
         Choice("train.weight_decay", 0.01, "light: the pretrained weights are already a prior"),

@@ -5,7 +5,8 @@ split stays unseen), pooled, cut to a stratified sample and dealt into stratifie
 each fold's val part is a third of the sample, not the 30 images a small folder's val
 split may hold, and the mean over folds is what decides. A candidate trains on each fold
 with the pipeline's own model, optimizer, schedule, loss and device augmentation; its
-score on a fold is the val balanced accuracy after the last epoch.
+score on a fold is the val balanced accuracy after the last epoch. A candidate whose
+early blocks are frozen trains on their cached output instead (``features``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from imgpipe.ingest.selection import select_splits
 from imgpipe.ingest.sources import load_source
 from imgpipe.models.device import select_device
 from imgpipe.params.ingest import IngestConfig
-from imgpipe.params.train import TrainConfig
+from imgpipe.params.train import DeviceAugmentConfig, TrainConfig
+from imgpipe.tools.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks
 from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import autocast_for, prepare, train_one_epoch
@@ -88,48 +90,74 @@ def sampler_weights(labels: np.ndarray, classes: list[str], balanced: bool) -> l
 
 
 def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balanced: bool, posthoc_tau: float = 0.0,
-               on_epoch: Callable[[int], None] = lambda seen: None) -> tuple[float, float]:
+               on_epoch: Callable[[int], None] = lambda seen: None,
+               cache: FeatureCache | None = None) -> tuple[float, float]:
     """Train ``cfg`` on a fold's train rows: the val balanced accuracy after the last epoch
     (of logits less ``posthoc_tau`` x log prior, as ``evaluate.logit_adjustment`` decides),
-    and the seconds the epochs took (training and validation, not building the model)."""
+    and the seconds the epochs took (training and validation, not building the model).
+    With ``cache``, only the blocks after the cached frozen ones and the head train, on it."""
     train_rows, val_rows = data.folds[fold]
-    images, labels = data.images[train_rows], data.labels[train_rows]
+    labels = data.labels[train_rows]
     weights = sampler_weights(labels, data.classes, balanced)
     prior = class_prior(labels, len(data.classes), weights)
-    model, _ = initial_model(model_spec(cfg, data.classes, images, {}, prior), cfg, root)
+    model, _ = initial_model(model_spec(cfg, data.classes, data.images[train_rows], {}, prior), cfg, root)
     device = select_device(cfg.device)
-    batches = TrainBatches(images, labels, device, cfg.batch_size, weights)
-    net = prepare(model, cfg, device, Dist())
+    if cache is None:
+        batches = TrainBatches(data.images[train_rows], labels, device, cfg.batch_size, weights)
+        net, epoch_of = prepare(model, cfg, device, Dist()), lambda generator: batches.epoch(generator, Dist())
+        x_val = torch.from_numpy(np.ascontiguousarray(data.images[val_rows])).to(device)
+    else:  # the views are augmented already: none again on the cached features
+        batches = FeatureBatches(cache, train_rows, labels, cfg.batch_size, weights)
+        net, epoch_of, x_val = Suffix(model.to(device), cache.frozen), batches.epoch, cache.views[0, val_rows]
+        cfg = cfg.model_copy(update={"device_augment": DeviceAugmentConfig()})
     state = TrainState.create(model, cfg, device, batches.steps_per_epoch, seed_everything(cfg.seed))
     autocast = autocast_for(cfg, device)
-    criterion = TrainLoss(cfg, prior, None, len(batches)).to(device)
-    x_val = torch.from_numpy(np.ascontiguousarray(data.images[val_rows])).to(device)
+    criterion = TrainLoss(cfg, prior, None, len(labels)).to(device)
     y_val = torch.from_numpy(data.labels[val_rows].astype(np.int64)).to(device)
     began = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         criterion.start_epoch(epoch)
-        rows, steps = batches.epoch(state.generator, Dist())
+        rows, steps = epoch_of(state.generator)
         train_one_epoch(state, net, criterion, rows, steps, cfg, autocast, "", show=False)
         state.schedule.after_epoch(0.0)  # init's schedules step by batch or epoch, never on a metric
         on_epoch(len(labels))
     shift = -posthoc_tau * np.log(np.clip(np.asarray(prior), 1e-12, None))
-    return _balanced_accuracy(state.eval_model, x_val, y_val, shift), time.perf_counter() - began
+    scored = state.eval_model if cache is None else net  # no EMA where the cache is used
+    return _balanced_accuracy(scored, x_val, y_val, shift, autocast), time.perf_counter() - began
+
+
+def feature_cache(cfg: TrainConfig, data: TrialData, root: Path) -> FeatureCache | None:
+    """The output of ``cfg``'s frozen leading blocks over every sampled image, or None
+    where nothing is frozen (a CNN from scratch, a backbone retrained whole)."""
+    prior = class_prior(data.labels, len(data.classes))  # the head's, unused here
+    model, _ = initial_model(model_spec(cfg, data.classes, data.images, {}, prior), cfg, root)
+    frozen = frozen_blocks(cfg, model)
+    if not frozen:
+        return None
+    device = select_device(cfg.device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return cache_features(model.to(device), frozen, data.images, cfg.device_augment, device, generator,
+                          autocast_for(cfg, device))
 
 
 @torch.no_grad()
-def _balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shift: np.ndarray) -> float:
+def _balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shift: np.ndarray,
+                       autocast: Callable) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
     model.eval()
-    logits = torch.cat([model(x[i : i + 256]).float().cpu() for i in range(0, len(x), 256)]).numpy()
+    with autocast():
+        logits = torch.cat([model(x[i : i + 256]).float().cpu() for i in range(0, len(x), 256)]).numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": those are ignored, as wanted
         return float(balanced_accuracy_score(y.cpu().numpy(), (logits + shift).argmax(1)))
 
 
-def images_per_second(cfg: TrainConfig, data: TrialData, root: Path, balanced: bool, batches: int = 3) -> float:
-    """Training throughput of ``cfg`` on this machine, timed over a few batches of fold 0."""
+def images_per_second(cfg: TrainConfig, data: TrialData, root: Path, balanced: bool, batches: int = 3,
+                      cache: FeatureCache | None = None) -> float:
+    """Training throughput of ``cfg`` on this machine, timed over a few batches of fold 0
+    (on ``cache``'s features, where given)."""
     rows = data.folds[0][0][: cfg.batch_size * batches]
     sample = TrialData(data.images, data.labels, data.classes, ((rows, rows[: cfg.batch_size]),))
-    _, seconds = train_fold(cfg.model_copy(update={"epochs": 1}), sample, 0, root, balanced)
+    _, seconds = train_fold(cfg.model_copy(update={"epochs": 1}), sample, 0, root, balanced, cache=cache)
     return len(rows) / max(seconds, 1e-6)
