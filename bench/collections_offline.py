@@ -52,8 +52,11 @@ def cifar10_lt(out: Path, seed: int = 0, head: int = 150, ratio: float = 30) -> 
 
 
 def gray_textures(out: Path, seed: int = 0, ratio: float = 30) -> Path:
-    import skimage.data as data
-    from skimage.color import rgb2gray
+    try:
+        import skimage.data as data
+        from skimage.color import rgb2gray
+    except ImportError:
+        raise SystemExit("gray-textures needs scikit-image: pip install -e '.[bench]'") from None
 
     sources = {"hubble": rgb2gray(data.hubble_deep_field()) * 255, "cells": data.cell(), "bricks": data.brick(),
                "grass": data.grass(), "gravel": data.gravel(), "retina": rgb2gray(data.retina()) * 255}
