@@ -47,3 +47,17 @@ def test_the_import_walk_sees_imports_inside_functions(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("def main():\n    from imgpipe.store import ingested\n    import imgpipe.viz.grids\n")
     assert imported_modules(script) >= {"imgpipe.store", "imgpipe.store.ingested", "imgpipe.viz.grids"}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_the_committed_dvc_lock_matches_each_stages_code(stage):
+    """An edit to a stage's code without `dvc repro` leaves dvc.lock stale: every clone's
+    `dvc status` then says the pipeline changed, and metrics.json is not what the code makes."""
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    stale = [dep["path"] for dep in lock[stage]["deps"] if dep["path"].startswith(CODE)
+             and (REPO / dep["path"]).is_file()
+             and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]]
+    assert not stale, (f"dvc.lock: stage {stage}'s {', '.join(stale)} changed since it ran; "
+                       "run `dvc repro` and commit dvc.lock")
