@@ -5,12 +5,11 @@ nothing is frozen."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
-from pathlib import Path
 
 from imgpipe.models.factory import create_model
 from imgpipe.models.freeze import apply_freeze

@@ -32,13 +32,12 @@ _BATCH = 64
 
 
 def frozen_blocks(cfg: TrainConfig, model: ImageClassifier) -> int:
-    """How many leading blocks ``cfg`` leaves frozen, where the trial may cache their
-    output: 0 where none are, or where Mixup/CutMix or an EMA need the whole model."""
-    n = len(model.net.blocks)
-    unfrozen = cfg.unfrozen_blocks
-    trainable = n if unfrozen == "none" else 0 if unfrozen == "backbone" else int(unfrozen)
-    mixed = cfg.mix.mixup_alpha or cfg.mix.cutmix_alpha
-    return 0 if mixed or cfg.ema.decay else n - trainable
+    """How many leading blocks ``apply_freeze`` left frozen in ``model``, where the trial may
+    cache their output: 0 where none are, or where Mixup/CutMix or an EMA need the whole model."""
+    if cfg.mix.mixup_alpha or cfg.mix.cutmix_alpha or cfg.ema.decay:
+        return 0
+    blocks = list(model.net.blocks)
+    return next((i for i, b in enumerate(blocks) if any(p.requires_grad for p in b.parameters())), len(blocks))
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balance
 def feature_cache(cfg: TrainConfig, data: TrialData, root: Path) -> FeatureCache | None:
     """The output of ``cfg``'s frozen leading blocks over every sampled image, or None
     where nothing is frozen (a CNN from scratch, a backbone retrained whole)."""
+    if cfg.unfrozen_blocks == "none":
+        return None  # no model to build for it
     prior = class_prior(data.labels, len(data.classes))  # the head's, unused here
     model, _ = initial_model(model_spec(cfg, data.classes, data.images, {}, prior), cfg, root)
     frozen = frozen_blocks(cfg, model)
