@@ -164,6 +164,25 @@ def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_t
     assert 10 <= epochs_choice.value <= 30 and "20 images/s measured here" in epochs_choice.reason
 
 
+def test_a_lead_within_one_standard_error_keeps_the_default(monkeypatch, tmp_path):
+    from imgpipe.tools.init.command import reason
+
+    lite, loss = "efficientnet_lite0", ("balanced_softmax", False, 0.0)
+    # brain-mri seed 0's folds: the probe 0.004 ahead of the rule's own last 2 blocks, fold sd 0.023.
+    scores = {(lite, "unfreeze_last=2", *loss): [0.848, 0.887, 0.828], (lite, "backbone", *loss): [0.840, 0.884, 0.850],
+              ("base_cnn", "none", *loss): [0.768, 0.722, 0.762], (lite, "none", *loss): [0.551, 0.603, 0.542]}
+    measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 25}, scores)
+    results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
+    assert best.candidate.value("train.freeze") == {"unfreeze_last": 2} and best is results[0]
+    why = reason(results, best)
+    assert "within one standard error (0.013)" in why and "linear probe" in why and "0.858" in why
+    assert measure.table(results, best)[1].endswith("<- chosen")
+    scores[(lite, "backbone", *loss)] = [0.880, 0.900, 0.890]  # a lead beyond its standard error wins
+    results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
+    assert best.candidate.value("train.freeze") == "backbone"
+    assert reason(results, best).startswith(f"{best.candidate.name} had the best mean")
+
+
 def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(monkeypatch, tmp_path):
     from imgpipe.tools.init.features import FeatureCache
 

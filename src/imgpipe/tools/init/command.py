@@ -54,11 +54,7 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
     for line in table(results, best):
         print(line)
-    ranked = sorted(results, key=lambda m: -m.mean)
-    runner_up = next(m for m in ranked if m.candidate.name != best.candidate.name)
-    why = (f"measured: {best.candidate.name} had the best mean val balanced accuracy over "
-           f"{len(best.folds)} folds, {best.mean:.3f} +/- {best.sd:.3f} (next: {runner_up.candidate.name}, "
-           f"{runner_up.mean:.3f})")
+    why = f"measured: {reason(results, best)}"
     print(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
     if record:
         saved = save_trial(root, results, best)
@@ -69,6 +65,18 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     # backbone, the backbone's rate for a CNN from scratch) would only puzzle a reader.
     unused = {c.key for c in transfer_recipe(224, 1) + scratch_recipe(32, 1)} - {c.key for c in measured}
     return merged([c for c in choices if c.key not in unused], measured)
+
+
+def reason(results: list, best) -> str:
+    """Why ``best`` was chosen: the best mean, or the default kept within one standard error of it."""
+    top, runner_up = sorted(results, key=lambda m: -m.mean)[:2]
+    folds = f"over {len(best.folds)} folds"
+    if top.candidate.name != best.candidate.name:
+        return (f"{best.candidate.name} is the default, and its mean val balanced accuracy {folds}, {best.mean:.3f}, "
+                f"is within one standard error ({top.standard_error:.3f}) of the best, {top.candidate.name}'s "
+                f"{top.mean:.3f}: a lead the folds cannot tell from noise")
+    return (f"{best.candidate.name} had the best mean val balanced accuracy {folds}, {best.mean:.3f} +/- "
+            f"{best.sd:.3f} (next: {runner_up.candidate.name}, {runner_up.mean:.3f})")
 
 
 def merged(choices: list[Choice], replacing: list[Choice]) -> list[Choice]:
