@@ -8,7 +8,7 @@ on val and, for this study only, on test. A rule sees the val history alone and 
 epoch; the table gives the test balanced accuracy at that epoch, mean over seeds, and the
 best any epoch reached (what no rule can know).
 
-    python bench/init_epoch_choice.py --datasets brain-mri hymenoptera --seeds 0 1 2
+    python bench/init_epoch_choice.py --datasets brain-mri hymenoptera gray-textures cifar10-lt --seeds 0 1 2
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def test_a_lead_within_one_standard_error_keeps_the_default(monkeypatch, tmp_pat
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     assert best.candidate.value("train.freeze") == {"unfreeze_last": 2} and best is results[0]
     why = reason(results, best)
-    assert "within one standard error (0.013)" in why and "linear probe" in why and "0.858" in why
+    assert "0.004 behind the best, linear probe" in why and "within one standard error of that lead (0.009)" in why
     assert measure.table(results, best)[1].endswith("<- chosen")
     scores[(lite, "backbone", *loss)] = [0.880, 0.900, 0.890]  # a lead beyond its standard error wins
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)

@@ -69,12 +69,15 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
 
 def reason(results: list, best) -> str:
     """Why ``best`` was chosen: the best mean, or the default kept within one standard error of it."""
+    from imgpipe.tools.init.measure import lead_standard_error
+
     top, runner_up = sorted(results, key=lambda m: -m.mean)[:2]
     folds = f"over {len(best.folds)} folds"
     if top.candidate.name != best.candidate.name:
-        return (f"{best.candidate.name} is the default, and its mean val balanced accuracy {folds}, {best.mean:.3f}, "
-                f"is within one standard error ({top.standard_error:.3f}) of the best, {top.candidate.name}'s "
-                f"{top.mean:.3f}: a lead the folds cannot tell from noise")
+        lead = top.mean - best.mean
+        return (f"{best.candidate.name}, the default, is kept: its mean val balanced accuracy {folds}, "
+                f"{best.mean:.3f}, is {lead:.3f} behind the best, {top.candidate.name}, within one standard "
+                f"error of that lead ({lead_standard_error(top, best):.3f}): the folds cannot tell it from noise")
     return (f"{best.candidate.name} had the best mean val balanced accuracy {folds}, {best.mean:.3f} +/- "
             f"{best.sd:.3f} (next: {runner_up.candidate.name}, {runner_up.mean:.3f})")
 
