@@ -165,22 +165,21 @@ def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_t
 
 
 def test_a_lead_within_one_standard_error_keeps_the_default(monkeypatch, tmp_path):
-    from imgpipe.tools.init.command import reason
-
     lite, loss = "efficientnet_lite0", ("balanced_softmax", False, 0.0)
     # brain-mri seed 0's folds: the probe 0.004 ahead of the rule's own last 2 blocks, fold sd 0.023.
-    scores = {(lite, "unfreeze_last=2", *loss): [0.848, 0.887, 0.828], (lite, "backbone", *loss): [0.840, 0.884, 0.850],
+    scores = {(lite, "unfreeze_last=2", *loss): [0.848, 0.887, 0.828],
+              (lite, "backbone", *loss): [0.840, 0.884, 0.850],
               ("base_cnn", "none", *loss): [0.768, 0.722, 0.762], (lite, "none", *loss): [0.551, 0.603, 0.542]}
     measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 25}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
-    assert best.candidate.value("train.freeze") == {"unfreeze_last": 2} and best is results[0]
-    why = reason(results, best)
+    assert best.candidate.value("train.freeze") == {"unfreeze_last": 2} and best.folds == results[0].folds
+    why = best.why
     assert "0.004 behind the best, linear probe" in why and "within one standard error of that lead (0.009)" in why
     assert measure.table(results, best)[1].endswith("<- chosen")
     scores[(lite, "backbone", *loss)] = [0.880, 0.900, 0.890]  # a lead beyond its standard error wins
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     assert best.candidate.value("train.freeze") == "backbone"
-    assert reason(results, best).startswith(f"{best.candidate.name} had the best mean")
+    assert best.why.startswith(f"{best.candidate.name} had the best mean") and "(next: " in best.why
 
 
 def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(monkeypatch, tmp_path):

@@ -54,7 +54,7 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
     for line in table(results, best):
         print(line)
-    why = f"measured: {reason(results, best)}"
+    why = f"measured: {best.why}"
     print(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
     if record:
         saved = save_trial(root, results, best)
@@ -65,21 +65,6 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     # backbone, the backbone's rate for a CNN from scratch) would only puzzle a reader.
     unused = {c.key for c in transfer_recipe(224, 1) + scratch_recipe(32, 1)} - {c.key for c in measured}
     return merged([c for c in choices if c.key not in unused], measured)
-
-
-def reason(results: list, best) -> str:
-    """Why ``best`` was chosen: the best mean, or the default kept within one standard error of it."""
-    from imgpipe.tools.init.measure import lead_standard_error
-
-    top, runner_up = sorted(results, key=lambda m: -m.mean)[:2]
-    folds = f"over {len(best.folds)} folds"
-    if top.candidate.name != best.candidate.name:
-        lead = top.mean - best.mean
-        return (f"{best.candidate.name}, the default, is kept: its mean val balanced accuracy {folds}, "
-                f"{best.mean:.3f}, is {lead:.3f} behind the best, {top.candidate.name}, within one standard "
-                f"error of that lead ({lead_standard_error(top, best):.3f}): the folds cannot tell it from noise")
-    return (f"{best.candidate.name} had the best mean val balanced accuracy {folds}, {best.mean:.3f} +/- "
-            f"{best.sd:.3f} (next: {runner_up.candidate.name}, {runner_up.mean:.3f})")
 
 
 def merged(choices: list[Choice], replacing: list[Choice]) -> list[Choice]:

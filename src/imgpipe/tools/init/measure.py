@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Measured:
     rate: float  # training images per second here
     epochs: int  # on each fold
     fold_train: int  # images in a fold's train part
+    why: str = ""  # set on the chosen one by ``pick``: why it won, for the console and params.yaml
 
     @property
     def mean(self) -> float:
@@ -140,16 +141,26 @@ def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_m
     return results, best, trial.elapsed
 
 
-def pick(results: list[Measured]) -> Measured:
+def pick(pool: list[Measured]) -> Measured:
     """The best mean over the folds, unless its lead over the first (the default: the rule
     of thumb's own way of learning, or balanced softmax) is within one standard error: the
     one-standard-error rule of cross-validation (Hastie et al., The Elements of Statistical
     Learning, 7.10), with the error of the lead itself, fold by fold, since every candidate
     is scored on the same folds. A lead the folds cannot tell from noise does not overturn
     the default. On brain-mri seed 0, a probe 0.004 ahead of the last 2 blocks was chosen
-    and scored 0.856 on test, where the last 2 blocks score 0.928 (BENCHMARKS.md, #29)."""
-    best, default = max(results, key=lambda m: m.mean), results[0]
-    return default if best.mean - default.mean <= lead_standard_error(best, default) else best
+    and scored 0.856 on test, where the last 2 blocks score 0.928 (BENCHMARKS.md, #29).
+    The one returned carries the reason in ``why``."""
+    top, default = max(pool, key=lambda m: m.mean), pool[0]
+    folds = f"over {len(top.folds)} folds"
+    lead, error = top.mean - default.mean, lead_standard_error(top, default)
+    if top is not default and lead <= error:
+        return replace(default, why=(
+            f"{default.candidate.name}, the default, is kept: its mean val balanced accuracy {folds}, "
+            f"{default.mean:.3f}, is {lead:.3f} behind the best, {top.candidate.name}, within one standard error "
+            f"of that lead ({error:.3f}): the folds cannot tell it from noise"))
+    why = f"{top.candidate.name} had the best mean val balanced accuracy {folds}, {top.mean:.3f} +/- {top.sd:.3f}"
+    runner_up = max((m for m in pool if m is not top), key=lambda m: m.mean, default=None)
+    return replace(top, why=why + (f" (next: {runner_up.candidate.name}, {runner_up.mean:.3f})" if runner_up else ""))
 
 
 def lead_standard_error(a: Measured, b: Measured) -> float:
