@@ -26,7 +26,7 @@ from imgpipe.models.decision import DecidedClassifier, Decision  # noqa: E402
 from imgpipe.models.factory import create_model  # noqa: E402
 from imgpipe.models.pretrained import initialise  # noqa: E402
 from imgpipe.models.spec import ModelSpec  # noqa: E402
-from imgpipe.tools.export import _export_onnx, _export_torchscript, runner  # noqa: E402
+from imgpipe.serving.export import _export_onnx, _export_torchscript, runner  # noqa: E402
 
 
 def models() -> dict[str, tuple[torch.nn.Module, ModelSpec]]:

@@ -63,7 +63,7 @@ def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget:
     chose = None
     if row in ("init", "init --no-trial"):
         how = ["--no-trial"] if row == "init --no-trial" else ["--budget-minutes", str(budget)]
-        out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), *how).stdout
+        out = project.run(sys.executable, "-m", "imgpipe.cli", "init", str(folder), *how).stdout
         print(out, flush=True)
         chose = next((line.split(": ", 2)[1].removeprefix("chose ") for line in out.splitlines()
                       if line.startswith("init: chose ")), None)
@@ -79,7 +79,7 @@ def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget:
 
 def run_probes(root: Path, folder: Path, seed: int) -> dict[str, dict]:
     project = copy_project(root)
-    project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--no-trial")
+    project.run(sys.executable, "-m", "imgpipe.cli", "init", str(folder), "--no-trial")
     project.set_params({"ingest": {"seed": seed}})
     project.run("dvc", "repro", "ingest", timeout=None)
     import numpy as np

@@ -57,7 +57,7 @@ def trajectory(root: Path, folder: Path, seed: int) -> list[dict]:
 
     project = copy_project(root)
     project.set_params({section: {"seed": seed} for section in ("ingest", "balance", "augment", "train")})
-    project.run(sys.executable, "-m", "imgpipe.tools.cli", "init", str(folder), "--no-trial")
+    project.run(sys.executable, "-m", "imgpipe.cli", "init", str(folder), "--no-trial")
     project.run("dvc", "repro", "augment", timeout=None)
     paths = Paths(project.root)
     job = TrainingJob.prepare(paths, TrainConfig.load(paths.params), Dist())

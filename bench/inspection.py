@@ -105,7 +105,7 @@ def inspect(project, out: Path) -> dict:
     found = {}
     reports = project.root / "reports"
     for features in ("model", "imagenet"):
-        print(project.run(sys.executable, "-m", "imgpipe.tools.cli", "inspect", "--features", features,
+        print(project.run(sys.executable, "-m", "imgpipe.cli", "inspect", "--features", features,
                           timeout=None).stdout, flush=True)
         table = pd.read_csv(reports / "label_issues.csv")
         found[features] = {"total": len(table), **table["split"].value_counts().to_dict()}

@@ -89,7 +89,7 @@ def main() -> None:
         size = write_images(folder / "raw" / "small", args.files)
         print(f"wrote {args.files} PNGs ({size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s", flush=True)
         shards = fresh_repo(Path(tmp) / "shards")
-        from imgpipe.tools.pack import pack
+        from imgpipe.ops.pack import pack
 
         start = time.perf_counter()
         written = pack(folder / "raw" / "small", shards / "raw" / "small-shards", shard_size=args.shard_size)

@@ -59,7 +59,7 @@ def run_study(root: Path, folder: Path, trials: int) -> dict:
     project.run("dvc", "repro", timeout=None)
     project.commit("hand-picked baseline")
     began = time.perf_counter()
-    out = project.run(sys.executable, "-m", "imgpipe.tools.cli", "tune", timeout=None).stdout
+    out = project.run(sys.executable, "-m", "imgpipe.cli", "tune", timeout=None).stdout
     print(out, flush=True)
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{project.root / 'optuna.db'}")
     states = [t.state.name for t in study.trials]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from helpers import run
-from imgpipe.errors import ImgpipeError
-from imgpipe.tools.build_docker import add_build_docker_command, default_tag, run_build_docker
+from imgpipe.cli import main
+from imgpipe.serving.docker import default_tag
 
 # Logged in a process of its own: mlflow.set_tracking_uri would leave the store in this
 # one's environment for the next test.
@@ -60,14 +59,8 @@ def in_project(monkeypatch):
 
 
 def imgpipe(*argv: str) -> int:
-    """``imgpipe build-docker ARGV`` as imgpipe.tools.cli.main runs it: a user error is a line and status 2."""
-    parser = argparse.ArgumentParser(prog="imgpipe")
-    add_build_docker_command(parser.add_subparsers(dest="command", required=True))
-    try:
-        return run_build_docker(parser.parse_args(["build-docker", *argv]))
-    except ImgpipeError as exc:
-        print(f"imgpipe: error: {exc}", file=sys.stderr)
-        return 2
+    """``imgpipe build-docker ARGV``: a user error is a line and status 2."""
+    return main(["build-docker", *argv])
 
 
 def one_error(capsys) -> str:

@@ -83,7 +83,7 @@ def test_a_decision_that_cannot_be_fitted_names_the_key(changes, key):
 def test_predict_applies_the_decision_fitted_for_its_model_and_no_other(tmp_path):
     from imgpipe.paths import Paths
     from imgpipe.store import model_folder
-    from imgpipe.tools.predict import load_predictor
+    from imgpipe.serving.predict import load_predictor
 
     spec = digits_spec()
     model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "trained"})

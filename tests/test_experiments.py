@@ -32,7 +32,7 @@ DATABASES: list[str] = []  # the server fixture's throwaway database (and role) 
 
 def drop_database(cluster, database: str, user: str) -> None:
     """Remove a throwaway database (ending its connections) and its role."""
-    from imgpipe.tools.server import psql
+    from imgpipe.ops.tracking_server import psql
 
     psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     psql(cluster, f"DROP DATABASE IF EXISTS {database}_optuna WITH (FORCE)")
@@ -44,7 +44,7 @@ def server(tmp_path_factory) -> str:
     """``imgpipe server`` on a free port with a throwaway database; its URI."""
     if shutil.which("pg_lsclusters") is None:
         pytest.skip("Debian's postgresql is not installed (.ci/run installs it: apt-get install postgresql)")
-    from imgpipe.tools.server import find_cluster
+    from imgpipe.ops.tracking_server import find_cluster
 
     folder = tmp_path_factory.mktemp("server")
     # A role and database of its own, so a developer's running server is left alone.
@@ -318,7 +318,7 @@ def test_tune_keeps_its_study_in_the_team_postgresql(team, server):
     import optuna
     from urllib.parse import quote
 
-    from imgpipe.tools.server import find_cluster
+    from imgpipe.ops.tracking_server import find_cluster
 
     proj, env = team
     database = DATABASES[-1]

@@ -13,8 +13,8 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.models.decision import DecidedClassifier, Decision
 from imgpipe.store import ingested, model_folder
 from imgpipe.store.dataset import Split, make_manifest, pixel_hash
-from imgpipe.tools.cli import main
-from imgpipe.tools.export import FILES, SPEC_FILE, export_model, runner
+from imgpipe.cli import main
+from imgpipe.serving.export import FILES, SPEC_FILE, export_model, runner
 from model_helpers import seeded_model, spec
 
 CLASSES = ["c0", "c1", "c2"]

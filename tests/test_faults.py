@@ -71,7 +71,7 @@ def test_a_tampered_model_spec_is_refused_naming_the_key(tmp_path, key, value, n
 def test_the_database_password_is_random_and_private_unless_given(tmp_path, monkeypatch):
     import stat
 
-    from imgpipe.tools.server import ServerSettings, password_file
+    from imgpipe.ops.tracking_server import ServerSettings, password_file
 
     monkeypatch.delenv("IMGPIPE_MLFLOW_DB_PASSWORD", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))

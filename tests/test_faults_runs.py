@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import make_project
-from imgpipe.tools.tune import records, stale
+from imgpipe.tune import records, stale
 from imgpipe.tracking.abandoned import end_abandoned_pipelines
 from imgpipe.tracking.owner import OWNER_TAG, is_dead, this_process
 from imgpipe.tracking.pipeline import KEY_TAG

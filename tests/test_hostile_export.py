@@ -15,8 +15,8 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.store import model_folder
 from imgpipe.store.atomic import atomic_path
 from imgpipe.store.dataset import Split, write_dataset
-from imgpipe.tools.cli import main
-from imgpipe.tools.export import FILES, SPEC_FILE, export_model
+from imgpipe.cli import main
+from imgpipe.serving.export import FILES, SPEC_FILE, export_model
 from test_export import SMALL, write_project
 
 
@@ -155,7 +155,7 @@ def test_a_bad_seed_is_argparses_usage_error(tmp_path, capsys, monkeypatch, argv
 
 def test_build_docker_over_the_project_or_a_users_folder_is_refused_and_its_own_context_replaced(
         project, capsys, monkeypatch):
-    from imgpipe.tools import build_docker
+    from imgpipe.serving import docker as build_docker
 
     def generate(root, uri, out):  # MLflow's generate-dockerfile, without its minute of work
         (out / "model_dir").mkdir(parents=True)
@@ -180,7 +180,7 @@ def test_build_docker_over_the_project_or_a_users_folder_is_refused_and_its_own_
 def test_a_markdown_reports_files_folder_replaces_only_pictures(tmp_path, monkeypatch):
     from test_report import hostile_summary
 
-    from imgpipe.tools import report
+    from imgpipe.reporting import report
 
     monkeypatch.setattr(report, "collect", lambda root, run_id, folder: hostile_summary())
     (tmp_path / "notes_files").mkdir()

@@ -15,7 +15,7 @@ from helpers import REPO, write_digit_folder
 from imgpipe.ingest.sources import load_source
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
-from imgpipe.tools.pack import pack
+from imgpipe.ops.pack import pack
 
 
 def ingest_config(**changes) -> IngestConfig:
@@ -128,7 +128,7 @@ def test_class_names_as_long_as_a_folder_name_make_valid_distinct_mlflow_keys():
 
 def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, capsys):
     from imgpipe.ingest.sources import scan_folder
-    from imgpipe.tools.init.profile import profile_folder
+    from imgpipe.init.profile import profile_folder
 
     raw = tmp_path / "raw"
     write_digit_folder(raw, per_class=8, classes=("a", "b"))  # b/more/ holds two of b's images

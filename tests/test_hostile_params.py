@@ -201,7 +201,7 @@ def test_a_tune_range_beyond_the_param_it_tunes_is_refused_naming_it(tmp_path):
     import yaml
 
     from imgpipe.errors import ParamsError
-    from imgpipe.tools.tune.config import check_space, load_tune_config
+    from imgpipe.tune.config import check_space, load_tune_config
 
     params = _params()
     params["tune"]["space"] = {"train.epochs": {"int": [1, 100_000_000]}}
@@ -244,7 +244,7 @@ def test_a_model_with_non_finite_weights_is_not_saved(tmp_path):
 def test_params_nested_20000_deep_are_one_sentence_naming_the_file(tmp_path):
     from imgpipe.errors import ParamsError
     from imgpipe.params.sections import check_all
-    from imgpipe.tools.tune.config import load_tune_config
+    from imgpipe.tune.config import load_tune_config
 
     base = (REPO / "params.yaml").read_text()
     for name, text in (("params.yaml", base + "\n" + "x: " + "[" * 20_000 + "]" * 20_000 + "\n"),

@@ -14,9 +14,9 @@ from PIL import Image
 
 from helpers import copy_project, write_digit_folder
 from imgpipe.errors import ImgpipeError
-from imgpipe.tools.init.profile import profile_folder
-from imgpipe.tools.init.recipe import choose
-from imgpipe.tools.init.candidates import architectures, losses
+from imgpipe.init.profile import profile_folder
+from imgpipe.init.recipe import choose
+from imgpipe.init.candidates import architectures, losses
 
 IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
 
@@ -117,10 +117,10 @@ def test_the_trial_compares_four_ways_of_learning_and_three_ways_to_meet_the_imb
 def fake_trial(monkeypatch, tmp_path, counts: dict[str, int], scores: dict[tuple, list[float]]):
     """``measure`` with the training replaced: ``scores`` by (model, freeze, loss, balanced
     batches, post-hoc tau); a CNN from scratch trains 10x faster than a backbone."""
-    from imgpipe.tools.init import measure
-    from imgpipe.tools.init.params_file import updated_params
-    from imgpipe.tools.init.profile import FolderProfile
-    from imgpipe.tools.init.trial import TrialData
+    from imgpipe.init import measure
+    from imgpipe.init.params_file import updated_params
+    from imgpipe.init.profile import FolderProfile
+    from imgpipe.init.trial import TrialData
 
     labels = np.repeat(np.arange(len(counts)), 30)
     rows = np.arange(len(labels))
@@ -183,7 +183,7 @@ def test_a_lead_within_one_standard_error_keeps_the_default(monkeypatch, tmp_pat
 
 
 def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(monkeypatch, tmp_path):
-    from imgpipe.tools.init.features import FeatureCache
+    from imgpipe.init.features import FeatureCache
 
     lite = "efficientnet_lite0"
     scores = {(m, f, "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5] for m, f in
@@ -213,7 +213,7 @@ def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(mon
 def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, tmp_path):
     import pandas as pd
 
-    from imgpipe.tools.init.trial_record import save_trial
+    from imgpipe.init.trial_record import save_trial
     scores = {key: score for key, score in zip(
         [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
          ("efficientnet_lite0", "unfreeze_last=2"), ("efficientnet_lite0", "backbone")]],

@@ -15,7 +15,7 @@ from imgpipe.models.factory import create_model
 from imgpipe.models.freeze import apply_freeze
 from imgpipe.models.spec import ModelSpec
 from imgpipe.params.train import DeviceAugmentConfig, TrainConfig
-from imgpipe.tools.init.features import VIEWS, FeatureBatches, Suffix, cache_features, frozen_blocks
+from imgpipe.init.features import VIEWS, FeatureBatches, Suffix, cache_features, frozen_blocks
 
 PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 

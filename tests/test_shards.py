@@ -13,7 +13,7 @@ import pytest
 from helpers import write_digit_folder
 from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.sources import scan_folder, scan_shards, scan_tar
-from imgpipe.tools.pack import pack
+from imgpipe.ops.pack import pack
 
 
 def described(candidates) -> list[tuple[str, str, str]]:

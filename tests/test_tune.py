@@ -13,9 +13,9 @@ import yaml
 from helpers import make_project
 from imgpipe.errors import ImgpipeError, ParamsError
 from imgpipe.params.tune import TuneConfig
-from imgpipe.tools.tune.config import check_space, load_tune_config, read_metric
-from imgpipe.tools.tune.space import apply, overrides
-from imgpipe.tools.tune.storage import shown, study_storage
+from imgpipe.tune.config import check_space, load_tune_config, read_metric
+from imgpipe.tune.space import apply, overrides
+from imgpipe.tune.storage import shown, study_storage
 from imgpipe.train import tune_trial
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "train.optimizer": ["adam", "sgd"]}

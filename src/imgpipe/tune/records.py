@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from imgpipe.tools.tune.storage import shown
+from imgpipe.tune.storage import shown
 from imgpipe.tracking.abandoned import end_pipeline
 from imgpipe.tracking.pipeline import KEY_TAG
 from imgpipe.tracking.store import connect

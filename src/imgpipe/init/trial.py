@@ -26,7 +26,7 @@ from imgpipe.ingest.sources import load_source
 from imgpipe.models.device import select_device
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.train import DeviceAugmentConfig, TrainConfig
-from imgpipe.tools.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks
+from imgpipe.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks
 from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import autocast_for, prepare, train_one_epoch

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from imgpipe.tools.init.profile import FolderProfile
+from imgpipe.init.profile import FolderProfile
 
 TRANSFER_MIN_SIDE = 64  # below this, ImageNet's features have little to see
 IMAGENET_SIZE = 224  # the size EfficientNet-Lite0's weights were trained at

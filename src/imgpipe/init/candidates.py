@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from imgpipe.tools.init.profile import FolderProfile
-from imgpipe.tools.init.recipe import (IMAGENET_SIZE, Choice, scratch_recipe, scratch_size, train_share,
+from imgpipe.init.profile import FolderProfile
+from imgpipe.init.recipe import (IMAGENET_SIZE, Choice, scratch_recipe, scratch_size, train_share,
                                        transfer_recipe)
 
 LOSS_TRIAL_RATIO = 5.0

@@ -24,7 +24,7 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.evaluate.metrics import HEADLINE
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import atomic_path
-from imgpipe.tools.inspection.outputs import InspectFiles
+from imgpipe.inspection.outputs import InspectFiles
 from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
 from imgpipe.tracking.pipeline import KEY_TAG, STAGE_RUN_TAG, STAGE_TAG, stage_runs
 

@@ -12,7 +12,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from imgpipe.errors import ImgpipeError
 from imgpipe.params.sections import check_all
 from imgpipe.store.atomic import atomic_path
-from imgpipe.tools.init.recipe import Choice
+from imgpipe.init.recipe import Choice
 
 
 def _yaml() -> YAML:

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from imgpipe.store.atomic import atomic_path, write_csv
-from imgpipe.tools.inspection.embedding_map import draw_map
-from imgpipe.tools.inspection.features import logits_layer, split_features
-from imgpipe.tools.inspection.outputs import EmbeddingFiles
-from imgpipe.tools.inspection.project import Project
+from imgpipe.inspection.embedding_map import draw_map
+from imgpipe.inspection.features import logits_layer, split_features
+from imgpipe.inspection.outputs import EmbeddingFiles
+from imgpipe.inspection.project import Project
 
 
 @dataclass

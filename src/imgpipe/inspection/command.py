@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgpipe.tools.inspection.embed import Embeddings, write_embeddings
-from imgpipe.tools.inspection.outputs import EmbeddingFiles, InspectFiles, shown
-from imgpipe.tools.inspection.project import Project, load_project
+from imgpipe.inspection.embed import Embeddings, write_embeddings
+from imgpipe.inspection.outputs import EmbeddingFiles, InspectFiles, shown
+from imgpipe.inspection.project import Project, load_project
 
 def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -> Embeddings:
     """Write the trained model's embeddings of every image to ``out`` (default: <root>/embeddings)."""
@@ -25,8 +25,8 @@ def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -
 def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, features: str, seed: int) -> None:
     """Embeddings, likely label errors and Grad-CAM for the current data and model; then a summary."""
     from imgpipe.store.atomic import write_csv
-    from imgpipe.tools.inspection.figures import write_gradcam_png, write_label_issues_png
-    from imgpipe.tools.inspection.label_issues import check_folds, find_issues, per_split_counts
+    from imgpipe.inspection.figures import write_gradcam_png, write_label_issues_png
+    from imgpipe.inspection.label_issues import check_folds, find_issues, per_split_counts
 
     files = InspectFiles(root)
     project = load_project(root, model_dir)
@@ -55,8 +55,8 @@ def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, featur
 
 def imagenet_features(project: Project) -> np.ndarray:
     """Features of every image from the ImageNet backbone (see ``imagenet`` for why)."""
-    from imgpipe.tools.inspection.features import split_features
-    from imgpipe.tools.inspection.imagenet import imagenet_model
+    from imgpipe.inspection.features import split_features
+    from imgpipe.inspection.imagenet import imagenet_model
 
     model, layer = imagenet_model(project.spec.channels, project.spec.image_size)
     return split_features(model.to(project.device), layer, project.splits, project.device, desc="imagenet")

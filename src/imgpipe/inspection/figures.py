@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.tools.inspection.gradcam import choose_examples, find_target_layer, heat_maps
-from imgpipe.tools.inspection.pictures import captioned_grid, overlay, sections
-from imgpipe.tools.inspection.project import Project
+from imgpipe.inspection.gradcam import choose_examples, find_target_layer, heat_maps
+from imgpipe.inspection.pictures import captioned_grid, overlay, sections
+from imgpipe.inspection.project import Project
 from imgpipe.viz.grids import save_png, text_card
 
 
@@ -44,7 +44,7 @@ def write_gradcam_png(project: Project, top: int, seed: int, path: Path) -> Grad
     temperature) is left out, since Grad-CAM explains the network's logits.
     """
     from imgpipe.models.inference import predict_proba
-    from imgpipe.tools.inspection.features import BATCH_SIZE
+    from imgpipe.inspection.features import BATCH_SIZE
 
     name = "test" if "test" in project.splits else list(project.splits)[-1]
     split = project.splits[name]

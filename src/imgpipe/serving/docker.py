@@ -13,17 +13,16 @@ into the image with it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.paths import find_project_root
 from imgpipe.store.atomic import atomic_path, refuse_enclosing, refuse_occupied
 
 ALIAS = "champion"
@@ -34,50 +33,48 @@ CURL = ("curl -s localhost:8080/invocations -H 'Content-Type: application/json' 
         "   # answers the class and every class's probability")
 
 
-def add_build_docker_command(commands) -> None:
-    build = commands.add_parser(
-        "build-docker", help="build a Docker image that serves a registered model (MLflow's scoring server)",
-        description="Write a Docker build context for an MLflow model (its Dockerfile, by `mlflow models "
-        "generate-dockerfile`, and the model) to build/docker, then `docker build` it. The image answers "
-        "POST /invocations on port 8080. Building needs network access: the image pip-installs mlflow and "
-        "the model's requirements.")
-    build.add_argument("--model", metavar="URI", help=f"an MLflow model URI (default: models:/<name>@{ALIAS}, "
-                       "with the name from params.yaml's mlflow.registered_model), e.g. models:/<name>/<version> "
-                       "or runs:/<run_id>/model")
-    build.add_argument("-t", "--tag", help="the image's name (default: imgpipe-<registered model name, else "
-                       "the project folder's name>:latest)")
-    build.add_argument("-o", "--output", type=Path, help="the folder to write the build context to "
-                       "(default: build/docker of the project; a previous build context there is replaced, a folder "
-                       "holding anything else is refused)")
-    build.add_argument("--no-build", action="store_true", help="write the build context only, and print the "
-                       "docker commands that build and run it")
+@dataclass(frozen=True)
+class BuildContext:
+    """A written Docker build context: where, for which model, and the commands that use it."""
+
+    uri: str
+    tag: str
+    folder: Path
+
+    @property
+    def build(self) -> str:
+        return f"docker build -t {shlex.quote(self.tag)} {shlex.quote(str(self.folder))}"
+
+    @property
+    def run(self) -> str:
+        return _run_command(self.tag)
 
 
-def run_build_docker(args: argparse.Namespace) -> int:
-    root = find_project_root(Path.cwd())
-    uri = args.model or _champion_uri(root)
-    tag = args.tag or default_tag(uri, root)
-    context = (args.output or root / "build" / "docker").resolve()
-    refuse_enclosing(context, {"the project root": root, "the current folder": Path.cwd()})
-    refuse_occupied(context, is_build_context)  # before MLflow's minutes of work, not after
+def write_build_context(root: Path, uri: str | None, tag: str | None, output: Path | None) -> BuildContext:
+    """MLflow's Dockerfile and the model for ``uri`` (default: the champion) in ``output``."""
+    uri = uri or _champion_uri(root)
+    context = BuildContext(uri, tag or default_tag(uri, root), (output or root / "build" / "docker").resolve())
+    refuse_enclosing(context.folder, {"the project root": root, "the current folder": Path.cwd()})
+    refuse_occupied(context.folder, is_build_context)  # before MLflow's minutes of work, not after
     _check_store_exists(root, uri)
     # A failed export leaves the previous context as it was; only a previous context is replaced.
-    with atomic_path(context, replaces=is_build_context) as staged:
+    with atomic_path(context.folder, replaces=is_build_context) as staged:
         _generate_dockerfile(root, uri, staged)
-    build, run = f"docker build -t {shlex.quote(tag)} {shlex.quote(str(context))}", _run_command(tag)
-    if args.no_build:
-        print(f"build-docker: wrote the build context (Dockerfile and model) for {uri} to {context}")
-        print(f"build it:  {build}\nrun it:    {run}\nthen:      {CURL}")
-        return 0
-    docker = _working_docker(context, build)
-    print(f"build-docker: building {tag} from {context}", flush=True)
-    status = subprocess.run([docker, "build", "-t", tag, str(context)]).returncode  # its output streams through
+    return context
+
+
+def docker_command(context: BuildContext) -> str:
+    """The docker executable, checked to reach a daemon; refused in one sentence if not."""
+    return _working_docker(context.folder, context.build)
+
+
+def build_image(context: BuildContext, docker: str) -> None:
+    """``docker build`` the context, its output streaming through; a failure is one sentence."""
+    status = subprocess.run([docker, "build", "-t", context.tag, str(context.folder)]).returncode
     if status != 0:
         raise ImgpipeError(f"`docker build` exited with status {status} (its output is above; it needs network "
-                           f"access for the base image and pip), and the build context stays in {context}: fix "
-                           f"the cause and run `{build}` again.")
-    print(f"build-docker: built {tag} serving {uri}\nrun it:    {run}\nthen:      {CURL}")
-    return 0
+                           f"access for the base image and pip), and the build context stays in {context.folder}: "
+                           f"fix the cause and run `{context.build}` again.")
 
 
 def is_build_context(folder: Path) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.tools.tune.interrupts import ctrl_c_at_default, wait_stopping
+from imgpipe.tune.interrupts import ctrl_c_at_default, wait_stopping
 
 
 @dataclass

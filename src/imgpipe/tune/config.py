@@ -12,7 +12,7 @@ from imgpipe.errors import ParamsError
 from imgpipe.params.base import format_validation_error, load_yaml, read_params
 from imgpipe.params.sections import SECTIONS
 from imgpipe.params.tune import TuneConfig
-from imgpipe.tools.tune.space import apply, corners
+from imgpipe.tune.space import apply, corners
 
 
 def load_tune_config(params_path: Path) -> TuneConfig:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from imgpipe.tools.tune import records
+from imgpipe.tune import records
 from imgpipe.tracking.owner import is_dead
 
 HEARTBEAT_S = 20

@@ -45,7 +45,7 @@ def imagenet_model(channels: int, image_size: int) -> tuple[nn.Module, nn.Module
     """The pretrained extractor (grayscale is repeated to RGB by ImageClassifier) and its logits layer."""
     from imgpipe.models.factory import create_model
     from imgpipe.models.pretrained import load_pretrained
-    from imgpipe.tools.inspection.features import logits_layer
+    from imgpipe.inspection.features import logits_layer
 
     # Two placeholder classes: the head is new and unused, only the features it receives count.
     spec = ModelSpec(name=NAME, options={}, classes=["a", "b"], image_size=image_size, channels=channels,

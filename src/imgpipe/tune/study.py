@@ -20,11 +20,11 @@ from imgpipe.params.base import read_params
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.tune import TuneConfig
 from imgpipe.paths import Paths
-from imgpipe.tools.tune import interrupts, records, stale
-from imgpipe.tools.tune.config import check_space, load_tune_config, read_metric
-from imgpipe.tools.tune.space import describe, overrides, suggest
-from imgpipe.tools.tune.storage import shown, study_storage
-from imgpipe.tools.tune.trial_run import check_repo, experiment_metrics, run_trial
+from imgpipe.tune import interrupts, records, stale
+from imgpipe.tune.config import check_space, load_tune_config, read_metric
+from imgpipe.tune.space import describe, overrides, suggest
+from imgpipe.tune.storage import shown, study_storage
+from imgpipe.tune.trial_run import check_repo, experiment_metrics, run_trial
 from imgpipe.tracking.owner import this_process
 from imgpipe.train import tune_trial as env
 

@@ -22,11 +22,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from imgpipe.tools.init.candidates import LOSS_TRIAL_RATIO, Candidate, architectures, losses
-from imgpipe.tools.init.profile import FolderProfile
-from imgpipe.tools.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_share
-from imgpipe.tools.init.features import FeatureCache
-from imgpipe.tools.init.trial import (TrialData, feature_cache, images_per_second, train_fold, trial_config,
+from imgpipe.init.candidates import LOSS_TRIAL_RATIO, Candidate, architectures, losses
+from imgpipe.init.profile import FolderProfile
+from imgpipe.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_share
+from imgpipe.init.features import FeatureCache
+from imgpipe.init.trial import (TrialData, feature_cache, images_per_second, train_fold, trial_config,
                                       trial_data)
 
 TRIAL_SHARE = 0.4  # of the budget, at most, for the trial; the full training gets the rest

@@ -8,7 +8,7 @@ import pandas as pd
 
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import write_csv
-from imgpipe.tools.init.measure import Measured
+from imgpipe.init.measure import Measured
 from imgpipe.viz.figure import new_figure, save_figure
 
 

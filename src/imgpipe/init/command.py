@@ -8,9 +8,9 @@ import yaml
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.params.base import read_params
-from imgpipe.tools.init.params_file import updated_params, write_params
-from imgpipe.tools.init.profile import profile_folder
-from imgpipe.tools.init.recipe import Choice, choose, leftovers, scratch_recipe, transfer_recipe
+from imgpipe.init.params_file import updated_params, write_params
+from imgpipe.init.profile import profile_folder
+from imgpipe.init.recipe import Choice, choose, leftovers, scratch_recipe, transfer_recipe
 
 DEFAULT_BUDGET_MINUTES = 20.0  # the trial and the full training, on 2 CPUs without a GPU
 
@@ -47,8 +47,8 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
                     image_size: int | None, record: bool = True) -> list[Choice]:
     """The rule's ``choices`` with the measured best candidate's in place of its own; with
     ``record``, what was measured is saved under reports/."""
-    from imgpipe.tools.init.measure import full_epochs, measure, table
-    from imgpipe.tools.init.trial_record import save_trial
+    from imgpipe.init.measure import full_epochs, measure, table
+    from imgpipe.init.trial_record import save_trial
 
     full = yaml.safe_load(updated_params(params, choices))
     results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
