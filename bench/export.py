@@ -27,6 +27,7 @@ from imgpipe.models.factory import create_model  # noqa: E402
 from imgpipe.models.pretrained import initialise  # noqa: E402
 from imgpipe.models.spec import ModelSpec  # noqa: E402
 from imgpipe.serving.export import _export_onnx, _export_torchscript, runner  # noqa: E402
+from imgpipe.models.saved import load_model
 
 
 def models() -> dict[str, tuple[torch.nn.Module, ModelSpec]]:
@@ -34,7 +35,7 @@ def models() -> dict[str, tuple[torch.nn.Module, ModelSpec]]:
 
     out = {}
     if (REPO / "models" / "model.json").is_file():
-        spec, model = model_folder.load(REPO / "models")
+        spec, model = load_model(REPO / "models")
     else:
         spec = ModelSpec("simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128}, [str(i) for i in range(10)], 32, 1)
         model = create_model(spec)

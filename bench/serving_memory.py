@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from imgpipe.models.saved import save_model
 
 BIN = Path(sys.executable).parent
 LIFTED = {name: str(2**20) for name in ("IMGPIPE_SERVE_MAX_IMAGE_MB", "IMGPIPE_SERVE_MAX_REQUEST_MB",
@@ -53,7 +54,7 @@ def log_tiny_model(root: Path) -> str:
     spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},
                      classes=["a", "b", "c"], image_size=16, channels=1)
     torch.manual_seed(0)
-    model_folder.write(root / "models", create_model(spec), spec, {"run_id": "none"})
+    save_model(root / "models", create_model(spec), spec, {"run_id": "none"})
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     with mlflow.start_run():
         info = log_model(root / "models", np.zeros((1, 16, 16, 1), np.uint8), spec.to_dict())

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from shared_data import cifar_folder  # noqa: E402
 sys.path.insert(0, str(REPO / "src"))
 
-from imgpipe.models.device import select_device  # noqa: E402
+from imgpipe.device import select_device  # noqa: E402
 from imgpipe.models.factory import create_model  # noqa: E402
 from imgpipe.models.spec import ModelSpec  # noqa: E402
 from imgpipe.params.train import TrainConfig  # noqa: E402

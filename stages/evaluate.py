@@ -19,7 +19,7 @@ from imgpipe.evaluate.metrics import absent_classes, classification_metrics, exp
 from imgpipe.evaluate.model_card import gather_facts, model_card
 from imgpipe.evaluate.outputs import draw, write_tables
 from imgpipe.evaluate.record import record
-from imgpipe.models.device import select_device
+from imgpipe.device import select_device
 from imgpipe.models.inference import predict_proba
 from imgpipe.params.evaluate import EvaluateConfig
 from imgpipe.paths import Paths
@@ -27,6 +27,7 @@ from imgpipe.store import ingested, model_folder
 from imgpipe.store.atomic import write_json, write_text
 from imgpipe.store.dataset import split_digest
 from imgpipe.tracking.stage_run import StageRun, recorded
+from imgpipe.models.saved import load_model
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
     """Score the model on val and test; write the metrics, tables, pictures and card; record
     them in ``run``."""
     device = select_device("auto")
-    spec, model = model_folder.load(paths.model_dir)
+    spec, model = load_model(paths.model_dir)
     model.to(device)
     trained_in = model_folder.read_run(paths.model_dir)
 

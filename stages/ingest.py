@@ -17,7 +17,8 @@ import pandas as pd
 
 from imgpipe.errors import run_stage
 from imgpipe.ingest.selection import ingest_report, report_metrics, select_splits
-from imgpipe.ingest.sources import SourceImages, check_bad_files, decode_settings, load_source
+from imgpipe.ingest.sources import (BUILT_IN, SourceImages, check_bad_files, decode_settings, load_source,
+                                    source_kind, source_path)
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested
@@ -89,9 +90,9 @@ def write_leaks(paths: Paths, source: SourceImages, leaks: list[dict]) -> None:
 
 def warn_if_untracked(cfg: IngestConfig, paths: Paths) -> None:
     """dvc.yaml makes ingest depend on raw/; images elsewhere change behind DVC's back."""
-    if cfg.source == "digits" or cfg.source.startswith("torchvision:"):
+    if source_kind(cfg, paths.root) in BUILT_IN:
         return
-    if not (paths.root / cfg.source).resolve().is_relative_to(paths.raw.resolve()):
+    if not source_path(cfg, paths.root).resolve().is_relative_to(paths.raw.resolve()):
         print(f"ingest: note: {cfg.source} is outside raw/, so `dvc repro` will not notice when its files change (see README).")
 
 

@@ -10,6 +10,7 @@ from imgpipe.errors import ParamsError
 from imgpipe.params.augment import BATCHED_TRANSFORMS, AugmentConfig
 
 torch = pytest.importorskip("torch")
+import imgpipe.device  # noqa: E402
 from imgpipe.augment import batched  # noqa: E402  (after torch: the batched path needs it)
 from imgpipe.augment.batched import batched_steps, batched_variants  # noqa: E402
 from imgpipe.augment.device import variant_maker  # noqa: E402
@@ -165,10 +166,10 @@ def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu_path(image
 
 
 def test_with_a_device_the_stage_makes_batched_variants(images, monkeypatch, capsys):
-    monkeypatch.setattr(batched, "pick_device", lambda setting: CPU)  # what CUDA would run, here
+    monkeypatch.setattr(imgpipe.device, "batch_accelerator", lambda setting, key: CPU)  # what CUDA would run, here
     spec = SHIPPED["transforms"]
     make = variant_maker("cuda", build_pipeline(spec, 3), spec, 3)
-    assert "batches on cpu" in capsys.readouterr().out
+    assert "batches on the CPU" in capsys.readouterr().out
     assert np.array_equal(np.stack(list(make(images[:20], np.full(20, 2)))), batched_path(spec, images[:20], 2, seed=3))
 
 

@@ -13,6 +13,7 @@ from imgpipe.evaluate.decide import choose_threshold, fit_decision, fit_temperat
 from imgpipe.models.decision import DecidedClassifier, Decision
 from imgpipe.models.factory import create_model
 from imgpipe.params.evaluate import EvaluateConfig, ThresholdConfig
+from imgpipe.models.saved import save_model
 from model_helpers import digits_spec
 
 RNG = np.random.default_rng(0)
@@ -86,7 +87,7 @@ def test_predict_applies_the_decision_fitted_for_its_model_and_no_other(tmp_path
     from imgpipe.serving.predict import load_predictor
 
     spec = digits_spec()
-    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "trained"})
+    save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "trained"})
     images = RNG.integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
     raw = load_predictor(None, tmp_path).proba(images)
     decision = Decision(2.0, [1.0] + [0.0] * 9, "trained")

@@ -15,6 +15,7 @@ from imgpipe.store import ingested, model_folder
 from imgpipe.store.dataset import Split, make_manifest, pixel_hash
 from imgpipe.cli import main
 from imgpipe.serving.export import FILES, SPEC_FILE, export_model, runner
+from imgpipe.models.saved import save_model
 from model_helpers import seeded_model, spec
 
 CLASSES = ["c0", "c1", "c2"]
@@ -30,7 +31,7 @@ def write_project(root, digits_small, name: str, options: dict) -> tuple:
                    preprocessing={"image_size": 8, "channels": 1, "resize": "squash"})
     model_spec = spec(name, options, channels=1, size=8, classes=3)
     model = seeded_model(model_spec).eval()
-    model_folder.write(root / "models", model, model_spec, {"run_id": "r1"})
+    save_model(root / "models", model, model_spec, {"run_id": "r1"})
     (root / "dvc.yaml").write_text("stages: {}\n")
     return model, images
 

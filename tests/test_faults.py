@@ -1,6 +1,7 @@
 """Faults a user meets (issue #13): each is one sentence or handled, never lost work."""
 
 import pytest
+from imgpipe.models.saved import save_model, load_model
 
 from helpers import REPO
 
@@ -34,15 +35,15 @@ def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_p
     from imgpipe.store import model_folder
 
     spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
-    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
-    assert model_folder.load(tmp_path / "models")[0] == spec
+    save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    assert load_model(tmp_path / "models")[0] == spec
     # A pickle that would call a function when loaded without weights_only.
     (tmp_path / "models" / "model.pt").write_bytes(pickle.dumps(print))
     with pytest.raises(ImgpipeError, match="not the plain state dict"):
-        model_folder.load(tmp_path / "models")
+        load_model(tmp_path / "models")
     torch.save({"unexpected": torch.zeros(1)}, tmp_path / "models" / "model.pt")
     with pytest.raises(ImgpipeError, match="dvc repro --force train"):
-        model_folder.load(tmp_path / "models")
+        load_model(tmp_path / "models")
 
 
 @pytest.mark.parametrize("key, value, named", [
@@ -61,11 +62,11 @@ def test_a_tampered_model_spec_is_refused_naming_the_key(tmp_path, key, value, n
 
     spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1, [0.5], [0.5],
                      {"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 1000})
-    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
     path = tmp_path / "models" / "model.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
     with pytest.raises(ImgpipeError, match=rf"model\.json: {named}: .*dvc checkout models"):
-        model_folder.load(tmp_path / "models")
+        load_model(tmp_path / "models")
 
 
 def test_the_database_password_is_random_and_private_unless_given(tmp_path, monkeypatch):
@@ -130,11 +131,11 @@ def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path,
     assert f"ignoring unreadable checkpoint {checkpoint.path}" in capsys.readouterr().out
 
     spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
-    model_folder.write(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
+    save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
     weights = tmp_path / "models" / "model.pt"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ImgpipeError, match=r"model\.pt is not the plain state dict .*dvc repro --force train"):
-        model_folder.load(tmp_path / "models")
+        load_model(tmp_path / "models")
 
 
 @pytest.mark.parametrize("fault", ["read-only", "deleted"])

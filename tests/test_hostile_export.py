@@ -17,6 +17,7 @@ from imgpipe.store.atomic import atomic_path
 from imgpipe.store.dataset import Split, write_dataset
 from imgpipe.cli import main
 from imgpipe.serving.export import FILES, SPEC_FILE, export_model
+from imgpipe.models.saved import save_model, load_model
 from test_export import SMALL, write_project
 
 
@@ -125,7 +126,7 @@ def test_a_model_json_whose_preprocessing_disagrees_is_refused_naming_file_and_k
     data["preprocessing"] = {"image_size": 8, "channels": 1, "resize": "squash", "max_pixels": 10**8, key: value}
     path.write_text(json.dumps(data))
     with pytest.raises(ImgpipeError, match=rf"model\.json: preprocessing\.{key} is {value} but {key} is "):
-        model_folder.load(project / "models")
+        load_model(project / "models")
     assert main(["export", "-o", "fresh"]) == 2
     assert f"preprocessing.{key}" in one_error(capsys) and not (project / "fresh").exists()
 
@@ -237,9 +238,9 @@ def test_stage_outputs_replace_their_previous_selves_but_not_a_users_folder(tmp_
 
     model_spec = spec("simple_cnn", SMALL, channels=1, size=8, classes=2)
     with pytest.raises(ImgpipeError, match="already holds files"):
-        model_folder.write(tmp_path / "models", seeded_model(model_spec), model_spec, {"run_id": "r"})
+        save_model(tmp_path / "models", seeded_model(model_spec), model_spec, {"run_id": "r"})
     assert (tmp_path / "data" / "users.txt").is_file() and (tmp_path / "models" / "users.txt").is_file()
     for _ in range(2):  # the stage's next run replaces its own output
         write_dataset(tmp_path / "ingest", ["a", "b"], split)
-        model_folder.write(tmp_path / "model", seeded_model(model_spec), model_spec, {"run_id": "r"})
+        save_model(tmp_path / "model", seeded_model(model_spec), model_spec, {"run_id": "r"})
     assert np.array_equal(np.load(tmp_path / "ingest" / "train.npy"), images[:4])

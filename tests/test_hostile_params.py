@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from imgpipe.models.saved import save_model
 
 # Each round resets the champion to version 1 and promotes 2 and 3 at once, under the lock a
 # sqlite store gets, then the one a tracking server gets (here on the sqlite store).
@@ -236,7 +237,7 @@ def test_a_model_with_non_finite_weights_is_not_saved(tmp_path):
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(ImgpipeError, match="train.lr") as err:
-        model_folder.write(tmp_path / "models", model, spec, {"run_id": "r"})
+        save_model(tmp_path / "models", model, spec, {"run_id": "r"})
     assert "\n" not in str(err.value)
     assert not (tmp_path / "models").exists()
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from imgpipe.models.saved import save_model
 
 from helpers import free_port, run, wait_for_server
 
@@ -66,7 +67,7 @@ def served(tmp_path_factory):
     spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},
                      classes=["zero", "one", "two"], image_size=SIZE, channels=1)
     torch.manual_seed(0)
-    model_folder.write(root / "models", create_model(spec), spec, {"run_id": "none"})
+    save_model(root / "models", create_model(spec), spec, {"run_id": "none"})
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     mlflow.set_experiment("served")  # not whichever experiment an earlier test left active
     try:

@@ -15,10 +15,11 @@ import yaml
 from PIL import Image
 
 from helpers import REPO, write_digit_folder
+import imgpipe.device
 from imgpipe.errors import ImgpipeError, ParamsError
 from imgpipe.ingest import device_decoding, sources
 from imgpipe.ingest.decoding import DecodeSettings, decode_bytes
-from imgpipe.ingest.device_decoding import decode_batch, plan_jpeg, resolve_device
+from imgpipe.ingest.device_decoding import decode_batch, plan_jpeg
 from imgpipe.ingest.resampling import pillow_resizes_vertically_first, resample_matrix
 from imgpipe.params.ingest import IngestConfig
 
@@ -164,10 +165,11 @@ def test_a_bad_device_names_the_key(tmp_path, changes):
 
 def test_cuda_without_a_gpu_is_refused_and_auto_falls_back(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ImgpipeError, match=r"ingest\.device is cuda.*ingest\.device: auto") as err:
-        resolve_device("cuda")
+    with pytest.raises(ImgpipeError, match=r"ingest\.device: cuda, but torch finds no CUDA GPU.*ingest\.device: auto") as err:
+        sources.decode_device(ingest_config(device="cuda"))
     assert str(err.value).count(". ") == 0  # one sentence
-    assert resolve_device("auto") is None and resolve_device("cpu") is None
+    assert sources.decode_device(ingest_config(device="auto")) is None
+    assert sources.decode_device(ingest_config(device="cpu")) is None
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "auto" in lines[0] and "CPU" in lines[0]
 
@@ -176,7 +178,7 @@ def test_a_folder_through_the_batched_path_matches_the_cpu_path(tmp_path, monkey
     write_digit_folder(tmp_path / "imgs", per_class=8)  # JPEG, PNG, BMP, WebP, GIF, TIFF, grey and colour
     (tmp_path / "imgs" / "one" / "cut.jpg").write_bytes(encode(scene(60, 60))[:300])
     cpu = sources.load_source(ingest_config(source="imgs", channels=3, image_size=16, workers=2), tmp_path)
-    monkeypatch.setattr(device_decoding, "resolve_device", lambda name: CPU)  # "cuda" with the CPU standing in
+    monkeypatch.setattr(imgpipe.device, "batch_accelerator", lambda setting, key: CPU)  # "cuda" with the CPU standing in
     batched = sources.load_source(ingest_config(source="imgs", channels=3, image_size=16, device="cuda"), tmp_path)
     assert batched.ids == cpu.ids and batched.sha256 == cpu.sha256 and batched.skipped == cpu.skipped
     assert len(cpu.skipped) == 1 and "truncated" in cpu.skipped[0]["reason"]

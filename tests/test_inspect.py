@@ -21,6 +21,7 @@ from imgpipe.inspection.features import logits_layer, split_features
 from imgpipe.inspection.gradcam import find_target_layer, heat_maps
 from imgpipe.inspection.label_issues import issue_table, out_of_fold_proba, rank_label_issues
 from imgpipe.inspection.outputs import InspectFiles
+from imgpipe.models.saved import save_model, load_model
 from model_helpers import CPU, spec
 
 CLASSES = ["left", "middle", "right"]
@@ -78,7 +79,7 @@ def tiny_project(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = create_model(model_spec)
     quick_train(model, splits["train"].images, splits["train"].labels)
-    model_folder.write(root / "models", model, model_spec, {"run_id": "test", "experiment_id": "0"})
+    save_model(root / "models", model, model_spec, {"run_id": "test", "experiment_id": "0"})
     return root
 
 
@@ -135,7 +136,7 @@ def test_gradcam_target_is_the_last_feature_map_larger_than_one_pixel(size, bloc
 
 
 def test_gradcam_maps_have_the_image_size_and_are_not_constant(tiny_project):
-    _, model = model_folder.load(tiny_project / "models")
+    _, model = load_model(tiny_project / "models")
     test = ingested.read_split(tiny_project / "data" / "ingest", "test")
     images = np.asarray(test.images[:6])
     target = find_target_layer(model, torch.from_numpy(images[:1]))

@@ -8,7 +8,7 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.models.factory import create_model
 from imgpipe.models.freeze import apply_freeze, parameter_groups
 from imgpipe.models.inference import predict_proba
-from imgpipe.models.names import BACKBONES
+from imgpipe.params.model_names import BACKBONES
 from imgpipe.models.pretrained import load_pretrained, load_weights_file
 from imgpipe.models.spec import ModelSpec
 from model_helpers import CPU, digits_spec, spec, train, train_cfg

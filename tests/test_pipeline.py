@@ -10,6 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
+from imgpipe.models.saved import load_model
 
 from helpers import free_port, make_project
 
@@ -340,7 +341,7 @@ def test_predict_and_the_model_mlflow_serves_decide_as_evaluate_scored(project, 
 
     images = np.array(ingested.read_split(project.root / "data/ingest", "test").images[:64])  # writable, as torch likes
     decision = Decision(**json.loads((project.root / "reports/decision.json").read_text()))
-    raw = predict_proba(model_folder.load(project.root / "models")[1], images, 64, torch.device("cpu"))
+    raw = predict_proba(load_model(project.root / "models")[1], images, 64, torch.device("cpu"))
     decided = decision.apply(raw)  # as evaluate scores (without its test-time mirror images)
     assert not np.allclose(decided, raw, atol=1e-3)  # the decision changes the scores
     assert np.allclose(load_predictor(None, project.root).proba(images), decided, atol=1e-6)  # imgpipe predict

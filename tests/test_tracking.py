@@ -12,6 +12,7 @@ from imgpipe.tracking.model import log_model
 from imgpipe.tracking.runs import flatten
 from imgpipe.tracking.stage_run import stage_run
 from imgpipe.tracking.store import connect, tracking_uri
+from imgpipe.models.saved import save_model
 
 
 def test_flatten_params():
@@ -51,7 +52,7 @@ def test_logged_model_takes_image_files_and_pixels_in_batches_of_any_size(tmp_pa
                      preprocessing={"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 10**6})
     torch.manual_seed(0)
     model = create_model(spec).eval()
-    model_folder.write(tmp_path / "models", model, spec, {"run_id": "r"})
+    save_model(tmp_path / "models", model, spec, {"run_id": "r"})
     images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
     decision = Decision(temperature=2.0, logit_bias=[0.5, 0.0, -0.5], run_id="r")
     # As under `dvc exp run`, which names the experiment in the stage's environment.

@@ -15,7 +15,8 @@ from imgpipe.errors import ImgpipeError, ParamsError
 from imgpipe.params.tune import TuneConfig
 from imgpipe.tune.config import check_space, load_tune_config, read_metric
 from imgpipe.tune.space import apply, overrides
-from imgpipe.tune.storage import shown, study_storage
+from imgpipe.tracking.store import hide_password
+from imgpipe.tune.storage import study_storage
 from imgpipe.train import tune_trial
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "train.optimizer": ["adam", "sgd"]}
@@ -93,7 +94,7 @@ def test_storage_is_beside_the_mlflow_store(tmp_path, monkeypatch):
     with pytest.raises(ImgpipeError, match="set IMGPIPE_TUNE_STORAGE"):
         study_storage(tmp_path)
     monkeypatch.setenv(tune_trial.ENV_STORAGE, "postgresql+psycopg://mlflow:secret@db:5432/mlflow_optuna")
-    assert "secret" not in shown(study_storage(tmp_path))
+    assert "secret" not in hide_password(study_storage(tmp_path))
 
 
 def prunable_study(storage: str, warmup: int = 0) -> tuple[object, object]:

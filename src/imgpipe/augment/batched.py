@@ -53,17 +53,6 @@ BATCH_SIZE = 256  # variants per batch: big enough to fill a GPU for small image
 Params = dict[str, torch.Tensor]
 
 
-def pick_device(setting: str) -> torch.device | None:
-    """The device for ``augment.device``: CUDA for ``cuda``, or ``auto`` with a GPU;
-    None for ``auto`` without one (albumentations on the CPU)."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if setting == "cuda":
-        raise ParamsError("params.yaml: augment.device: cuda, but torch finds no CUDA GPU on this machine; "
-                          "use augment.device: auto (the GPU when there is one, else the CPU) or cpu")
-    return None
-
-
 def batched_steps(pipeline: Any, entries: list[dict[str, Any]]) -> list["Step"]:
     """The batched equivalent of each transform of the albumentations ``pipeline`` built
     from ``entries``, or a ParamsError naming the first one that has none."""

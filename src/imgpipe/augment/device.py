@@ -26,18 +26,13 @@ def variant_maker(setting: str, pipeline: Any, entries: list[dict[str, Any]], se
     """
     if setting == "cpu":
         return lambda images, per_image: augment_variants(images, pipeline, per_image)
-    from imgpipe.augment.batched import batched_steps, batched_variants, pick_device
+    from imgpipe.augment.batched import batched_steps, batched_variants
+    from imgpipe.device import batch_accelerator, describe
 
     steps = batched_steps(pipeline, entries)
-    device = pick_device(setting)
+    device = batch_accelerator(setting, "augment.device")
     if device is None:
         print("augment: augment.device auto: no CUDA GPU here, so albumentations on the CPU, as augment.device: cpu")
         return lambda images, per_image: augment_variants(images, pipeline, per_image)
-    print(f"augment: augment.device {setting}: batches on {device} ({torch_device_name(device)})")
+    print(f"augment: augment.device {setting}: batches on {describe(device)}")
     return lambda images, per_image: batched_variants(images, steps, per_image, seed, device)
-
-
-def torch_device_name(device: Any) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

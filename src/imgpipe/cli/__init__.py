@@ -29,14 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
-        module.add_parser(commands).set_defaults(run=module.run)
+        module.add_parser(commands).set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
         return 2

@@ -58,22 +58,6 @@ ORIENTATION = 0x0112  # the EXIF tag exif_transpose reads
 TRANSPOSED, FLIP_Y, FLIP_X = (5, 6, 7, 8), (3, 4, 7, 8), (2, 3, 6, 7)
 
 
-def resolve_device(name: str) -> torch.device | None:
-    """``ingest.device`` as a torch device for the batched path, or None for Pillow's."""
-    if name == "cpu":
-        return None
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        if name == "auto":
-            print(f"ingest: ingest.device is auto: decoding JPEGs on {device} ({torch.cuda.get_device_name(device)})")
-        return device
-    if name == "cuda":
-        raise ImgpipeError("params.yaml: ingest.device is cuda but torch finds no CUDA GPU on this machine; "
-                           "set ingest.device: auto to use a GPU where there is one and Pillow on the CPU elsewhere.")
-    print("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
-    return None
-
-
 def decode_files_on_device(paths: Sequence, settings: DecodeSettings, device: torch.device, workers: int,
                            desc: str = "decode") -> Iterator[Decoded]:
     """Decode files in order, ``BATCH`` at a time on ``device``, with a progress bar.

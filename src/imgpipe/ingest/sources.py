@@ -69,6 +69,34 @@ def decode_settings(cfg: IngestConfig) -> DecodeSettings:
     return DecodeSettings(cfg.image_size, cfg.channels, cfg.resize, cfg.max_pixels)
 
 
+BUILT_IN = ("digits", "torchvision")  # kinds that are no files of the user's
+
+
+def source_kind(cfg: IngestConfig, root: Path) -> str:
+    """What ``ingest.source`` names: ``digits``, ``torchvision``, ``shards`` (a folder of
+    WebDataset shards), ``folder`` (class folders), ``csv`` or ``tar``; anything else is
+    refused in one sentence. The one place that decides it (ingest, doctor, the stage)."""
+    if cfg.source == "digits":
+        return "digits"
+    if cfg.source.startswith("torchvision:"):
+        return "torchvision"
+    path = source_path(cfg, root)
+    if path.is_dir():
+        return "shards" if is_shard_folder(path) else "folder"
+    if path.is_file() and path.suffix.lower() in (".csv", ".tar"):
+        return path.suffix.lower()[1:]
+    raise ImgpipeError(
+        f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
+        f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
+        f"({path} does not exist or is another kind of file)."
+    )
+
+
+def source_path(cfg: IngestConfig, root: Path) -> Path:
+    """``ingest.source`` as a path; a relative one is relative to the project ``root``."""
+    return (root / cfg.source).expanduser()
+
+
 def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> SourceImages:
     """Load ``ingest.source``; relative paths are relative to the project ``root``.
 
@@ -77,24 +105,15 @@ def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> S
     """
     # Checked before any work, for every source, so a wrong ingest.device fails fast.
     device = decode_device(cfg)
-    if cfg.source == "digits":
+    kind, path = source_kind(cfg, root), source_path(cfg, root)
+    if kind == "digits":
         return load_digits(cfg)
-    if cfg.source.startswith("torchvision:"):
+    if kind == "torchvision":
         return load_torchvision(cfg, root)
-    path = (root / cfg.source).expanduser()
     damage: list[str] = []  # archives that end early or hold unreadable stretches
-    if path.is_dir():
-        found = scan_shards(path, damage) if is_shard_folder(path) else scan_folder(path)
-        return load_files(found, cfg, scratch, device, damage)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return load_files(read_manifest_csv(path), cfg, scratch, device)
-    if path.is_file() and path.suffix.lower() == ".tar":
-        return load_files(scan_tar(path, damage), cfg, scratch, device, damage)
-    raise ImgpipeError(
-        f"params.yaml: ingest.source: {cfg.source!r} is neither 'digits', 'torchvision:<Name>', "
-        f"a folder of class folders or of .tar shards, a .tar nor a .csv manifest "
-        f"({path} does not exist or is another kind of file)."
-    )
+    found = {"shards": lambda: scan_shards(path, damage), "folder": lambda: scan_folder(path),
+             "csv": lambda: read_manifest_csv(path), "tar": lambda: scan_tar(path, damage)}[kind]()
+    return load_files(found, cfg, scratch, device, damage)
 
 
 # ----------------------------------------------------------------------- files
@@ -287,9 +306,15 @@ def decode_device(cfg: IngestConfig):
     ``cuda`` this machine cannot honour is refused."""
     if cfg.device == "cpu":
         return None  # torch is not even imported: the default path is the one it always was
-    from imgpipe.ingest.device_decoding import resolve_device
+    from imgpipe.device import batch_accelerator, describe
 
-    return resolve_device(cfg.device)
+    device = batch_accelerator(cfg.device, "ingest.device")
+    if device is None:
+        print("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
+        return None
+    if cfg.device == "auto":
+        print(f"ingest: ingest.device is auto: decoding JPEGs on {describe(device)}")
+    return device
 
 
 # ------------------------------------------------------------------ built-in sets

@@ -23,7 +23,7 @@ import torch
 from imgpipe.balance.resampling import class_weights
 from imgpipe.ingest.selection import select_splits
 from imgpipe.ingest.sources import load_source
-from imgpipe.models.device import select_device
+from imgpipe.device import select_device
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.train import DeviceAugmentConfig, TrainConfig
 from imgpipe.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks

@@ -11,9 +11,9 @@ import torch
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.inspection.gradcam import choose_examples, find_target_layer, heat_maps
-from imgpipe.inspection.pictures import captioned_grid, overlay, sections
+from imgpipe.inspection.pictures import CELL, overlay, sections
 from imgpipe.inspection.project import Project
-from imgpipe.viz.grids import save_png, text_card
+from imgpipe.viz.grids import captioned_grid, save_png, text_card
 
 
 def write_label_issues_png(project: Project, table: pd.DataFrame, top: int, path: Path) -> None:
@@ -25,7 +25,7 @@ def write_label_issues_png(project: Project, table: pd.DataFrame, top: int, path
     images = [project.image(r.split, r.row) for r in shown.itertuples()]
     captions = [[f"given {r.given}", f"suggested {r.suggested}", f"{r.split} {r.row} ({r.self_confidence:.2f})"]
                 for r in shown.itertuples()]
-    save_png(captioned_grid(images, captions), path)
+    save_png(captioned_grid(images, captions, cell=CELL), path)
 
 
 @dataclass
@@ -64,8 +64,8 @@ def write_gradcam_png(project: Project, top: int, seed: int, path: Path) -> Grad
                  f"p={proba[i].max():.2f}"] for i in chosen]
     k = len(mistakes)
     parts = [(f"Most confident mistakes ({name}): where the model looked for its prediction",
-              captioned_grid(cells[:k], captions[:k]) if k else text_card(f"no mistakes on {name}")),
-             (f"A seeded sample of each class ({name})", captioned_grid(cells[k:], captions[k:]))]
+              captioned_grid(cells[:k], captions[:k], cell=CELL) if k else text_card(f"no mistakes on {name}")),
+             (f"A seeded sample of each class ({name})", captioned_grid(cells[k:], captions[k:], cell=CELL))]
     save_png(sections(parts), path)
     names = {module: n for n, module in project.model.named_modules()}
     return GradcamResult(names.get(target, type(target).__name__), k, len(samples))

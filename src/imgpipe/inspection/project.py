@@ -14,6 +14,7 @@ from imgpipe.models.classifier import ImageClassifier
 from imgpipe.models.spec import ModelSpec
 from imgpipe.paths import Paths
 from imgpipe.store.dataset import Split
+from imgpipe.models.saved import load_model
 
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +52,7 @@ class Project:
 
 def load_project(root: Path, model_dir: Path | None = None) -> Project:
     """The ingested splits and the model in ``model_dir`` (default: the project's models/)."""
-    from imgpipe.models.device import select_device
+    from imgpipe.device import select_device
     from imgpipe.store import ingested, model_folder
 
     paths = Paths(root)
@@ -62,7 +63,7 @@ def load_project(root: Path, model_dir: Path | None = None) -> Project:
     if not folder.is_dir():
         raise ImgpipeError(f"{folder} is missing: run `dvc repro` first, or pass --model with a model folder "
                            "that train wrote.")
-    spec, model = model_folder.load(folder)
+    spec, model = load_model(folder)
     classes = ingested.read_classes(paths.ingested)
     splits = {name: ingested.read_split(paths.ingested, name) for name in SPLITS}
     splits = {name: split for name, split in splits.items() if len(split)}

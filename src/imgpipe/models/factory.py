@@ -8,7 +8,7 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.models.architectures import base_cnn, simple_cnn, timm_efficientnet_lite0, torchvision_backbone
 from imgpipe.models.classifier import ImageClassifier
 from imgpipe.models.heads import use_cosine_head
-from imgpipe.models.names import BACKBONES, MODEL_NAMES, TIMM_BACKBONES, TORCHVISION_BACKBONES
+from imgpipe.params.model_names import BACKBONES, MODEL_NAMES, TIMM_BACKBONES, TORCHVISION_BACKBONES
 from imgpipe.models.spec import ModelSpec
 
 

@@ -8,7 +8,7 @@ import torch
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.classifier import ImageClassifier
-from imgpipe.models.names import BACKBONES, TORCHVISION_BACKBONES
+from imgpipe.params.model_names import BACKBONES, TORCHVISION_BACKBONES
 
 # The statistics pretrained backbones were trained with; their inputs must match.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.models.names import MODEL_NAMES
+from imgpipe.params.model_names import MODEL_NAMES
 from imgpipe.params.base import Strict
 from imgpipe.params.types import Channels, FiniteData, ImageSize, PixelLimit, ResizeMode
 

@@ -39,10 +39,11 @@ def check_params(root: Path) -> Check:
 def check_device() -> Check:
     import torch
 
-    if torch.cuda.is_available():
-        return Check("device", True, f"CUDA: {torch.cuda.get_device_name(0)} (torch {torch.__version__})")
-    if torch.backends.mps.is_available():
-        return Check("device", True, f"Apple MPS (torch {torch.__version__})")
+    from imgpipe.device import describe, select_device
+
+    device = select_device("auto")  # what train.device: auto would pick
+    if device.type != "cpu":
+        return Check("device", True, f"{describe(device)} (torch {torch.__version__})")
     return Check("device", True, f"CPU, {torch.get_num_threads()} threads (no CUDA or MPS device found; torch {torch.__version__})",
                  "fine for small data; with an NVIDIA GPU, check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
                  if torch.version.cuda else "")
@@ -89,9 +90,17 @@ def check_source(root: Path) -> Check:
         cfg = IngestConfig.load(root / "params.yaml")
     except ImgpipeError as exc:
         return Check("source", False, str(exc), "fix ingest in params.yaml")
-    if cfg.source == "digits":
+    from imgpipe.ingest.sources import scan_folder, source_kind, source_path
+
+    try:
+        kind = source_kind(cfg, root)
+    except ImgpipeError as exc:
+        return Check("source", False, str(exc), "point ingest.source at a folder of class folders, shards, "
+                     "a .tar or a .csv manifest")
+    path = source_path(cfg, root)
+    if kind == "digits":
         return Check("source", True, "digits: scikit-learn's handwritten digits, shipped with scikit-learn")
-    if cfg.source.startswith("torchvision:"):
+    if kind == "torchvision":
         folder = root / cfg.torchvision_root
         if folder.is_dir() and any(folder.iterdir()):
             return Check("source", True, f"{cfg.source}: files in {folder}")
@@ -99,14 +108,9 @@ def check_source(root: Path) -> Check:
             return Check("source", True, f"{cfg.source}: not in {folder} yet; ingest will download it (needs internet)")
         return Check("source", False, f"{cfg.source}: not in {folder} and ingest.download is false",
                      f"copy the dataset into {folder} or set ingest.download: true")
-    from imgpipe.ingest.sources import scan_folder
-
-    path = (root / cfg.source).expanduser()
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return Check("source", True, f"CSV manifest {path}")
-    if not path.is_dir():
-        return Check("source", False, f"ingest.source: {path} does not exist",
-                     "point ingest.source at a folder of class folders or a .csv manifest")
+    if kind != "folder":
+        return Check("source", True, {"csv": "CSV manifest", "tar": "tar archive", "shards": "WebDataset shards in"}[kind]
+                     + f" {path}")
     try:
         files = scan_folder(path)
     except ImgpipeError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.tracking.store import hide_password
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -173,7 +174,7 @@ def serve(settings: ServerSettings) -> int:
     print(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
           f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
     print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}")
-    tune = backend_uri(cluster, settings, tune_database(settings)).replace(quote(settings.password, safe=""), "PASSWORD")
+    tune = hide_password(backend_uri(cluster, settings, tune_database(settings)), "PASSWORD")
     print(f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
           f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
           "the database host's name instead of 127.0.0.1)", flush=True)

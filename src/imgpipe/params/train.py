@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from imgpipe.models.names import MODEL_NAMES, SMALL_CNNS
+from imgpipe.params.model_names import MODEL_NAMES, SMALL_CNNS
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
 from imgpipe.params.types import BatchSize, Epochs, Seed, Width, Workers
 

@@ -18,20 +18,18 @@ from imgpipe.models.decision import Decision
 from imgpipe.serving.budget import MB, ByteBudget, Limits
 from imgpipe.serving.decode import decode_row, decode_settings, decoding_cost, row_source
 from imgpipe.serving.schema import ANSWER_COLUMNS, IMAGE, PIXELS
+from imgpipe.serving.scorer import Scorer
 
 
 class ServedClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from imgpipe.models.device import select_device
-        from imgpipe.store import model_folder
         from imgpipe.store.atomic import read_json
 
-        self.spec, self.model = model_folder.load(Path(context.artifacts["model"]))
-        self.device = select_device("auto")
-        self.model.to(self.device)
+        self.scorer = Scorer.load(Path(context.artifacts["model"]))
+        self.spec = self.scorer.spec
         decision = context.artifacts.get("decision")
-        self.decision = Decision.from_dict(read_json(Path(decision)), decision, len(self.spec.classes)) \
-            if decision else Decision()
+        if decision:
+            self.scorer.decision = Decision.from_dict(read_json(Path(decision)), decision, len(self.spec.classes))
         self.settings = decode_settings(self.spec)
         self.limits = Limits.from_env()
         # One per process (a server process serves one model): requests run in threads.
@@ -41,8 +39,6 @@ class ServedClassifier(mlflow.pyfunc.PythonModel):
     # signature is stated when logging (``schema``).
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """A table of request rows (``schema``) -> a table of answers, one per row."""
-        from imgpipe.models.inference import predict_proba
-
         frame = columns_as_rows(model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input))
         if IMAGE not in frame.columns and PIXELS not in frame.columns:
             # MLflow drops columns its signature does not name: a misnamed one leaves none.
@@ -61,8 +57,7 @@ class ServedClassifier(mlflow.pyfunc.PythonModel):
             pixels.append(image)
             errors.append(error or reason)
         good = [i for i, p in enumerate(pixels) if p is not None]
-        proba = self.decision.apply(predict_proba(self.model, np.stack([pixels[i] for i in good]), 64, self.device)) \
-            if good else np.zeros((0, len(self.spec.classes)))
+        proba = self.scorer.proba(np.stack([pixels[i] for i in good])) if good else np.zeros((0, len(self.spec.classes)))
         return answer_table(len(frame), dict(zip(good, proba)), errors, self.spec.classes)
 
 

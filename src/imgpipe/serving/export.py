@@ -40,7 +40,7 @@ class Exported:
 
 def export_model(root: Path, model_ref: str | None, fmt: str, out: Path) -> Exported:
     """Write ``out/`` (the model file and spec.json) for the model in ``model_ref`` (default models/)."""
-    from imgpipe.store.model_folder import load
+    from imgpipe.models.saved import load_model as load
     from imgpipe.serving.predict import project_decision
 
     folder = root / (model_ref or Paths(root).model_dir)

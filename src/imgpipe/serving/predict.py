@@ -37,19 +37,15 @@ def load_predictor(ref: str | None, root: Path) -> Predictor:
         ref = str(Paths(root).model_dir)
     if ref.startswith(("models:/", "runs:/")):
         return _mlflow_predictor(ref, root)
-    from imgpipe.models.device import select_device
-    from imgpipe.models.inference import predict_proba
-    from imgpipe.store.model_folder import load
+    from imgpipe.serving.scorer import Scorer
 
     folder = root / ref  # an absolute ref stays as it is
     try:
-        spec, model = load(folder)
+        scorer = Scorer.load(folder)
     except ImgpipeError as exc:  # here a registered model is the other way out
         raise ImgpipeError(f"{exc} Or pass --model models:/<name>/<version>.") from None
-    device = select_device("auto")
-    model.to(device)
-    decision = project_decision(root, folder, len(spec.classes))
-    return Predictor(spec, lambda images: decision.apply(predict_proba(model, images, 64, device)), str(folder))
+    scorer.decision = project_decision(root, folder, len(scorer.spec.classes))
+    return Predictor(scorer.spec, scorer.proba, str(folder))
 
 
 def project_decision(root: Path, folder: Path, classes: int) -> Decision:

@@ -63,6 +63,12 @@ def locked(root: Path, stage: str, kind: str) -> dict[str, str]:
     return {e["path"]: e["md5"] for e in entries if "md5" in e}
 
 
+def locked_outs(lock_path: Path) -> dict[str, str]:
+    """``{path: md5}`` of every stage's outs in the dvc.lock at ``lock_path`` (none when it is missing)."""
+    return {e["path"]: e["md5"] for definition in _stages(lock_path).values()
+            for e in (definition or {}).get("outs") or [] if "md5" in e}
+
+
 def producers(root: Path) -> dict[str, str]:
     """``{output path: stage}`` for every stage of dvc.yaml."""
     return {path: stage for stage in stage_names(root) for path in declared_outs(root, stage)}

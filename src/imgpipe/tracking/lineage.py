@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from imgpipe.tracking.runs import git_commit
 
@@ -22,15 +21,9 @@ def dvc_hashes(lock_path: Path, paths: list[str]) -> dict[str, str]:
     Upstream stages have finished and been locked by the time train runs, so these are
     exactly the versions of the data this run reads.
     """
-    if not lock_path.is_file():
-        return {}
-    lock = yaml.safe_load(lock_path.read_text()) or {}
-    found: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs", []):
-            if out.get("path") in paths and "md5" in out:
-                found[out["path"]] = out["md5"]
-    return found
+    from imgpipe.tracking.dvc_files import locked_outs
+
+    return {path: md5 for path, md5 in locked_outs(lock_path).items() if path in paths}
 
 
 def _dvc_source_class() -> type:

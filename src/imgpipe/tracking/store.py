@@ -9,6 +9,7 @@ import contextlib
 import os
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 from imgpipe.errors import ImgpipeError
 
@@ -109,13 +110,17 @@ def shown_uri(uri: str) -> str:
     """A tracking URI fit to print: a SQLite store as its file, a password hidden."""
     if uri.startswith("sqlite:///"):
         return uri.removeprefix("sqlite:///").split("?", 1)[0]
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    return hide_password(uri)
 
-    try:
-        return make_url(uri).render_as_string(hide_password=True)
-    except ArgumentError:  # http(s):// and the like
-        return uri
+
+def hide_password(url: str, mask: str = "***") -> str:
+    """``url`` (a database or HTTP URL) with its password, if any, replaced by ``mask``: the
+    one place a URL is made fit for messages, MLflow tags and printed commands."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)  # the last @: an unencoded one may sit in the password
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:{mask}@{host}"))
 
 
 @contextlib.contextmanager

@@ -42,9 +42,9 @@ def code_digest(root: Path, stage: str = "train") -> str:
     """
     from importlib.metadata import PackageNotFoundError, version
 
-    import yaml
+    from imgpipe.tracking.dvc_files import declared_deps
 
-    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage].get("deps", [])
+    deps = declared_deps(root, stage)
     files: set[Path] = set()
     for dep in deps:
         path = root / dep

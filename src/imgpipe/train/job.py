@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from imgpipe.models.classifier import ImageClassifier
-from imgpipe.models.device import select_device
+from imgpipe.device import select_device
 from imgpipe.models.spec import ModelSpec
 from imgpipe.params.train import TrainConfig
 from imgpipe.paths import Paths
@@ -51,7 +51,7 @@ class TrainingJob:
 
     @classmethod
     def prepare(cls, paths: Paths, cfg: TrainConfig, dist: Dist) -> "TrainingJob":
-        device = select_device(cfg.device, dist.local_rank)
+        device = select_device(cfg.device, local_rank=dist.local_rank)
         classes = ingested.read_classes(paths.ingested)
         train, val = augmented.read_train(paths.augmented), ingested.read_split(paths.ingested, "val")
         if train.images.nbytes + val.images.nbytes <= cfg.resident_max_gb * 2**30:  # else read from disk by batch

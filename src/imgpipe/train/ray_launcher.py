@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from imgpipe.cluster import connect
@@ -26,7 +26,8 @@ from imgpipe.params.train import TrainConfig
 FORWARDED = ("MLFLOW_", "DVC_", "IMGPIPE_")
 
 
-def run_on_ray(root: Path, cfg: TrainConfig) -> None:
+def run_on_ray(root: Path, cfg: TrainConfig, stage: Callable[[], None]) -> None:
+    """Run ``stage`` (the train stage's ``main``) on ``cfg.nproc`` Ray workers, and wait for it."""
     ray = connect("train.launcher")
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -39,7 +40,7 @@ def run_on_ray(root: Path, cfg: TrainConfig) -> None:
     # DVC_ROOT, DVC_EXP_NAME...), not whatever the cluster was started with.
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
     trainer = TorchTrainer(
-        _worker, train_loop_config={"root": str(root), "env": env},
+        _worker, train_loop_config={"root": str(root), "env": env, "stage": stage},
         scaling_config=ScalingConfig(num_workers=cfg.nproc, use_gpu=use_gpu),
         run_config=RunConfig(name=f"imgpipe-train-{os.getpid()}"),
     )
@@ -50,17 +51,18 @@ def run_on_ray(root: Path, cfg: TrainConfig) -> None:
 
 
 def _worker(config: dict) -> None:
-    """One Ray worker: the train stage, in the project folder, in the process group Ray set up."""
+    """One Ray worker: the train stage, in the project folder, in the process group Ray set up.
+
+    ``stage`` travels by reference (Ray pickles a module-level function as its module and
+    name), so the worker imports it from the library, as the driver did.
+    """
     root = config["root"]
     for name in [k for k in os.environ if k.startswith(FORWARDED)]:
         del os.environ[name]
     os.environ.update(config["env"])
     os.chdir(root)
     os.environ["IMGPIPE_ROOT"] = root
-    sys.path.insert(0, root)
-    from stages.train import main
-
-    main()
+    config["stage"]()
 
 
 def _worker_error(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from imgpipe.tune.storage import shown
+from imgpipe.tracking.store import hide_password
 from imgpipe.tracking.abandoned import end_pipeline
 from imgpipe.tracking.pipeline import KEY_TAG
 from imgpipe.tracking.store import connect
@@ -33,7 +33,7 @@ def open_study_run(root: Path, experiment_name: str, study: Any, storage: str, s
         mlflow.start_run(run_id=run_id)
         return run_id
     run = mlflow.start_run(run_name=f"tune-{study.study_name}")
-    mlflow.set_tags({"imgpipe.tune.study": study.study_name, "imgpipe.tune.storage": shown(storage)})
+    mlflow.set_tags({"imgpipe.tune.study": study.study_name, "imgpipe.tune.storage": hide_password(storage)})
     mlflow.log_params({k: str(v) for k, v in settings.items() if k != "space"})
     mlflow.log_dict(settings["space"], "tune/space.json")
     study.set_user_attr(RUN_ATTR, run.info.run_id)

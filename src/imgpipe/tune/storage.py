@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.tracking.store import hide_password
 from imgpipe.tracking.store import store_root, tracking_uri
 
 ENV = "IMGPIPE_TUNE_STORAGE"
@@ -26,11 +26,6 @@ def study_storage(root: Path, explicit: str | None = None) -> str:
     if uri.startswith("sqlite:///"):
         return f"sqlite:///{(store_root(root) / 'optuna.db').resolve().as_posix()}"
     raise ImgpipeError(
-        f"MLflow records runs at {shown(uri)}, and imgpipe tune cannot tell which database beside it should "
+        f"MLflow records runs at {hide_password(uri)}, and imgpipe tune cannot tell which database beside it should "
         f"hold the study: set {ENV} (or --storage) to an Optuna storage URL, e.g. the team PostgreSQL "
         "database that `imgpipe server` creates, postgresql+psycopg://mlflow:PASSWORD@HOST:5432/mlflow_optuna.")
-
-
-def shown(url: str) -> str:
-    """``url`` with any password hidden, for messages and MLflow tags."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

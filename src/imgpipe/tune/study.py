@@ -23,7 +23,8 @@ from imgpipe.paths import Paths
 from imgpipe.tune import interrupts, records, stale
 from imgpipe.tune.config import check_space, load_tune_config, read_metric
 from imgpipe.tune.space import describe, overrides, suggest
-from imgpipe.tune.storage import shown, study_storage
+from imgpipe.tracking.store import hide_password
+from imgpipe.tune.storage import study_storage
 from imgpipe.tune.trial_run import check_repo, experiment_metrics, run_trial
 from imgpipe.tracking.owner import this_process
 from imgpipe.train import tune_trial as env
@@ -65,7 +66,7 @@ def tune(root: Path, request: TuneRequest) -> Any:
     study, rdb = open_study(name, storage, cfg, request.resume)
     parent = records.open_study_run(root, mlflow_cfg.experiment_name, study, storage, settings(cfg))
     trials = request.trials or cfg.trials
-    print(f"tune: study {name} in {shown(storage)}: {trials} trial(s) maximising {cfg.metric}"
+    print(f"tune: study {name} in {hide_password(storage)}: {trials} trial(s) maximising {cfg.metric}"
           if cfg.direction == "maximize" else f"tune: study {name}: {trials} trial(s) minimising {cfg.metric}")
     objective = Objective(root, cfg, study, parent, storage, read_params(paths.params))
     with interrupts.sigterm_as_ctrl_c(), records.study_run_ended(study):
@@ -85,12 +86,12 @@ def open_study(name: str, storage: str, cfg: TuneConfig, resume: bool) -> tuple[
         rdb = stale.heartbeat_storage(storage)
         names = {s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}
     except Exception as exc:
-        raise ImgpipeError(f"cannot open the study storage {shown(storage)}: {str(exc).splitlines()[0]}") from None
+        raise ImgpipeError(f"cannot open the study storage {hide_password(storage)}: {str(exc).splitlines()[0]}") from None
     if name in names and not resume:
-        raise ImgpipeError(f"study {name} already exists in {shown(storage)}: continue it with --resume, or "
+        raise ImgpipeError(f"study {name} already exists in {hide_password(storage)}: continue it with --resume, or "
                            "start another with --study NAME (or tune.study).")
     if name not in names and resume:
-        raise ImgpipeError(f"there is no study {name} in {shown(storage)} to resume; drop --resume to start it.")
+        raise ImgpipeError(f"there is no study {name} in {hide_password(storage)} to resume; drop --resume to start it.")
     # Seeded by the trials already run, so a resumed study does not draw its first trials again.
     done = len(optuna.load_study(study_name=name, storage=rdb).trials) if resume else 0
     study = optuna.create_study(study_name=name, storage=rdb, direction=cfg.direction, load_if_exists=True,

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 from imgpipe.store.atomic import atomic_path
 
 
-def _to_pil(image: np.ndarray, cell: int) -> Image.Image:
+def to_pil(image: np.ndarray, cell: int) -> Image.Image:
+    """A uint8 HWC image (1 or 3 channels) as an RGB picture of ``cell`` px square."""
     image = np.asarray(image)
     pil = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
     # Nearest keeps small images crisp: a 32 px digit should look like its pixels.
@@ -34,7 +35,7 @@ def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: 
         y = label_h + pad + r * (cell + pad)
         draw.text((4, y + cell // 2 - 6), text[:18], fill="black")
         for c, image in enumerate(images):
-            canvas.paste(_to_pil(image, cell), (label_w + pad + c * (cell + pad), y))
+            canvas.paste(to_pil(image, cell), (label_w + pad + c * (cell + pad), y))
     return canvas
 
 
@@ -64,9 +65,6 @@ def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
 
 
 
-
-
-
 def pair_grid(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[tuple[str, str]], empty: str,
               per_row: int = 3, cell: int = 128) -> Image.Image:
     """Pairs of images side by side, ``per_row`` pairs to a row, each image captioned."""
@@ -76,18 +74,21 @@ def pair_grid(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[tuple[s
     return captioned_grid(images, [c for both in captions for c in both], per_row=2 * per_row, cell=cell)
 
 
-def captioned_grid(images: list[np.ndarray], captions: list[str], per_row: int = 8, cell: int = 96) -> Image.Image:
-    """Images in rows of ``per_row``, each with a caption line above it."""
+def captioned_grid(images: list[np.ndarray], captions: list[str] | list[list[str]], per_row: int = 8,
+                   cell: int = 96, empty: str = "nothing to show: no misclassified images") -> Image.Image:
+    """Images in rows of ``per_row``, each under its caption: a line, or a list of lines."""
     if not images:
-        return text_card("nothing to show: no misclassified images")
-    caption_h, pad = 14, 4
-    rows = -(-len(images) // per_row)
-    cols = min(per_row, len(images))
+        return text_card(empty)
+    captions = [[c] if isinstance(c, str) else list(c) for c in captions]
+    line, pad = 12, 4  # PIL's default bitmap font is 11 px high and 6 px wide
+    caption_h = max(len(c) for c in captions) * line + 2
+    rows, cols = -(-len(images) // per_row), min(per_row, len(images))
     canvas = Image.new("RGB", (pad + cols * (cell + pad), pad + rows * (cell + caption_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (image, caption) in enumerate(zip(images, captions)):
         x = pad + (i % per_row) * (cell + pad)
         y = pad + (i // per_row) * (cell + caption_h + pad)
-        draw.text((x, y), caption[: cell // 6], fill="black")
-        canvas.paste(_to_pil(image, cell), (x, y + caption_h))
+        for k, text in enumerate(caption):
+            draw.text((x, y + k * line), text[: cell // 6], fill="black")  # longer captions are cut
+        canvas.paste(to_pil(image, cell), (x, y + caption_h))
     return canvas
