@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench docker mlflow-ui mlflow-server clean
+.PHONY: setup run test bench docs docker mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: setup
 
 bench: setup
 	python bench/pipeline.py
+
+# The docs site (mkdocs.yml, docs/), served at http://127.0.0.1:8000 and rebuilt on every edit.
+docs: setup
+	mkdocs serve
 
 # A serving image of the registered champion (MLflow's Dockerfile); needs a Docker daemon
 # and network. Without Docker it writes the build context to build/docker and says so.
