@@ -29,14 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
-        module.add_parser(commands).set_defaults(run=module.run)
+        # Not ``run``: report and promote have a --run flag, whose value would replace it.
+        module.add_parser(commands).set_defaults(run_command=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.run_command(args)
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
         return 2
