@@ -15,6 +15,7 @@ import sys
 from types import ModuleType
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.logs import configure
 
 NOT_COMMANDS = {"flags"}
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure()  # the library's log lines, as the command's own output (imgpipe.logs)
     try:
         return args.run_command(args)
     except ImgpipeError as exc:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from PIL import Image
 from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.decoding import Decoded, DecodeSettings, decode_bytes, read_file, worker_count
 from imgpipe.ingest.resampling import fit_matrices
+
+log = logging.getLogger(__name__)
 
 BATCH = 64  # files per decode call: nvJPEG's batched decoder wants many at once
 RESIZE_BUDGET = 256 * 2**20  # bytes of float32 input per resize matmul; big photos go fewer at a time
@@ -65,12 +68,12 @@ def resolve_device(name: str) -> torch.device | None:
     if torch.cuda.is_available():
         device = torch.device("cuda")
         if name == "auto":
-            print(f"ingest: ingest.device is auto: decoding JPEGs on {device} ({torch.cuda.get_device_name(device)})")
+            log.info(f"ingest: ingest.device is auto: decoding JPEGs on {device} ({torch.cuda.get_device_name(device)})")
         return device
     if name == "cuda":
         raise ImgpipeError("params.yaml: ingest.device is cuda but torch finds no CUDA GPU on this machine; "
                            "set ingest.device: auto to use a GPU where there is one and Pillow on the CPU elsewhere.")
-    print("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
+    log.info("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
     return None
 
 
