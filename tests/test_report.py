@@ -105,8 +105,8 @@ def logged_run(root: Path) -> str:
 def test_the_report_of_a_logged_run_holds_its_scores_settings_and_pictures(tmp_path, monkeypatch, capsys):
     from imgpipe.cli import main
 
+    monkeypatch.chdir(tmp_path)  # where MLflow puts a sqlite store's artifacts (./mlruns), and where imgpipe runs
     run_id = logged_run(tmp_path)
-    monkeypatch.setenv("IMGPIPE_ROOT", str(tmp_path))
     name = Paths(tmp_path).confusion_png.name
     picture = (tmp_path / name).read_bytes()
     assert main(["report", "-o", str(tmp_path / "report.html")]) == 0  # the latest run
