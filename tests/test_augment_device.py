@@ -1,6 +1,8 @@
 """augment.device: the default CPU path is untouched; the batched path (run here on the CPU,
 the code CUDA runs) keeps the output contract and albumentations' distributions."""
 
+import logging
+
 import numpy as np
 import pytest
 import yaml
@@ -155,21 +157,23 @@ def test_an_argument_without_a_batched_equivalent_is_named(entry, hint):
     assert hint in str(err.value)
 
 
-def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu_path(images, monkeypatch, capsys):
+def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_the_cpu_path(images, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     spec = SHIPPED["transforms"]
     with pytest.raises(ParamsError, match=r"augment\.device: cuda, but torch finds no CUDA GPU.*auto"):
         variant_maker("cuda", build_pipeline(spec, 0), spec, 0)
     make = variant_maker("auto", build_pipeline(spec, 0), spec, 0)
-    assert "albumentations on the CPU" in capsys.readouterr().out
+    assert "albumentations on the CPU" in caplog.text
     assert np.array_equal(np.stack(list(make(images[:20], np.full(20, 2)))), cpu_path(spec, images[:20], 2))
 
 
-def test_with_a_device_the_stage_makes_batched_variants(images, monkeypatch, capsys):
+def test_with_a_device_the_stage_makes_batched_variants(images, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     monkeypatch.setattr(imgpipe.device, "batch_accelerator", lambda setting, key: CPU)  # what CUDA would run, here
     spec = SHIPPED["transforms"]
     make = variant_maker("cuda", build_pipeline(spec, 3), spec, 3)
-    assert "batches on the CPU" in capsys.readouterr().out
+    assert "batches on the CPU" in caplog.text
     assert np.array_equal(np.stack(list(make(images[:20], np.full(20, 2)))), batched_path(spec, images[:20], 2, seed=3))
 
 

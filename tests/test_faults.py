@@ -116,7 +116,7 @@ def test_a_killed_training_that_will_not_resume_is_marked_killed(tmp_path, monke
     assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
 
 
-def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path, capsys):
+def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path, caplog):
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
@@ -128,7 +128,7 @@ def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path,
     whole = checkpoint.path.read_bytes()
     checkpoint.path.write_bytes(whole[: len(whole) // 2])  # a disk that failed under it
     assert checkpoint.load() is None  # training starts afresh, saying why
-    assert f"ignoring unreadable checkpoint {checkpoint.path}" in capsys.readouterr().out
+    assert f"ignoring unreadable checkpoint {checkpoint.path}" in caplog.text
 
     spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
     save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})

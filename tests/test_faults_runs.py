@@ -5,6 +5,7 @@ pipeline run after a params change)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -87,7 +88,8 @@ def trial_runs(client, experiment: str, study_run: str, exp_name: str) -> tuple[
     return parent, client.create_run(experiment, tags={"mlflow.parentRunId": parent}).info.run_id
 
 
-def test_trials_of_a_dead_tune_are_failed_retried_once_and_their_runs_killed(tmp_path, client, capsys):
+def test_trials_of_a_dead_tune_are_failed_retried_once_and_their_runs_killed(tmp_path, client, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     import optuna
     from optuna.trial import TrialState
 
@@ -118,7 +120,7 @@ def test_trials_of_a_dead_tune_are_failed_retried_once_and_their_runs_killed(tmp
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.params["x"] for t in waiting) == sorted(trials[c][0].params["x"] for c in ("killed here",
                                                                                               "silent elsewhere"))
-    assert "trial 0 (tune-s-0) was left running by a tune process that is gone" in capsys.readouterr().out
+    assert "trial 0 (tune-s-0) was left running by a tune process that is gone" in caplog.text
     # A retried trial killed in turn is not retried again.
     retry = study.ask()
     assert retry.number == waiting[0].number and retry.params["x"] == waiting[0].params["x"]

@@ -5,6 +5,7 @@ folder lacks a class. Every case runs in-process on a few tiny images."""
 from __future__ import annotations
 
 import json
+import logging
 import tarfile
 
 import numpy as np
@@ -126,7 +127,8 @@ def test_class_names_as_long_as_a_folder_name_make_valid_distinct_mlflow_keys():
 # ------------------------------------------------------ a class folder reachable twice
 
 
-def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, capsys):
+def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     from imgpipe.ingest.sources import scan_folder
     from imgpipe.init.profile import profile_folder
 
@@ -144,7 +146,7 @@ def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, capsys):
     assert sorted(c.id for c in found if c.class_name == "b") == sorted(
         p.relative_to(raw).as_posix() for p in (raw / "b").rglob("*.*"))
     assert len(found) == 20 and {c.class_name for c in found} == {"a", "b", "c"}
-    out = capsys.readouterr().out
+    out = caplog.text
     assert f"{raw / 'a' / 'also'} leads to {raw / 'b' / 'more'}" in out and f"{raw / 'd'} leads to {raw / 'c'}" in out
 
 

@@ -54,3 +54,15 @@ def test_a_stage_folders_file_name_is_spelled_only_by_its_owner(name):
     owner = owned_file_names()[name]
     spelled = [p.relative_to(REPO) for p in CODE if p != owner and any(name in s for s in string_literals(p))]
     assert not spelled, f"{name} belongs to {owner.relative_to(REPO)}; go through it instead of spelling it in {spelled}"
+
+
+def test_library_code_logs_and_leaves_printing_to_the_stages_and_the_command():
+    """Library output goes through ``logging`` (imgpipe.logs shows it), so code that imports
+    the library decides what is shown; the stages, ``imgpipe``'s command modules and
+    ``run_stage``'s one-sentence errors print."""
+    printers = {REPO / "src/imgpipe/errors.py"}
+    library = [p for p in (REPO / "src/imgpipe").rglob("*.py") if "cli" not in p.relative_to(REPO / "src/imgpipe").parts
+               and p not in printers]
+    prints = [f"{path.relative_to(REPO)}:{node.lineno}" for path in library for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+    assert library and not prints, "log these instead (log = logging.getLogger(__name__)): " + ", ".join(prints)

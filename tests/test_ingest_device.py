@@ -5,6 +5,7 @@ or so of Pillow, and the default path is untouched."""
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import sys
 
@@ -163,14 +164,15 @@ def test_a_bad_device_names_the_key(tmp_path, changes):
         IngestConfig.load(tmp_path / "params.yaml")
 
 
-def test_cuda_without_a_gpu_is_refused_and_auto_falls_back(monkeypatch, capsys):
+def test_cuda_without_a_gpu_is_refused_and_auto_falls_back(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ImgpipeError, match=r"ingest\.device: cuda, but torch finds no CUDA GPU.*ingest\.device: auto") as err:
         sources.decode_device(ingest_config(device="cuda"))
     assert str(err.value).count(". ") == 0  # one sentence
     assert sources.decode_device(ingest_config(device="auto")) is None
     assert sources.decode_device(ingest_config(device="cpu")) is None
-    lines = capsys.readouterr().out.splitlines()
+    lines = caplog.messages
     assert len(lines) == 1 and "auto" in lines[0] and "CPU" in lines[0]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import yaml
@@ -156,17 +158,19 @@ def test_a_huge_non_image_is_judged_by_its_first_bytes(tmp_path, monkeypatch):
     assert result.pixels is None and "not an image" in result.reason
 
 
-def test_more_decoding_workers_than_cores_are_capped(capsys):
+def test_more_decoding_workers_than_cores_are_capped(caplog):
     from imgpipe.ingest.decoding import available_cores, worker_count
 
-    assert worker_count(300) == available_cores() and "has" in capsys.readouterr().out
+    assert worker_count(300) == available_cores()
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "ingest.workers is 300" in caplog.text
     assert worker_count(0) == available_cores() and worker_count(1) == 1
 
 
-def test_a_link_to_a_sibling_folder_is_read_once_as_the_real_folder(tmp_path, capsys):
+def test_a_link_to_a_sibling_folder_is_read_once_as_the_real_folder(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="imgpipe")
     write_digit_folder(tmp_path / "raw", per_class=2, classes=("a", "b"))
     (tmp_path / "raw" / "a" / "link").symlink_to(tmp_path / "raw" / "b", target_is_directory=True)
     ids = sorted(c.id for c in scan_folder(tmp_path / "raw"))
     assert len([i for i in ids if i.startswith("b/")]) == 2  # the real folder, still class b
     assert not [i for i in ids if i.startswith("a/link/")]  # not a second time, as class a
-    assert f"{tmp_path / 'raw' / 'a' / 'link'} leads to {tmp_path / 'raw' / 'b'}" in capsys.readouterr().out
+    assert f"{tmp_path / 'raw' / 'a' / 'link'} leads to {tmp_path / 'raw' / 'b'}" in caplog.text

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from imgpipe.logs import configure as configure_logging
+
 
 class ImgpipeError(Exception):
     """A problem the user can fix: bad params, unreadable input, missing files."""
@@ -23,8 +25,10 @@ def run_stage(main: Callable[[], None]) -> None:
 
     Tracebacks are for bugs; a wrong params key, a full disk or a Ctrl-C deserve a
     sentence that says what happened and what to do. Exit codes: 2 for user errors, 130
-    for an interrupt (the shell's convention for SIGINT).
+    for an interrupt (the shell's convention for SIGINT). The library's log lines are
+    shown as its prints were (``logs.configure``).
     """
+    configure_logging()
     try:
         main()
     except ImgpipeError as exc:

@@ -7,11 +7,14 @@ batches on it (``batched``, imported only then: the CPU path never loads torch).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from imgpipe.augment.pipeline import augment_variants
+
+log = logging.getLogger(__name__)
 
 VariantMaker = Callable[[Any, np.ndarray], Iterator[np.ndarray]]
 
@@ -32,7 +35,7 @@ def variant_maker(setting: str, pipeline: Any, entries: list[dict[str, Any]], se
     steps = batched_steps(pipeline, entries)
     device = batch_accelerator(setting, "augment.device")
     if device is None:
-        print("augment: augment.device auto: no CUDA GPU here, so albumentations on the CPU, as augment.device: cpu")
+        log.info("augment: augment.device auto: no CUDA GPU here, so albumentations on the CPU, as augment.device: cpu")
         return lambda images, per_image: augment_variants(images, pipeline, per_image)
-    print(f"augment: augment.device {setting}: batches on {describe(device)}")
+    log.info(f"augment: augment.device {setting}: batches on {describe(device)}")
     return lambda images, per_image: batched_variants(images, steps, per_image, seed, device)

@@ -15,6 +15,7 @@ import sys
 from types import ModuleType
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.logs import configure
 
 NOT_COMMANDS = {"flags"}
 
@@ -29,14 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgpipe", description="A reproducible image-classification pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
-        module.add_parser(commands).set_defaults(handler=module.run)
+        # Not ``run``: report and promote have a --run flag, whose value would replace it.
+        module.add_parser(commands).set_defaults(run_command=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure()  # the library's log lines, as the command's own output (imgpipe.logs)
     try:
-        return args.handler(args)
+        return args.run_command(args)
     except ImgpipeError as exc:
         print(f"imgpipe: error: {exc}", file=sys.stderr)
         return 2

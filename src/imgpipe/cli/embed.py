@@ -30,5 +30,6 @@ def add_model_and_seed(command: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from imgpipe.inspection.command import run_embed
 
-    run_embed(project_root(), args.output, args.model, args.seed)
+    for line in run_embed(project_root(), args.output, args.model, args.seed):
+        print(line)
     return 0

@@ -31,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ImgpipeError(f"--top must be 1 or more (got {args.top})")
-    run_inspect(project_root(), args.model, args.top, args.folds, args.features, args.seed)
+    for line in run_inspect(project_root(), args.model, args.top, args.folds, args.features, args.seed):
+        print(line)
     return 0

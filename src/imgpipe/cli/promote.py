@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from imgpipe.cli._project import project_root
 
@@ -22,6 +23,18 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imgpipe.serving.promote import run_promote
+    from imgpipe.evaluate.registry import CHAMPION, NotPromoted
+    from imgpipe.serving.promote import promote_model
 
-    return run_promote(project_root(), args.name, args.version, args.run, args.force)
+    try:
+        done = promote_model(project_root(), args.name, args.version, args.run, args.force)
+    except NotPromoted as exc:
+        print(f"promote: {exc}", file=sys.stderr)
+        return 1
+    if not done.changed:
+        print(f"promote: {done.name} version {done.version} is the {CHAMPION} already")
+        return 0
+    was = f"; it replaces version {done.replaced.version}" if done.replaced is not None else " (the first)"
+    print(f"promote: {done.name} version {done.version} (val balanced accuracy {done.score:.4f}) is the "
+          f"{CHAMPION}{was}. Serve or predict with models:/{done.name}@{CHAMPION}")
+    return 0

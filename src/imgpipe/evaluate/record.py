@@ -3,6 +3,8 @@ run, the headline numbers on the pipeline's run, and the model registered as cha
 
 from __future__ import annotations
 
+import logging
+
 from imgpipe.evaluate.metrics import HEADLINE
 from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VAL_DATA_TAG, VAL_SCORE_TAG, register
 from imgpipe.params.tracking import MlflowConfig
@@ -11,6 +13,8 @@ from imgpipe.tracking.artifacts import EVALUATION
 from imgpipe.tracking.model import log_model, logged_model
 from imgpipe.tracking.runs import MODEL_RUN_TAG
 from imgpipe.tracking.stage_run import StageRun
+
+log = logging.getLogger(__name__)
 
 
 def record(run: StageRun, paths: Paths, metrics: dict, per_class: dict, trained_in: dict, decided: tuple,
@@ -32,11 +36,11 @@ def record(run: StageRun, paths: Paths, metrics: dict, per_class: dict, trained_
     else:
         served = log_model(paths.model_dir, example, spec.to_dict(), name="decided_model", decision=decision.to_dict())
     if name and served is None:
-        print(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
-              "logged model (dvc repro --force train logs it again)")
+        log.warning(f"evaluate: not registering {name}: run {trained_in['run_id']}, which trained models/, holds no "
+                    "logged model (dvc repro --force train logs it again)")
     elif name:
         version = register(served.model_id, name, paths.model_card, {
             VAL_SCORE_TAG: str(metrics["val"]["balanced_accuracy"]), VAL_DATA_TAG: val_hash,
             TRAINING_RUN_TAG: trained_in["run_id"]})
-        print(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
-              f"the {CHAMPION} if it beats the champion on val")
+        log.info(f"evaluate: registered {name} version {version} as its {CHALLENGER}; `imgpipe promote` makes it "
+                 f"the {CHAMPION} if it beats the champion on val")

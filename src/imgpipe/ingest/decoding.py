@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import multiprocessing
 import os
 import sys
@@ -21,6 +22,8 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 # Pillow's own bomb guard warns, then raises at twice its limit; imgpipe checks the
 # header size against ``ingest.max_pixels`` itself before decoding anything, with
@@ -191,7 +194,7 @@ def worker_count(asked: int) -> int:
     """``asked`` decoding processes, 0 meaning every core, and never more than there are cores."""
     cores = available_cores()
     if asked > cores:
-        print(f"ingest: note: ingest.workers is {asked} but this machine has {cores} cores; using {cores}")
+        log.warning(f"ingest: note: ingest.workers is {asked} but this machine has {cores} cores; using {cores}")
     return min(asked, cores) if asked else cores
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from PIL import Image
 from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.decoding import Decoded, DecodeSettings, decode_bytes, read_file, worker_count
 from imgpipe.ingest.resampling import fit_matrices
+
+log = logging.getLogger(__name__)
 
 BATCH = 64  # files per decode call: nvJPEG's batched decoder wants many at once
 RESIZE_BUDGET = 256 * 2**20  # bytes of float32 input per resize matmul; big photos go fewer at a time

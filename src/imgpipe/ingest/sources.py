@@ -17,6 +17,7 @@ came from.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from imgpipe.ingest.shards import Member, is_shard_folder, sample_key, shard_fil
 from imgpipe.errors import ImgpipeError
 from imgpipe.store.dataset import pixel_hash
 from imgpipe.store.npy_file import NpyFile, RowWriter
+
+log = logging.getLogger(__name__)
 
 # Folder names that mark a pre-split collection, and the split each one means.
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -131,7 +134,7 @@ def scan_folder(root: Path) -> list[Candidate]:
     repeats: list[tuple[Path, Path]] = []
     files = {path.relative_to(root).as_posix(): path for path in walk_images(root, repeats)}
     for link, seen in repeats:
-        print(f"note: {link} leads to {seen}, which is read already; its images are counted once, there")
+        log.info(f"note: {link} leads to {seen}, which is read already; its images are counted once, there")
     return classify(files, top, {}, where=str(root))
 
 
@@ -310,10 +313,10 @@ def decode_device(cfg: IngestConfig):
 
     device = batch_accelerator(cfg.device, "ingest.device")
     if device is None:
-        print("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
+        log.info("ingest: ingest.device is auto: no CUDA GPU here, so decoding on the CPU with Pillow")
         return None
     if cfg.device == "auto":
-        print(f"ingest: ingest.device is auto: decoding JPEGs on {describe(device)}")
+        log.info(f"ingest: ingest.device is auto: decoding JPEGs on {describe(device)}")
     return device
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,8 @@ from imgpipe.params.base import read_params
 from imgpipe.init.params_file import updated_params, write_params
 from imgpipe.init.profile import profile_folder
 from imgpipe.init.recipe import Choice, choose, leftovers, scratch_recipe, transfer_recipe
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_MINUTES = 20.0  # the trial and the full training, on 2 CPUs without a GPU
 
@@ -23,23 +26,23 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     if not 1 <= budget_minutes <= 10_000:
         raise ImgpipeError(f"imgpipe init: --budget-minutes {budget_minutes:g} is out of range; give 1 to 10000.")
     profile = profile_folder(folder)
-    print(f"init: {profile.describe()}")
+    log.info(f"init: {profile.describe()}")
     root = params.resolve().parent
     choices = choose(profile, source_name(folder, root), image_size) + leftovers(read_params(params))
     if trial:
         choices = chosen_by_trial(choices, profile, params, root, budget_minutes, image_size, record=not dry_run)
     else:
-        print("init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
-              "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
-              "--no-trial, init tries the alternatives on the folder and keeps the best")
+        log.info("init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
+                 "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
+                 "--no-trial, init tries the alternatives on the folder and keeps the best")
     width = max(len(c.key) for c in choices)
     for choice in choices:
-        print(f"  {choice.key:<{width}}  {_show(choice.value):<22}  {choice.reason}")
+        log.info(f"  {choice.key:<{width}}  {_show(choice.value):<22}  {choice.reason}")
     if dry_run:
-        print(f"init: nothing written (--dry-run); without it, these go into {params}")
+        log.info(f"init: nothing written (--dry-run); without it, these go into {params}")
         return choices
     write_params(params, params, choices)
-    print(f"init: wrote {params} (`git diff {params}` to review); next: dvc repro")
+    log.info(f"init: wrote {params} (`git diff {params}` to review); next: dvc repro")
     return choices
 
 
@@ -53,12 +56,12 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     full = yaml.safe_load(updated_params(params, choices))
     results, best, seconds = measure(profile, full, root, budget_minutes, image_size)
     for line in table(results, best):
-        print(line)
+        log.info(line)
     why = f"measured: {best.why}"
-    print(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
+    log.info(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
     if record:
         saved = save_trial(root, results, best)
-        print(f"init: the trial's table and picture: {', '.join(str(p.relative_to(root)) for p in saved)}")
+        log.info(f"init: the trial's table and picture: {', '.join(str(p.relative_to(root)) for p in saved)}")
     measured = [*best.candidate.choices, full_epochs(best, profile, budget_minutes * 60 - seconds)]
     measured = [Choice(c.key, c.value, f"{why}; {c.reason}") if c.key == "train.model" else c for c in measured]
     # The rule's recipe keys that the chosen one leaves unset (base_cnn's layers for a
@@ -79,8 +82,8 @@ def source_name(folder: Path, root: Path) -> str:
     folder = folder.resolve()
     if folder.is_relative_to(root):
         return folder.relative_to(root).as_posix()
-    print(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
-          f"under raw/ and `dvc add` it (README, \"Versioning your images with DVC\").")
+    log.warning(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
+                f"under raw/ and `dvc add` it (README, \"Versioning your images with DVC\").")
     return str(folder)
 
 

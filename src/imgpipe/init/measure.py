@@ -13,6 +13,7 @@ rest of the budget at the chosen candidate's measured speed.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -28,6 +29,8 @@ from imgpipe.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_s
 from imgpipe.init.features import FeatureCache
 from imgpipe.init.trial import (TrialData, feature_cache, images_per_second, train_fold, trial_config,
                                       trial_data)
+
+log = logging.getLogger(__name__)
 
 TRIAL_SHARE = 0.4  # of the budget, at most, for the trial; the full training gets the rest
 MIN_EPOCHS, MAX_EPOCHS = 2, 30  # a candidate's epochs on each fold
@@ -123,10 +126,10 @@ def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_m
     first = trial.data(candidates[0])
     # The same seconds for each run on each fold: what the trial's share leaves, shared out.
     seconds = (trial.budget_s * TRIAL_SHARE - trial.elapsed) / (len(first.folds) * (len(candidates) + loss_runs))
-    print(f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
-          f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
-          f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
-          "--no-trial skips this); frozen blocks run once per image, so those candidates get more epochs")
+    log.info(f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
+             f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
+             f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
+             "--no-trial skips this); frozen blocks run once per image, so those candidates get more epochs")
     epochs = {c.name: trial.trial_epochs(c, rates[c.name], seconds) for c in candidates}
     total = sum(epochs[c.name] * len(trial.data(c).folds) * trial.data(c).fold_train for c in candidates)
     with tqdm(total=total, desc="init: trial", unit="img", mininterval=1.0) as bar:

@@ -1,4 +1,4 @@
-"""``imgpipe embed`` and ``imgpipe inspect``: run the steps, print what was written where."""
+"""``imgpipe embed`` and ``imgpipe inspect``: run the steps, say what was written where."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgpipe.inspection.embed import Embeddings, write_embeddings
+from imgpipe.inspection.embed import write_embeddings
 from imgpipe.inspection.outputs import EmbeddingFiles, InspectFiles, shown
 from imgpipe.inspection.project import Project, load_project
 
-def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -> Embeddings:
-    """Write the trained model's embeddings of every image to ``out`` (default: <root>/embeddings)."""
+def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -> list[str]:
+    """Write the trained model's embeddings of every image to ``out`` (default: <root>/embeddings);
+    return what was written where, as the lines the command prints."""
     project = load_project(root, model_dir)
     files = EmbeddingFiles(Path(out)) if out is not None else InspectFiles(root).embeddings
     embedded = write_embeddings(project, files, seed)
     n, d = embedded.features.shape
-    print(f"embed: wrote {shown(files.features, root)} ({n} images x {d} features), {shown(files.index, root)} "
-          f"and {shown(files.map, root)}")
-    return embedded
+    return [f"embed: wrote {shown(files.features, root)} ({n} images x {d} features), {shown(files.index, root)} "
+            f"and {shown(files.map, root)}"]
 
 
-def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, features: str, seed: int) -> None:
-    """Embeddings, likely label errors and Grad-CAM for the current data and model; then a summary."""
+def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, features: str, seed: int) -> list[str]:
+    """Embeddings, likely label errors and Grad-CAM for the current data and model; return the
+    summary of what was found and written where, as the lines the command prints."""
     from imgpipe.store.atomic import write_csv
     from imgpipe.inspection.figures import write_gradcam_png, write_label_issues_png
     from imgpipe.inspection.label_issues import check_folds, find_issues, per_split_counts
@@ -40,17 +41,18 @@ def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, featur
 
     n, d = embedded.features.shape
     counts = ", ".join(f"{name} {count}" for name, count in per_split_counts(table, list(project.splits)).items())
-    print(f"inspect: embeddings of {n} images x {d} features: {shown(files.embeddings.features, root)}, "
-          f"{shown(files.embeddings.index, root)}, {shown(files.embeddings.map, root)}")
-    print(f"inspect: {len(table)} likely label errors ({counts}) from {features} features and {folds}-fold "
-          f"logistic regression: {shown(files.label_issues_csv, root)}, {shown(files.label_issues_png, root)}")
+    lines = [f"inspect: embeddings of {n} images x {d} features: {shown(files.embeddings.features, root)}, "
+             f"{shown(files.embeddings.index, root)}, {shown(files.embeddings.map, root)}",
+             f"inspect: {len(table)} likely label errors ({counts}) from {features} features and {folds}-fold "
+             f"logistic regression: {shown(files.label_issues_csv, root)}, {shown(files.label_issues_png, root)}"]
     if cams.skipped:
-        print(f"inspect: no Grad-CAM ({cams.skipped}); {shown(files.gradcam_png, root)} says so")
+        lines.append(f"inspect: no Grad-CAM ({cams.skipped}); {shown(files.gradcam_png, root)} says so")
     else:
-        print(f"inspect: Grad-CAM at {cams.layer} of {cams.mistakes} confident mistakes and {cams.samples} class "
-              f"samples: {shown(files.gradcam_png, root)}")
+        lines.append(f"inspect: Grad-CAM at {cams.layer} of {cams.mistakes} confident mistakes and {cams.samples} "
+                     f"class samples: {shown(files.gradcam_png, root)}")
     if line := near_duplicates_line(files, root):
-        print(line)
+        lines.append(line)
+    return lines
 
 
 def imagenet_features(project: Project) -> np.ndarray:

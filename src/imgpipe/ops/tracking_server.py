@@ -15,6 +15,7 @@ command line that ``ps`` shows.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -28,6 +29,8 @@ from urllib.parse import quote
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.tracking.store import hide_password
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -115,7 +118,7 @@ def ensure_postgres() -> Cluster:
     """Start the cluster when it is down; return it."""
     cluster = find_cluster()
     if not cluster.online:
-        print(f"server: starting PostgreSQL {cluster.version}/{cluster.name} on port {cluster.port}")
+        log.info(f"server: starting PostgreSQL {cluster.version}/{cluster.name} on port {cluster.port}")
         _run(_as_postgres(["pg_ctlcluster", cluster.version, cluster.name, "start"]), "starting PostgreSQL")
         cluster = find_cluster()
     return cluster
@@ -171,13 +174,13 @@ def serve(settings: ServerSettings) -> int:
     ensure_database(cluster, settings)
     settings.artifacts.mkdir(parents=True, exist_ok=True)
     url = f"http://{settings.host}:{settings.port}"
-    print(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
-          f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
-    print(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}")
+    log.info(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
+             f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
+    log.info(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}")
     tune = hide_password(backend_uri(cluster, settings, tune_database(settings)), "PASSWORD")
-    print(f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
-          f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
-          "the database host's name instead of 127.0.0.1)", flush=True)
+    log.info(f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
+             f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
+             "the database host's name instead of 127.0.0.1)")
     try:
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_uri(cluster, settings)}
         return subprocess.call(server_command(cluster, settings), env=env)

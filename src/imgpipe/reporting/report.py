@@ -5,20 +5,25 @@ its stages (each linked to the run that made its output, whether it ran here or 
 reused an earlier output), the scores, settings and pictures the stages logged. So it
 describes exactly what was recorded: a queued experiment's run or a colleague's run on
 the team server, as well as the last ``dvc repro``. HTML is self-contained (images inlined); Markdown links its
-images from a ``<name>_files/`` folder beside it.
+images from a ``<name>_files/`` folder beside it. Both pages are Jinja templates in ``templates/``; this
+module gathers what they show.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
 import shutil
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.evaluate.metrics import HEADLINE
@@ -47,6 +52,8 @@ _INSPECTION = [
     ("embeddings_map", "The model's embeddings of every image (t-SNE; colour: class, shape: split)"),
     ("near_duplicates_png", "Near-duplicate images across splits, from ingest"),
 ]
+# The Jinja templates, package data beside this module (pyproject.toml: tool.setuptools.package-data).
+TEMPLATES = "templates"
 INSPECTION_NOTE = "From this workspace's reports/ and embeddings/ (imgpipe inspect), not from the MLflow run."
 LABEL_ISSUE_ROWS = 10
 PIPELINE_HEADER = ["stage", "MLflow run", "status", "what it did"]
@@ -227,81 +234,48 @@ def _first_artifact(places: list[tuple[Any, str]], folder: Path, uri: str) -> Pa
     return None
 
 
-def _md(text: str) -> str:
+def _md(text: Any) -> str:
     """Text from a run (names, params, tags) as Markdown shows it, never as HTML or markup.
 
     Markdown renders inline HTML, so an experiment named ``<script>`` must arrive escaped,
-    as the HTML report already does; a backslash before each markup character keeps the
-    rest literal.
+    as the HTML template's autoescaping does there; a backslash before each markup
+    character keeps the rest literal.
     """
     return re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", html.escape(str(text), quote=False))
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _png_data_uri(path: Path) -> str:
+    return f"data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
+
+
+@functools.cache
+def _templates(markdown: bool) -> jinja2.Environment:
+    """The templates of one format. HTML autoescapes every value; Markdown cannot (its escaping
+    is not HTML's), so its template passes each value from a run through the ``md`` filter.
+    ``url`` quotes a picture's link, so a report named with a space or parenthesis still links."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("imgpipe.reporting", TEMPLATES), autoescape=not markdown,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters.update(md=_md, url=urllib.parse.quote, png_data_uri=_png_data_uri)
+    return env
+
+
+def _context(summary: RunSummary) -> dict[str, Any]:
+    """What both templates show: the summary's sections as rows of text, and its pictures."""
+    return {"title": summary.title, "facts": summary.facts(), "pipeline_header": PIPELINE_HEADER,
+            "pipeline": summary.pipeline() if summary.stages else [], "metrics": summary.metrics(),
+            "params": summary.params(), "pictures": summary.pictures, "inspection": summary.inspection,
+            "label_issues": summary.label_issues, "inspection_note": INSPECTION_NOTE}
 
 
 def render_markdown(summary: RunSummary, image_dir: str) -> str:
-    parts = [f"# {_md(summary.title)}", "", *(f"- **{k}**: {_md(v)}" for k, v in summary.facts()), ""]
-    if summary.stages:
-        parts += ["## Pipeline", "", _markdown_table(PIPELINE_HEADER, summary.pipeline()), ""]
-    parts += ["## Metrics", "",
-             _markdown_table(["metric", "val", "test"], summary.metrics()), "", "## Settings", "",
-             _markdown_table(["param", "value"], summary.params()), ""]
-    for caption, path in summary.pictures:
-        parts += [f"## {caption}", "", f"![{caption}]({image_dir}/{path.name})", ""]
-    return "\n".join(parts + _inspection_markdown(summary, image_dir))
-
-
-def _inspection_markdown(summary: RunSummary, image_dir: str) -> list[str]:
-    if not summary.inspection and not summary.label_issues:
-        return []
-    parts = ["## Inspection", "", f"_{_md(INSPECTION_NOTE)}_", ""]
-    if summary.label_issues:
-        parts += ["### The likeliest label errors (reports/label\\_issues.csv)", "",
-                  _markdown_table(summary.label_issues[0], summary.label_issues[1:]), ""]
-    for caption, path in summary.inspection:
-        parts += [f"### {caption}", "", f"![{caption}]({image_dir}/{path.name})", ""]
-    return parts
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """The page as Markdown, linking each picture as ``<image_dir>/<its file name>``."""
+    return _templates(markdown=True).get_template("report.md").render(_context(summary), image_dir=image_dir)
 
 
 def render_html(summary: RunSummary) -> str:
-    facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in summary.facts())
-    figures = "".join(_figure_html(caption, path) for caption, path in summary.pictures)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}"
-             "figure{margin:2em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(summary.title)}</h1><dl>{facts}</dl>"
-            f"{f'<h2>Pipeline</h2>{_html_table(PIPELINE_HEADER, summary.pipeline())}' if summary.stages else ''}"
-            f"<h2>Metrics</h2>{_html_table(['metric', 'val', 'test'], summary.metrics())}"
-            f"<h2>Settings</h2>{_html_table(['param', 'value'], summary.params())}{figures}"
-            f"{_inspection_html(summary)}</body></html>\n")
-
-
-def _figure_html(caption: str, path: Path) -> str:
-    return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
-            f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>")
-
-
-def _inspection_html(summary: RunSummary) -> str:
-    if not summary.inspection and not summary.label_issues:
-        return ""
-    table = ""
-    if summary.label_issues:
-        table = (f"<h3>The likeliest label errors (reports/label_issues.csv)</h3>"
-                 f"{_html_table(summary.label_issues[0], summary.label_issues[1:])}")
-    figures = "".join(_figure_html(caption, path) for caption, path in summary.inspection)
-    return f"<h2>Inspection</h2><p><em>{html.escape(INSPECTION_NOTE)}</em></p>{table}{figures}"
+    """The page as HTML with its pictures inlined."""
+    return _templates(markdown=False).get_template("report.html").render(_context(summary))
 
 
 def only_pictures(folder: Path) -> bool:
@@ -318,7 +292,7 @@ def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
         summary = collect(root, run_id, Path(tmp))
         if output.suffix.lower() in (".html", ".htm"):
             with atomic_path(output) as staged:
-                staged.write_text(render_html(summary))
+                staged.write_text(render_html(summary), encoding="utf-8")  # as its <meta charset> says
             return output
         files = output.with_name(f"{output.stem}_files")
         with atomic_path(files, replaces=only_pictures) as staged:  # a previous report's, not a user's folder
@@ -326,5 +300,5 @@ def write_report(root: Path, output: Path, run_id: str | None = None) -> Path:
             for _, path in summary.pictures + summary.inspection:
                 shutil.copy2(path, staged / path.name)
         with atomic_path(output) as staged:
-            staged.write_text(render_markdown(summary, files.name))
+            staged.write_text(render_markdown(summary, files.name), encoding="utf-8")
     return output

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.paths import Paths
 
+if TYPE_CHECKING:
+    from imgpipe.evaluate.registry import Promotion
 
-def run_promote(root: Path, name: str | None, version: str | None, run: str | None, force: bool) -> int:
+
+def promote_model(root: Path, name: str | None, version: str | None, run: str | None, force: bool) -> Promotion:
+    """Make the version (default: the one trained for models/ of ``root``) the champion if it
+    beats the champion; return the ``Promotion``. Raises ``NotPromoted`` when it does not."""
     import mlflow
 
-    from imgpipe.evaluate.registry import CHAMPION, NotPromoted, promote
+    from imgpipe.evaluate.registry import promote
     from imgpipe.params.tracking import MlflowConfig
     from imgpipe.store.model_folder import read_run
     from imgpipe.tracking.store import check_reachable, tracking_uri
@@ -27,15 +32,4 @@ def run_promote(root: Path, name: str | None, version: str | None, run: str | No
     uri = tracking_uri(root)
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    try:
-        done = promote(name, version, run, force)
-    except NotPromoted as exc:
-        print(f"promote: {exc}", file=sys.stderr)
-        return 1
-    if not done.changed:
-        print(f"promote: {name} version {done.version} is the {CHAMPION} already")
-        return 0
-    was = f"; it replaces version {done.replaced.version}" if done.replaced is not None else " (the first)"
-    print(f"promote: {name} version {done.version} (val balanced accuracy {done.score:.4f}) is the {CHAMPION}{was}. "
-          f"Serve or predict with models:/{name}@{CHAMPION}")
-    return 0
+    return promote(name, version, run, force)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +23,8 @@ import torch
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.store.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 # Bumped whenever what a checkpoint holds changes, so an older one is never half-understood.
@@ -107,10 +110,10 @@ class Checkpoint:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)  # plain data only: no code runs
         except Exception as exc:  # a file cut short by a crash of the disk, not of training
-            print(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
+            log.warning(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
             return None
         if state.get("fingerprint") != self.fingerprint:
-            print(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
+            log.warning(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
             self.abandoned_run_id = None if state.get("complete") else state.get("run_id")
             return None
         return state

@@ -11,6 +11,7 @@ checkpoint, end with the same weights on CPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from imgpipe.train.distributed import Dist
 from imgpipe.train.losses import TrainLoss, class_prior
 from imgpipe.train.mixing import mix_batch
 from imgpipe.train.state import EpochResult, TrainState, seed_everything
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,8 +158,8 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
                        f"val loss {val_loss:.4f} acc {val_acc:.3f} balanced {val_bal:.3f} | lr {result.lr:.2e}")
         if stop:
             if dist.is_main:
-                print(f"train: early stop after epoch {epoch}: {cfg.early_stopping.metric} has not improved "
-                      f"for {state.stopper.stale} epochs")
+                log.info(f"train: early stop after epoch {epoch}: {cfg.early_stopping.metric} has not improved "
+                         f"for {state.stopper.stale} epochs")
             break
     _restore_best(state, dist)
     return FitResult(state.history, state.stopper.best_epoch, stop, resumed_from, seconds)
@@ -167,5 +170,5 @@ def _restore_best(state: TrainState, dist: Dist) -> None:
         state.model.load_state_dict(state.ema.module.state_dict())
     stopper = state.stopper
     if stopper.restore_best(state.model, state.history[-1].epoch) and dist.is_main:
-        print(f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "
-              f"({stopper.best_value:.4f})")
+        log.info(f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "
+                 f"({stopper.best_value:.4f})")

@@ -13,6 +13,7 @@ driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -20,7 +21,10 @@ from pathlib import Path
 
 from imgpipe.cluster import connect
 from imgpipe.errors import ImgpipeError
+from imgpipe.logs import configure
 from imgpipe.params.train import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 FORWARDED = ("MLFLOW_", "DVC_", "IMGPIPE_")
@@ -34,8 +38,8 @@ def run_on_ray(root: Path, cfg: TrainConfig, stage: Callable[[], None]) -> None:
 
     gpus = ray.cluster_resources().get("GPU", 0)
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and gpus > 0)
-    print(f"train: on Ray, {cfg.nproc} worker(s), {'one GPU each' if use_gpu else 'CPU'}; cluster "
-          f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs", flush=True)
+    log.info(f"train: on Ray, {cfg.nproc} worker(s), {'one GPU each' if use_gpu else 'CPU'}; cluster "
+             f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs")
     # The workers get this process's tracking and DVC settings (MLFLOW_TRACKING_URI,
     # DVC_ROOT, DVC_EXP_NAME...), not whatever the cluster was started with.
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
@@ -62,6 +66,7 @@ def _worker(config: dict) -> None:
     os.environ.update(config["env"])
     os.chdir(root)
     os.environ["IMGPIPE_ROOT"] = root
+    configure()  # the stage's log lines, as run_stage shows them to a stage run without Ray
     config["stage"]()
 
 

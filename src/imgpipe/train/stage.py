@@ -8,10 +8,10 @@ MLflow run), ``reports/train_history.csv`` (per-epoch metrics, DVC plots) and
 resumes). Everything is logged to train's MLflow run, a child of the pipeline's run.
 """
 
-
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 
@@ -30,6 +30,8 @@ from imgpipe.train.ray_launcher import run_on_ray
 from imgpipe.train.job import TrainingJob
 from imgpipe.train.tune_trial import TrialReporter, tune_tags
 from imgpipe.models.saved import save_model
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -57,7 +59,7 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
     """Fit ``job`` inside train's MLflow run, then save the model, its history and the records."""
     import mlflow
 
-    print(job.describe())
+    log.info(job.describe())
     params = read_params(paths.params)
     trial = TrialReporter.from_env()
     resumed_run = job.resume and job.resume.get("run_id")
@@ -68,7 +70,7 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
         if job.checkpoint.abandoned_run_id:  # a killed training that will not resume
             mark_killed(job.checkpoint.abandoned_run_id)
         if job.resume:
-            print(resume_note(job))
+            log.info(resume_note(job))
             log_missing_epochs(run.info.run_id, job.resumed_history())
         if resumed_run != run.info.run_id:  # a reopened run holds these already
             mlflow.set_tags(tune_tags())  # a trial of `imgpipe tune`: its pruner marks this run
@@ -77,7 +79,7 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
         result = job.fit(on_epoch=lambda r, seconds: on_epoch(r.as_dict(), seconds, trial))
         mlflow.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
 
-        print("train: saving the model")
+        log.info("train: saving the model")
         job.model.cpu().eval()
         save_model(paths.model_dir, job.model, job.spec, {
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
@@ -87,7 +89,7 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
         if not (job.saved_before() and resumed_run == run.info.run_id):
             log_model(paths.model_dir, job.train.images, job.spec.to_dict())
     job.mark_complete()  # only now: a failure before this resumes into saving, not retraining
-    print(f"train: done; MLflow run {run.info.run_id}")
+    log.info(f"train: done; MLflow run {run.info.run_id}")
 
 
 def on_epoch(row: dict[str, float], seconds: float, trial: TrialReporter | None) -> None:

@@ -9,6 +9,7 @@ the parent still lists every trial.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +19,8 @@ from imgpipe.tracking.store import hide_password
 from imgpipe.tracking.abandoned import end_pipeline
 from imgpipe.tracking.pipeline import KEY_TAG
 from imgpipe.tracking.store import connect
+
+log = logging.getLogger(__name__)
 
 RUN_ATTR = "imgpipe_mlflow_run_id"  # study user attribute: the parent run, reopened on --resume
 
@@ -122,7 +125,7 @@ def log_study_plots(study: Any) -> list[str]:
             try:
                 ax = plot(study)
             except Exception as exc:  # e.g. importances need two finished trials that differ
-                print(f"tune: no {name.replace('_', ' ')} plot yet ({str(exc).splitlines()[0][:120]})")
+                log.info(f"tune: no {name.replace('_', ' ')} plot yet ({str(exc).splitlines()[0][:120]})")
                 continue
             figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             figure.set_size_inches(8, 5)

@@ -12,11 +12,14 @@ RetryHeartbeatStaleTrialCallback), since it never got a value.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 from imgpipe.tune import records
 from imgpipe.tracking.owner import is_dead
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 20
 GRACE_S = 60
@@ -43,8 +46,8 @@ def on_stale(study: Any, trial: Any) -> None:
         records.end_trial_runs(parent, exp_name)
     retries = len(trial.system_attrs.get("retry_history", []))
     again = "it runs again with its settings" if retries == 0 else "it was retried once already: not again"
-    print(f"tune: trial {trial.number} ({exp_name or 'no experiment yet'}) was left running by a tune process "
-          f"that is gone: marked failed, its MLflow runs KILLED; {again}", flush=True)
+    log.info(f"tune: trial {trial.number} ({exp_name or 'no experiment yet'}) was left running by a tune process "
+             f"that is gone: marked failed, its MLflow runs KILLED; {again}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)

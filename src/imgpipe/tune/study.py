@@ -9,6 +9,7 @@ can stop it early (imgpipe.train.tune_trial). The study is kept beside the MLflo
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from imgpipe.tune.storage import study_storage
 from imgpipe.tune.trial_run import check_repo, experiment_metrics, run_trial
 from imgpipe.tracking.owner import this_process
 from imgpipe.train import tune_trial as env
+
+log = logging.getLogger(__name__)
 
 # metrics.json keys whose per-epoch value train_history.csv holds, for the pruner.
 HISTORY_COLUMNS = {"val.balanced_accuracy": "val_balanced_accuracy", "val.accuracy": "val_accuracy",
@@ -66,8 +69,8 @@ def tune(root: Path, request: TuneRequest) -> Any:
     study, rdb = open_study(name, storage, cfg, request.resume)
     parent = records.open_study_run(root, mlflow_cfg.experiment_name, study, storage, settings(cfg))
     trials = request.trials or cfg.trials
-    print(f"tune: study {name} in {hide_password(storage)}: {trials} trial(s) maximising {cfg.metric}"
-          if cfg.direction == "maximize" else f"tune: study {name}: {trials} trial(s) minimising {cfg.metric}")
+    log.info(f"tune: study {name} in {hide_password(storage)}: {trials} trial(s) maximising {cfg.metric}"
+             if cfg.direction == "maximize" else f"tune: study {name}: {trials} trial(s) minimising {cfg.metric}")
     objective = Objective(root, cfg, study, parent, storage, read_params(paths.params))
     with interrupts.sigterm_as_ctrl_c(), records.study_run_ended(study):
         stale.fail_dead(study, rdb)  # a killed run's trial, before this run's first
@@ -126,7 +129,7 @@ class Objective:
         trial.set_user_attr(stale.EXP_ATTR, name)
         trial.set_user_attr(stale.OWNER_ATTR, this_process())  # if this process is killed, --resume can tell
         self.count += 1
-        print(f"tune: trial {trial.number} ({self.count} of this run): {describe(values)}", flush=True)
+        log.info(f"tune: trial {trial.number} ({self.count} of this run): {describe(values)}")
         started = time.monotonic()
         try:
             run = run_trial(self.root, name, overrides(self.params, values), self.trial_env(trial),
@@ -137,16 +140,16 @@ class Objective:
         took = f"{time.monotonic() - started:.0f} s"
         if not run.ok:
             if (epoch := self.pruned_at(trial)) is not None:
-                print(f"tune: trial {trial.number} pruned after epoch {epoch} ({took})")
+                log.info(f"tune: trial {trial.number} pruned after epoch {epoch} ({took})")
                 records.mark_pruned(self.study.study_name, trial.number)
                 raise optuna.TrialPruned()
-            print(f"tune: trial {trial.number} failed ({took}); the end of {run.log}:\n{run.failure()}")
+            log.warning(f"tune: trial {trial.number} failed ({took}); the end of {run.log}:\n{run.failure()}")
             raise TrialFailed(f"dvc exp run failed for {name}")
         value = read_metric(experiment_metrics(self.root, name), self.cfg.metric)
         ran = run.stages_run()
         records.record_trial(self.parent, self.study, trial, name, value, trained="train" in ran)
-        print(f"tune: trial {trial.number}: {self.cfg.metric} {value:.4f} in {took} "
-              f"(ran {', '.join(ran) or 'nothing: all cached'}); experiment {name}", flush=True)
+        log.info(f"tune: trial {trial.number}: {self.cfg.metric} {value:.4f} in {took} "
+                 f"(ran {', '.join(ran) or 'nothing: all cached'}); experiment {name}")
         return value
 
     def pruned_at(self, trial: Any) -> int | None:
@@ -169,11 +172,11 @@ class Objective:
 def summarise(study: Any, cfg: TuneConfig, parent: str) -> None:
     states = [t.state.name.lower() for t in study.trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-    print(f"tune: study {study.study_name}: {len(states)} trials ({counts}); MLflow run {parent}")
+    log.info(f"tune: study {study.study_name}: {len(states)} trials ({counts}); MLflow run {parent}")
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise ImgpipeError(f"no trial of study {study.study_name} finished; see the logs in logs/tune/"
                            f"{study.study_name}/ and fix what they report.")
     best = study.best_trial
-    print(f"tune: best: trial {best.number}, {cfg.metric} {best.value:.4f}: {describe(best.params)}")
-    print(f"tune: keep it with  dvc exp apply {best.user_attrs['dvc_exp']}  (then dvc repro restores its outputs "
-          "from the cache; commit as usual)")
+    log.info(f"tune: best: trial {best.number}, {cfg.metric} {best.value:.4f}: {describe(best.params)}")
+    log.info(f"tune: keep it with  dvc exp apply {best.user_attrs['dvc_exp']}  (then dvc repro restores its outputs "
+             "from the cache; commit as usual)")

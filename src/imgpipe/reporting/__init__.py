@@ -1,0 +1,1 @@
+"""``imgpipe report``: the page and its Jinja templates (package data in templates/)."""
