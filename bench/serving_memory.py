@@ -49,7 +49,7 @@ def log_tiny_model(root: Path) -> str:
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
     from imgpipe.store import model_folder
-    from imgpipe.tracking.model import log_model
+    from imgpipe.serving.logged_model import log_model
 
     spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},
                      classes=["a", "b", "c"], image_size=16, channels=1)

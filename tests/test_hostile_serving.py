@@ -61,7 +61,7 @@ def served(tmp_path_factory):
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
     from imgpipe.store import model_folder
-    from imgpipe.tracking.model import log_model
+    from imgpipe.serving.logged_model import log_model
 
     root = tmp_path_factory.mktemp("served")
     spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},

@@ -8,7 +8,7 @@ from helpers import free_port
 from imgpipe.models.factory import create_model
 from imgpipe.models.spec import ModelSpec
 from imgpipe.tracking.lineage import dvc_hashes
-from imgpipe.tracking.model import log_model
+from imgpipe.serving.logged_model import log_model
 from imgpipe.tracking.runs import flatten
 from imgpipe.tracking.stage_run import stage_run
 from imgpipe.tracking.store import connect, tracking_uri

@@ -1,11 +1,22 @@
-"""``imgpipe promote``: make a registered model the champion, if it beats the champion."""
+"""``imgpipe promote``: make a registered model the champion, if it beats the champion.
+
+The rule (beat the champion on the same val data) lives beside registration, in
+``evaluate/registry.py``, so what the registry's tags mean is written in one module.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 import sys
 
 from imgpipe.cli._project import project_root
+from imgpipe.errors import ImgpipeError
+from imgpipe.paths import Paths
+
+if TYPE_CHECKING:
+    from imgpipe.evaluate.registry import Promotion
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -24,7 +35,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from imgpipe.evaluate.registry import CHAMPION, NotPromoted
-    from imgpipe.serving.promote import promote_model
 
     try:
         done = promote_model(project_root(), args.name, args.version, args.run, args.force)
@@ -38,3 +48,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"promote: {done.name} version {done.version} (val balanced accuracy {done.score:.4f}) is the "
           f"{CHAMPION}{was}. Serve or predict with models:/{done.name}@{CHAMPION}")
     return 0
+
+
+def promote_model(root: Path, name: str | None, version: str | None, run: str | None, force: bool) -> "Promotion":
+    """Make the version (default: the one trained for models/ of ``root``) the champion if it
+    beats the champion; return the ``Promotion``. Raises ``NotPromoted`` when it does not."""
+    import mlflow
+
+    from imgpipe.evaluate.registry import promote
+    from imgpipe.params.tracking import MlflowConfig
+    from imgpipe.store.model_folder import read_run
+    from imgpipe.tracking.store import check_reachable, tracking_uri
+
+    paths = Paths(root)
+    name = name or MlflowConfig.load(paths.params).registered_model
+    if not name:
+        raise ImgpipeError("no registered model to promote: set mlflow.registered_model in params.yaml (and run "
+                           "`dvc repro`, which registers the model), or pass --name.")
+    if version is None and run is None:
+        run = read_run(paths.model_dir)["run_id"]
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return promote(name, version, run, force)

@@ -10,7 +10,7 @@ from imgpipe.evaluate.registry import CHALLENGER, CHAMPION, TRAINING_RUN_TAG, VA
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.paths import Paths
 from imgpipe.tracking.artifacts import EVALUATION
-from imgpipe.tracking.model import log_model, logged_model
+from imgpipe.serving.logged_model import log_model, logged_model
 from imgpipe.tracking.runs import MODEL_RUN_TAG
 from imgpipe.tracking.stage_run import StageRun
 

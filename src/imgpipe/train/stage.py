@@ -21,7 +21,7 @@ from imgpipe.params.train import TrainConfig
 from imgpipe.paths import Paths
 from imgpipe.store import history
 from imgpipe.tracking.lineage import log_data_inputs
-from imgpipe.tracking.model import log_model
+from imgpipe.serving.logged_model import log_model
 from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed
 from imgpipe.tracking.stage_run import recorded
 from imgpipe.train.checkpoint import training_lock
