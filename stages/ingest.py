@@ -93,7 +93,7 @@ def warn_if_untracked(cfg: IngestConfig, paths: Paths) -> None:
     if source_kind(cfg, paths.root) in BUILT_IN:
         return
     if not source_path(cfg, paths.root).resolve().is_relative_to(paths.raw.resolve()):
-        print(f"ingest: note: {cfg.source} is outside raw/, so `dvc repro` will not notice when its files change (see README).")
+        print(f"ingest: note: {cfg.source} is outside raw/, so `dvc repro` will not notice when its files change (see docs/how-to/versioning.md).")
 
 
 if __name__ == "__main__":

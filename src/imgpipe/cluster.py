@@ -35,7 +35,7 @@ def connect(key: str) -> Any:
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address and address != "auto":
         check_reachable(address)
-    # Workers import imgpipe as installed on their node (README: what the nodes share);
+    # Workers import imgpipe as installed on their node (docs/how-to/distributed.md: what the nodes share);
     # their output (train's epoch lines) comes back to this process, prefixed by Ray.
     ray.init(address=address or None)
     return ray

@@ -3,7 +3,7 @@
 Files are decoded in batches across every CPU of the cluster; results come back in
 input order, so ingest writes the same bytes as with the local engine. Each worker reads
 the files itself: on a cluster of several machines, the source must be on storage every
-node mounts at the same path (README, "Ray").
+node mounts at the same path (docs/how-to/distributed.md, "Ray").
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def source_name(folder: Path, root: Path) -> str:
     if folder.is_relative_to(root):
         return folder.relative_to(root).as_posix()
     log.warning(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
-                f"under raw/ and `dvc add` it (README, \"Versioning your images with DVC\").")
+                f"under raw/ and `dvc add` it (docs/how-to/versioning.md).")
     return str(folder)
 
 

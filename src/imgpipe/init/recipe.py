@@ -146,7 +146,7 @@ def transfer_recipe(size: int, n_train: int) -> list[Choice]:
         Choice("train.model", "efficientnet_lite0", f"{why}; its ImageNet weights ship with imgpipe (offline)"),
         Choice("train.pretrained", True, "ImageNet weights: a small folder cannot teach a network to see"),
         Choice("train.freeze", {"unfreeze_last": 2}, "the head and the last 2 of 9 blocks learn; the early "
-               "blocks' generic edges and textures stay as ImageNet taught them (the README's transfer recipe, "
+               "blocks' generic edges and textures stay as ImageNet taught them (the transfer recipe of docs/how-to/train.md, "
                "the strongest fixed recipe on every collection in BENCHMARKS.md, #29)"),
         Choice("train.backbone_lr_mult", 0.1, "the unfrozen blocks move at 0.1x the new head's rate"),
         Choice("train.optimizer", "adamw", "AdamW with decoupled weight decay"),

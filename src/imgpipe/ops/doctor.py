@@ -32,7 +32,7 @@ def check_params(root: Path) -> Check:
     try:
         check_all(path)
     except ImgpipeError as exc:
-        return Check("params", False, str(exc), "edit params.yaml as the message says (README lists every key)")
+        return Check("params", False, str(exc), "edit params.yaml as the message says (the docs' params reference lists every key: make docs)")
     return Check("params", True, f"{path} is valid")
 
 

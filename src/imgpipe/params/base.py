@@ -52,7 +52,7 @@ class SectionConfig(Strict):
     def load(cls: type[_C], params_path: Path) -> _C:
         raw = read_params(params_path)
         if cls.section not in raw:
-            raise ParamsError(f"{params_path.name}: section '{cls.section}' is missing; add it (see README).")
+            raise ParamsError(f"{params_path.name}: section '{cls.section}' is missing; add it (the docs' params reference lists its keys).")
         try:
             return cls.model_validate(raw[cls.section] or {})
         except ValidationError as exc:

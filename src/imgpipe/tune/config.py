@@ -27,7 +27,7 @@ def load_tune_config(params_path: Path) -> TuneConfig:
         section, where = raw["tune"] or {}, params_path
     else:
         raise ParamsError(f"no search space: add a tune section to {params_path.name}, or a tune.yaml beside it, "
-                          "with at least tune.space (README, \"Tuning\").")
+                          "with at least tune.space (docs/how-to/tune.md).")
     try:
         return TuneConfig.model_validate(section)
     except ValidationError as exc:
