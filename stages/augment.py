@@ -15,7 +15,13 @@ import pandas as pd
 
 from imgpipe.augment.device import variant_maker
 from imgpipe.augment.pipeline import (
-    build_pipeline, check_pipeline, pipeline_dict, preview, save_variants, variants_manifest, variants_per_image,
+    build_pipeline,
+    check_pipeline,
+    pipeline_dict,
+    preview,
+    save_variants,
+    variants_manifest,
+    variants_per_image,
 )
 from imgpipe.errors import run_stage
 from imgpipe.params.augment import AugmentConfig
@@ -38,8 +44,14 @@ def main() -> None:
 
     with recorded(paths, "augment", then="augment writes the variants again") as record:
         written, seconds, after = augment(cfg, paths, pipeline, make_variants)
-        record.metrics({"images_written": written, "images_per_second": written / max(seconds, 1e-9),
-                        "augment_seconds": seconds, "count": after})
+        record.metrics(
+            {
+                "images_written": written,
+                "images_per_second": written / max(seconds, 1e-9),
+                "augment_seconds": seconds,
+                "count": after,
+            }
+        )
         record.files([paths.augment_preview, augmented.pipeline_path(paths.augmented)])
 
 
@@ -55,8 +67,9 @@ def augment(cfg: AugmentConfig, paths: Paths, pipeline: Any, make_variants: Any)
     # Variants go to a file as they are made, not to memory; the kept rows stay references.
     with scratch_folder(paths.augmented) as scratch:
         started = time.perf_counter()
-        variants, hashes = save_variants(make_variants(train.images, per_image),
-                                         scratch / "variants.u8", train.images.shape[1:])
+        variants, hashes = save_variants(
+            make_variants(train.images, per_image), scratch / "variants.u8", train.images.shape[1:]
+        )
         seconds = time.perf_counter() - started
         images = Stacked.concat([train.images, variants])
         manifest = pd.concat([train.manifest, variants_manifest(train, per_image, hashes)], ignore_index=True)
@@ -64,8 +77,10 @@ def augment(cfg: AugmentConfig, paths: Paths, pipeline: Any, make_variants: Any)
 
     save_png(preview(train, classes, cfg.transforms, cfg.seed), paths.augment_preview)
     after = class_counts(manifest["label"], classes)
-    print(f"augment: wrote {len(images)} training images ({len(variants)} new); per class: {after}; "
-          f"preview in {paths.augment_preview.name}")
+    print(
+        f"augment: wrote {len(images)} training images ({len(variants)} new); per class: {after}; "
+        f"preview in {paths.augment_preview.name}"
+    )
     return len(variants), seconds, after
 
 

@@ -46,15 +46,24 @@ def balance(cfg: BalanceConfig, paths: Paths) -> dict:
     manifest = make_manifest(ids=ids, labels=out.labels, classes=classes, split="train", sha256=hashes, origin=origin)
     # class_weight and weighted_sampler keep the data and tell train how to weigh it.
     weights = class_weights(train.labels, classes)
-    weighting = Weighting(cfg.method, loss_weights=weights if cfg.method == "class_weight" else None,
-                          sampler_weights=weights if cfg.method == "weighted_sampler" else None)
+    weighting = Weighting(
+        cfg.method,
+        loss_weights=weights if cfg.method == "class_weight" else None,
+        sampler_weights=weights if cfg.method == "weighted_sampler" else None,
+    )
     balanced.write(paths.balanced, classes, Split(out.images, manifest), weighting)
 
     before, after = class_counts(train.labels, classes), class_counts(out.labels, classes)
     synthetic = int((out.source_index < 0).sum())
     report = {
-        "method": cfg.method, "before": before, "after": after, "total_before": len(train),
-        "total_after": len(out.labels), "synthetic": synthetic, "training": weighting.to_dict(), "note": out.note,
+        "method": cfg.method,
+        "before": before,
+        "after": after,
+        "total_before": len(train),
+        "total_after": len(out.labels),
+        "synthetic": synthetic,
+        "training": weighting.to_dict(),
+        "note": out.note,
     }
     write_json(paths.balance_report, report)
     if out.note:

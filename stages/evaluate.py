@@ -12,6 +12,7 @@ as the ``challenger``, its card beside it.
 
 from __future__ import annotations
 
+from imgpipe.device import select_device
 from imgpipe.errors import run_stage
 from imgpipe.evaluate.decide import fit_decision
 from imgpipe.evaluate.intervals import bootstrap_intervals
@@ -19,15 +20,14 @@ from imgpipe.evaluate.metrics import absent_classes, classification_metrics, exp
 from imgpipe.evaluate.model_card import gather_facts, model_card
 from imgpipe.evaluate.outputs import draw, write_tables
 from imgpipe.evaluate.record import record
-from imgpipe.device import select_device
 from imgpipe.models.inference import predict_proba
+from imgpipe.models.saved import load_model
 from imgpipe.params.evaluate import EvaluateConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested, model_folder
 from imgpipe.store.atomic import write_json, write_text
 from imgpipe.store.dataset import split_digest
 from imgpipe.tracking.stage_run import StageRun, recorded
-from imgpipe.models.saved import load_model
 
 
 def main() -> None:
@@ -56,8 +56,9 @@ def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
         if cfg.calibrate:
             metrics[name]["ece_before_calibration"] = round(expected_calibration_error(s.labels, raw[name]), 6)
     # A test split of a few dozen images: say how far its headline numbers could move.
-    metrics["test"].update(bootstrap_intervals(splits["test"].labels, proba["test"].argmax(axis=1),
-                                               cfg.bootstrap_resamples, cfg.seed))
+    metrics["test"].update(
+        bootstrap_intervals(splits["test"].labels, proba["test"].argmax(axis=1), cfg.bootstrap_resamples, cfg.seed)
+    )
     # Per-class numbers are a table, not headline metrics: as metrics they would be
     # 4 x classes x 2 columns in `dvc exp show`.
     per_class = {name: m.pop("per_class") for name, m in metrics.items()}
@@ -69,14 +70,27 @@ def evaluate(paths: Paths, cfg: EvaluateConfig, run: StageRun) -> None:
     write_json(paths.metrics, metrics)
     write_json(paths.decision, decision.to_dict())
     val_hash = split_digest(splits["val"])
-    write_text(paths.model_card, model_card(gather_facts(paths, spec, {"metrics": metrics, "per_class": per_class},
-                                                         decision.to_dict(), trained_in["run_id"], val_hash)))
+    write_text(
+        paths.model_card,
+        model_card(
+            gather_facts(
+                paths,
+                spec,
+                {"metrics": metrics, "per_class": per_class},
+                decision.to_dict(),
+                trained_in["run_id"],
+                val_hash,
+            )
+        ),
+    )
 
     write_tables(paths, splits["test"], proba["test"], spec.classes, per_class["test"])
     shown = draw(paths, cfg, splits["test"], proba["test"], spec.classes, metrics["test"], trained_in)
     record(run, paths, metrics, per_class, trained_in, (spec, decision, splits["val"].images), val_hash)
-    print(f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, "
-          f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted) and {paths.model_card.name}")
+    print(
+        f"evaluate: wrote {paths.metrics.name}, the ROC, precision-recall and confusion plots, "
+        f"{paths.misclassified_png.name} ({shown} confident mistakes, true>predicted) and {paths.model_card.name}"
+    )
 
 
 def note_absent(split: str, metrics: dict, per_class: dict) -> None:
@@ -86,8 +100,10 @@ def note_absent(split: str, metrics: dict, per_class: dict) -> None:
     if missing:
         metrics["classes_missing"] = len(missing)
         metrics["classes_missing_names"] = ", ".join(missing)
-        print(f"evaluate: warning: the {split} split has no images of class(es) {', '.join(missing)}; their recall "
-              f"and F1 are not measured (left blank, not 0), and macro F1 averages the other classes")
+        print(
+            f"evaluate: warning: the {split} split has no images of class(es) {', '.join(missing)}; their recall "
+            f"and F1 are not measured (left blank, not 0), and macro F1 averages the other classes"
+        )
 
 
 if __name__ == "__main__":

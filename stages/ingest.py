@@ -17,8 +17,15 @@ import pandas as pd
 
 from imgpipe.errors import run_stage
 from imgpipe.ingest.selection import ingest_report, report_metrics, select_splits
-from imgpipe.ingest.sources import (BUILT_IN, SourceImages, check_bad_files, decode_settings, load_source,
-                                    source_kind, source_path)
+from imgpipe.ingest.sources import (
+    BUILT_IN,
+    SourceImages,
+    check_bad_files,
+    decode_settings,
+    load_source,
+    source_kind,
+    source_path,
+)
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
 from imgpipe.store import ingested
@@ -40,12 +47,15 @@ def main() -> None:
         with scratch_folder(paths.ingested) as scratch:
             report = ingest(cfg, paths, load_source(cfg, paths.root, scratch))
         record.metrics(report_metrics(report))
-        record.files([paths.ingest_report, paths.ingest_samples, paths.near_duplicates_table,
-                      paths.near_duplicates_picture])
+        record.files(
+            [paths.ingest_report, paths.ingest_samples, paths.near_duplicates_table, paths.near_duplicates_picture]
+        )
 
 
 def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> dict:
-    print(f"ingest: {len(source.ids)} of {source.scanned} images decoded, {len(source.classes)} classes, from '{cfg.source}'")
+    print(
+        f"ingest: {len(source.ids)} of {source.scanned} images decoded, {len(source.classes)} classes, from '{cfg.source}'"
+    )
     for bad in source.skipped:
         print(f"ingest: skipped {bad['file']}: {bad['reason']}")
     for warning in source.warnings:  # shards cut short or damaged: images lost without a file to name
@@ -56,7 +66,7 @@ def ingest(cfg: IngestConfig, paths: Paths, source: SourceImages) -> dict:
     # How the pixels were made, so `imgpipe predict` prepares new images the same way.
     ingested.write(paths.ingested, source.classes, splits, preprocessing=asdict(decode_settings(cfg)))
     report = ingest_report(cfg, source, dedup, keep, splits, leaks)
-    for warning in report["warnings"][len(source.warnings):]:  # classes a split lacks
+    for warning in report["warnings"][len(source.warnings) :]:  # classes a split lacks
         print(f"ingest: warning: {warning}")
     write_json(paths.ingest_report, report)
     train = splits["train"]
@@ -79,13 +89,20 @@ def write_leaks(paths: Paths, source: SourceImages, leaks: list[dict]) -> None:
     write_csv(paths.near_duplicates_table, pd.DataFrame(leaks, columns=LEAK_COLUMNS))
     shown = leaks[:24]
     pairs = [(source.images[leak["row"]], source.images[leak["copy_of_row"]]) for leak in shown]
-    captions = [(f"{leak['split']}: {Path(leak['file']).name}",
-                 f"~{leak['copy_of_split']} ({leak['distance']}): {Path(leak['copy_of']).name}") for leak in shown]
+    captions = [
+        (
+            f"{leak['split']}: {Path(leak['file']).name}",
+            f"~{leak['copy_of_split']} ({leak['distance']}): {Path(leak['copy_of']).name}",
+        )
+        for leak in shown
+    ]
     save_png(pair_grid(pairs, captions, "no near duplicates across splits"), paths.near_duplicates_picture)
     if leaks:
         what = "dropped from" if leaks[0]["action"] == "dropped" else "kept in (ingest.near_duplicates: keep)"
-        print(f"ingest: {len(leaks)} val/test images nearly copy an earlier split's image, {what} val/test: "
-              f"{paths.near_duplicates_table.relative_to(paths.root)}")
+        print(
+            f"ingest: {len(leaks)} val/test images nearly copy an earlier split's image, {what} val/test: "
+            f"{paths.near_duplicates_table.relative_to(paths.root)}"
+        )
 
 
 def warn_if_untracked(cfg: IngestConfig, paths: Paths) -> None:
@@ -93,7 +110,9 @@ def warn_if_untracked(cfg: IngestConfig, paths: Paths) -> None:
     if source_kind(cfg, paths.root) in BUILT_IN:
         return
     if not source_path(cfg, paths.root).resolve().is_relative_to(paths.raw.resolve()):
-        print(f"ingest: note: {cfg.source} is outside raw/, so `dvc repro` will not notice when its files change (see docs/how-to/versioning.md).")
+        print(
+            f"ingest: note: {cfg.source} is outside raw/, so `dvc repro` will not notice when its files change (see docs/how-to/versioning.md)."
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ def ray_module(key: str) -> Any:
     try:
         import ray
     except ImportError:
-        raise ImgpipeError(f"params.yaml: {key} is ray, but Ray is not installed: pip install -e '.[ray]' "
-                           "(or set it back to the default).") from None
+        raise ImgpipeError(
+            f"params.yaml: {key} is ray, but Ray is not installed: pip install -e '.[ray]' "
+            "(or set it back to the default)."
+        ) from None
     return ray
 
 
@@ -46,11 +48,15 @@ def check_reachable(address: str) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise ImgpipeError(f"RAY_ADDRESS={address!r} is not host:port (or ray://host:port); "
-                           "set it to the cluster's head node, e.g. head-node:6379.")
+        raise ImgpipeError(
+            f"RAY_ADDRESS={address!r} is not host:port (or ray://host:port); "
+            "set it to the cluster's head node, e.g. head-node:6379."
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        raise ImgpipeError(f"the Ray cluster at RAY_ADDRESS={address} does not answer ({exc.strerror or exc}); "
-                           "start it (ray start --head, or ray up), or unset RAY_ADDRESS to run on this machine.") from None
+        raise ImgpipeError(
+            f"the Ray cluster at RAY_ADDRESS={address} does not answer ({exc.strerror or exc}); "
+            "start it (ray start --head, or ray up), or unset RAY_ADDRESS to run on this machine."
+        ) from None

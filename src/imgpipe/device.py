@@ -24,8 +24,9 @@ def available(accelerators: tuple[str, ...] = ("cuda", "mps")) -> list[str]:
     return [name for name in accelerators if found[name]]
 
 
-def select_device(setting: str, key: str = "train.device", accelerators: tuple[str, ...] = ("cuda", "mps"),
-                  local_rank: int = 0) -> Any:
+def select_device(
+    setting: str, key: str = "train.device", accelerators: tuple[str, ...] = ("cuda", "mps"), local_rank: int = 0
+) -> Any:
     """``setting`` (auto, cpu, or one of ``accelerators``) as a ``torch.device``.
 
     ``auto`` is the first accelerator found, else the CPU; ``local_rank`` picks the GPU of a
@@ -40,8 +41,10 @@ def select_device(setting: str, key: str = "train.device", accelerators: tuple[s
         setting = found[0] if found else "cpu"
     elif setting not in found:
         what = NAMES.get(setting, setting)
-        raise ParamsError(f"params.yaml: {key}: {setting}, but torch finds no {what} on this machine; set {key}: "
-                          f"auto (the {what} where there is one, else the CPU) or cpu.")
+        raise ParamsError(
+            f"params.yaml: {key}: {setting}, but torch finds no {what} on this machine; set {key}: "
+            f"auto (the {what} where there is one, else the CPU) or cpu."
+        )
     return torch.device(f"cuda:{local_rank}") if setting == "cuda" else torch.device(setting)
 
 

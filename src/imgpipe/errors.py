@@ -6,8 +6,8 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from imgpipe.logs import configure as configure_logging
 
@@ -35,8 +35,11 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("stopped (Ctrl-C). Outputs are written whole or not at all; `dvc repro` carries on from "
-              "here (train resumes from its last checkpoint).", file=sys.stderr)
+        print(
+            "stopped (Ctrl-C). Outputs are written whole or not at all; `dvc repro` carries on from "
+            "here (train resumes from its last checkpoint).",
+            file=sys.stderr,
+        )
         sys.exit(130)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -49,9 +52,11 @@ def disk_full_message(where: Path, needed: int | None = None) -> str:
     """Which disk filled up, the space a write needs there (when known) and is free, and what to do."""
     where = Path(where).resolve()
     wants = f"needs {_size(needed)}, " if needed else ""
-    return (f"no room on the disk holding {where} ({wants}{_size(_free_bytes(where))} free there now); the "
-            "stage's outputs are whole or absent, never half-written. Free some space (dvc gc, old experiments, "
-            "the DVC cache) and run `dvc repro` again.")
+    return (
+        f"no room on the disk holding {where} ({wants}{_size(_free_bytes(where))} free there now); the "
+        "stage's outputs are whole or absent, never half-written. Free some space (dvc gc, old experiments, "
+        "the DVC cache) and run `dvc repro` again."
+    )
 
 
 def check_free_space(where: Path, needed: int, failed: bool = False) -> None:

@@ -34,7 +34,7 @@ class Paths:
     root: Path
 
     @classmethod
-    def discover(cls) -> "Paths":
+    def discover(cls) -> Paths:
         return cls(find_project_root())
 
     # --- inputs and bookkeeping
@@ -172,6 +172,13 @@ class Paths:
         Train does not depend on them in dvc.yaml: they describe its data, they do not
         make it, and a new bar colour must not retrain the model.
         """
-        return [self.ingest_report, self.ingest_samples, self.near_duplicates_table, self.near_duplicates_picture,
-                self.balance_report, self.balance_counts,
-                self.balance_synthetic, self.augment_preview]
+        return [
+            self.ingest_report,
+            self.ingest_samples,
+            self.near_duplicates_table,
+            self.near_duplicates_picture,
+            self.balance_report,
+            self.balance_counts,
+            self.balance_synthetic,
+            self.augment_preview,
+        ]

@@ -39,7 +39,8 @@ checks all of these).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ BATCH_SIZE = 256  # variants per batch: big enough to fill a GPU for small image
 Params = dict[str, torch.Tensor]
 
 
-def batched_steps(pipeline: Any, entries: list[dict[str, Any]]) -> list["Step"]:
+def batched_steps(pipeline: Any, entries: list[dict[str, Any]]) -> list[Step]:
     """The batched equivalent of each transform of the albumentations ``pipeline`` built
     from ``entries``, or a ParamsError naming the first one that has none."""
     steps = []
@@ -66,8 +67,9 @@ def batched_steps(pipeline: Any, entries: list[dict[str, Any]]) -> list["Step"]:
     return steps
 
 
-def batched_variants(images: Any, steps: list["Step"], per_image: np.ndarray, seed: int,
-                     device: torch.device, batch_size: int = BATCH_SIZE) -> Iterator[np.ndarray]:
+def batched_variants(
+    images: Any, steps: list[Step], per_image: np.ndarray, seed: int, device: torch.device, batch_size: int = BATCH_SIZE
+) -> Iterator[np.ndarray]:
     """``per_image[i]`` variants of image ``i``, image-major, as ``augment_variants`` yields
     them, made ``batch_size`` at a time on ``device``. ``images``: uint8 (N, H, W, C), an
     array or a ``Stacked``."""
@@ -140,8 +142,11 @@ class RandomBrightnessContrast(Step):
             self.refuse("ensure_safe_range=True")
 
     def draw(self, n, g):
-        return {**super().draw(n, g), "alpha": 1.0 + _uniform(n, g, self.t.contrast_limit),
-                "beta": _uniform(n, g, self.t.brightness_limit)}
+        return {
+            **super().draw(n, g),
+            "alpha": 1.0 + _uniform(n, g, self.t.contrast_limit),
+            "beta": _uniform(n, g, self.t.brightness_limit),
+        }
 
     def apply(self, x, params, noise):
         alpha = params["alpha"].to(x.device, torch.float32)[:, None, None, None]
@@ -158,7 +163,11 @@ class GaussNoise(Step):
             self.refuse(f"noise_scale_factor={transform.noise_scale_factor}")
 
     def draw(self, n, g):
-        return {**super().draw(n, g), "std": _uniform(n, g, self.t.std_range), "mean": _uniform(n, g, self.t.mean_range)}
+        return {
+            **super().draw(n, g),
+            "std": _uniform(n, g, self.t.std_range),
+            "mean": _uniform(n, g, self.t.mean_range),
+        }
 
     def apply(self, x, params, noise):
         n, c, h, w = x.shape
@@ -193,8 +202,10 @@ class Affine(Step):
         p["rotate"] = _uniform(n, g, t.rotate)
         p["shx"], p["shy"] = -_uniform(n, g, t.shear["x"]), -_uniform(n, g, t.shear["y"])
         if t.translate_px is not None:  # whole pixels, both ends included, as py_random.randint
-            p["tx"], p["ty"] = (torch.randint(int(t.translate_px[k][0]), int(t.translate_px[k][1]) + 1, (n,),
-                                              generator=g).double() for k in ("x", "y"))
+            p["tx"], p["ty"] = (
+                torch.randint(int(t.translate_px[k][0]), int(t.translate_px[k][1]) + 1, (n,), generator=g).double()
+                for k in ("x", "y")
+            )
         else:  # fractions of the size, truncated to whole pixels when applied, as albumentations does
             p["fx"], p["fy"] = _uniform(n, g, t.translate_percent["x"]), _uniform(n, g, t.translate_percent["y"])
         return p
@@ -206,8 +217,13 @@ class Affine(Step):
         fill = _fill(self.t.fill, c, x.device)
         filled = any(float(v) for v in np.ravel(self.t.fill))  # a fill of 0 needs no shift: skip two passes
         # Sampling x - fill with zero padding is sampling x with `fill` outside: interpolation is linear.
-        out = F.grid_sample(x - fill if filled else x, grid, mode=_INTERPOLATION[self.t.interpolation],
-                            padding_mode=_WARP_BORDER[self.t.border_mode], align_corners=False)
+        out = F.grid_sample(
+            x - fill if filled else x,
+            grid,
+            mode=_INTERPOLATION[self.t.interpolation],
+            padding_mode=_WARP_BORDER[self.t.border_mode],
+            align_corners=False,
+        )
         return (out.add_(fill) if filled else out).round_().clamp_(0, 255)
 
 
@@ -221,8 +237,16 @@ def _affine_matrices(p: Params, h: int, w: int) -> torch.Tensor:
     cos, sin = torch.cos(rad), torch.sin(rad)
     tan_x, tan_y = torch.tan(torch.deg2rad(p["shx"])), torch.tan(torch.deg2rad(p["shy"]))
     linear = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # rotate
-    linear = torch.stack([torch.stack([torch.ones(n, dtype=torch.float64), tan_x], -1),
-                          torch.stack([tan_y, torch.ones(n, dtype=torch.float64)], -1)], -2) @ linear  # shear
+    linear = (
+        torch.stack(
+            [
+                torch.stack([torch.ones(n, dtype=torch.float64), tan_x], -1),
+                torch.stack([tan_y, torch.ones(n, dtype=torch.float64)], -1),
+            ],
+            -2,
+        )
+        @ linear
+    )  # shear
     linear = linear * torch.stack([p["sx"], p["sy"]], -1)[:, None, :]  # scale first: its columns
     centre = torch.tensor([w / 2 - 0.5, h / 2 - 0.5], dtype=torch.float64)
     m = torch.zeros(n, 3, 3, dtype=torch.float64)
@@ -267,14 +291,17 @@ class PadIfNeeded(_SameSize):
         if transform.position == "random":
             self.refuse("position=random")
         if transform.border_mode not in _PAD_MODE:
-            self.refuse(f"border_mode={transform.border_mode} (only 0, constant, 1, replicate, 3, wrap, and 4, reflect_101)")
+            self.refuse(
+                f"border_mode={transform.border_mode} (only 0, constant, 1, replicate, 3, wrap, and 4, reflect_101)"
+            )
 
     def apply(self, x, params, noise):
         from albumentations.augmentations.geometric import functional as fgeometric
 
         t = self.t
-        pads = fgeometric.get_padding_params(tuple(x.shape[2:]), t.min_height, t.min_width,
-                                             t.pad_height_divisor, t.pad_width_divisor)
+        pads = fgeometric.get_padding_params(
+            tuple(x.shape[2:]), t.min_height, t.min_width, t.pad_height_divisor, t.pad_width_divisor
+        )
         top, bottom, left, right = fgeometric.adjust_padding_by_position(*pads, t.position, None)
         if not any((top, bottom, left, right)):
             return x
@@ -290,8 +317,11 @@ class RandomCrop(_SameSize):
             self.refuse("pad_if_needed=True (pad with PadIfNeeded before it)")
 
     def draw(self, n, g):
-        return {**super().draw(n, g), "h_start": torch.rand(n, generator=g, dtype=torch.float64),
-                "w_start": torch.rand(n, generator=g, dtype=torch.float64)}
+        return {
+            **super().draw(n, g),
+            "h_start": torch.rand(n, generator=g, dtype=torch.float64),
+            "w_start": torch.rand(n, generator=g, dtype=torch.float64),
+        }
 
     def apply(self, x, params, noise):
         n, _, h, w = x.shape
@@ -305,5 +335,7 @@ class RandomCrop(_SameSize):
         return x[index, torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
 
 
-STEPS: dict[str, type[Step]] = {cls.__name__: cls for cls in (
-    Affine, RandomBrightnessContrast, GaussNoise, HorizontalFlip, VerticalFlip, PadIfNeeded, RandomCrop)}
+STEPS: dict[str, type[Step]] = {
+    cls.__name__: cls
+    for cls in (Affine, RandomBrightnessContrast, GaussNoise, HorizontalFlip, VerticalFlip, PadIfNeeded, RandomCrop)
+}

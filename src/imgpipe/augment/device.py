@@ -8,7 +8,8 @@ batches on it (``batched``, imported only then: the CPU path never loads torch).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,9 +49,7 @@ def build_pipeline(entries: list[dict[str, Any]], seed: int) -> Any:
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
         unknown = sorted(set(args) - accepted)
         if unknown:
-            raise ParamsError(
-                f"params.yaml: {where}: unknown argument(s) {unknown}; {name} accepts {sorted(accepted)}"
-            )
+            raise ParamsError(f"params.yaml: {where}: unknown argument(s) {unknown}; {name} accepts {sorted(accepted)}")
         transforms.append(_make(cls, args, where))
     return A.Compose(transforms, seed=seed)
 
@@ -65,8 +64,10 @@ def _make(cls: type, args: dict[str, Any], where: str) -> Any:
         detail = " ".join(str(exc).split())
         raise ParamsError(f"params.yaml: {where}: bad argument: {detail}") from None
     except NotImplementedError:  # BasicTransform and the like
-        raise ParamsError(f"params.yaml: {where}: is an abstract base, not a transform to use; "
-                          "name a concrete one such as HorizontalFlip or Affine") from None
+        raise ParamsError(
+            f"params.yaml: {where}: is an abstract base, not a transform to use; "
+            "name a concrete one such as HorizontalFlip or Affine"
+        ) from None
 
 
 def check_pipeline(pipeline: Any, entries: list[dict[str, Any]], image: np.ndarray) -> None:
@@ -89,15 +90,21 @@ def check_pipeline(pipeline: Any, entries: list[dict[str, Any]], image: np.ndarr
                 warnings.simplefilter("ignore")
                 out = np.asarray(A.Compose([sure], seed=0)(image=out)["image"])
         except Exception as exc:  # whatever the transform raises, the user must hear which one
-            raise ParamsError(f"params.yaml: {where}: fails on a training image ({type(exc).__name__}: {exc})") from None
+            raise ParamsError(
+                f"params.yaml: {where}: fails on a training image ({type(exc).__name__}: {exc})"
+            ) from None
     if out.shape != start.shape or out.dtype != np.uint8:
-        raise ParamsError(f"params.yaml: augment.transforms: turn a {start.shape} uint8 image into {out.shape} {out.dtype}; "
-                          "the pipeline must keep the size and type (ingest.image_size sets the size)")
+        raise ParamsError(
+            f"params.yaml: augment.transforms: turn a {start.shape} uint8 image into {out.shape} {out.dtype}; "
+            "the pipeline must keep the size and type (ingest.image_size sets the size)"
+        )
     try:
         pipeline_dict(pipeline)
     except Exception as exc:
-        raise ParamsError(f"params.yaml: augment.transforms: the pipeline cannot be saved for train and reruns "
-                          f"({type(exc).__name__}: {exc}); use transforms albumentations can serialise") from None
+        raise ParamsError(
+            f"params.yaml: augment.transforms: the pipeline cannot be saved for train and reruns "
+            f"({type(exc).__name__}: {exc}); use transforms albumentations can serialise"
+        ) from None
 
 
 def pipeline_dict(pipeline: Any) -> dict[str, Any]:
@@ -166,7 +173,9 @@ def variants_manifest(train: Split, per_image: np.ndarray, hashes: list[str]) ->
     return rows
 
 
-def preview(train: Split, classes: list[str], transforms: list[dict[str, Any]], seed: int, copies: int = 4) -> Image.Image:
+def preview(
+    train: Split, classes: list[str], transforms: list[dict[str, Any]], seed: int, copies: int = 4
+) -> Image.Image:
     """One row per class: its first original, then fresh variants from the same pipeline."""
     demo = build_pipeline(transforms, seed)
     rows, labels = [], []

@@ -32,8 +32,7 @@ def _strategy(cfg: BalanceConfig, classes: list[str]) -> Any:
     unknown = sorted(set(cfg.sampling_strategy) - set(classes))
     if unknown:
         raise ParamsError(
-            f"params.yaml: balance.sampling_strategy: unknown class name(s) {unknown}; "
-            f"the classes are {classes}"
+            f"params.yaml: balance.sampling_strategy: unknown class name(s) {unknown}; the classes are {classes}"
         )
     return {classes.index(name): count for name, count in cfg.sampling_strategy.items()}
 
@@ -138,8 +137,11 @@ def resample(images: np.ndarray, labels: np.ndarray, sampler: Any) -> Resampled:
                 from imblearn.over_sampling import SMOTE
 
                 note = f"ADASYN could not run ({exc}); used SMOTE with the same settings instead"
-                smote = SMOTE(sampling_strategy=sampler.sampling_strategy, k_neighbors=sampler.n_neighbors,
-                              random_state=sampler.random_state)
+                smote = SMOTE(
+                    sampling_strategy=sampler.sampling_strategy,
+                    k_neighbors=sampler.n_neighbors,
+                    random_state=sampler.random_state,
+                )
                 new_flat, new_labels = smote.fit_resample(flat, labels)
             new_flat = np.asarray(new_flat, dtype=np.float32)
             where = {row.tobytes(): i for i, row in enumerate(flat)}
@@ -157,7 +159,9 @@ def _is_random(sampler: Any) -> bool:
     return type(sampler).__name__ in ("RandomOverSampler", "RandomUnderSampler")
 
 
-def provenance(out: Resampled, ids: list[str], hashes: list[str], method: str) -> tuple[list[str], list[str], list[str]]:
+def provenance(
+    out: Resampled, ids: list[str], hashes: list[str], method: str
+) -> tuple[list[str], list[str], list[str]]:
     """Ids, content hashes and origins for the resampled rows.
 
     A copied row keeps its source's id and hash, with a suffix that keeps ids unique; a

@@ -12,21 +12,38 @@ def add_parser(commands) -> argparse.ArgumentParser:
     from imgpipe.serving.docker import ALIAS
 
     build = commands.add_parser(
-        "build-docker", help="build a Docker image that serves a registered model (MLflow's scoring server)",
+        "build-docker",
+        help="build a Docker image that serves a registered model (MLflow's scoring server)",
         description="Write a Docker build context for an MLflow model (its Dockerfile, by `mlflow models "
         "generate-dockerfile`, and the model) to build/docker, then `docker build` it. The image answers "
         "POST /invocations on port 8080. Building needs network access: the image pip-installs mlflow and "
-        "the model's requirements.")
-    build.add_argument("--model", metavar="URI", help=f"an MLflow model URI (default: models:/<name>@{ALIAS}, "
-                       "with the name from params.yaml's mlflow.registered_model), e.g. models:/<name>/<version> "
-                       "or runs:/<run_id>/model")
-    build.add_argument("-t", "--tag", help="the image's name (default: imgpipe-<registered model name, else "
-                       "the project folder's name>:latest)")
-    build.add_argument("-o", "--output", type=Path, help="the folder to write the build context to "
-                       "(default: build/docker of the project; a previous build context there is replaced, a folder "
-                       "holding anything else is refused)")
-    build.add_argument("--no-build", action="store_true", help="write the build context only, and print the "
-                       "docker commands that build and run it")
+        "the model's requirements.",
+    )
+    build.add_argument(
+        "--model",
+        metavar="URI",
+        help=f"an MLflow model URI (default: models:/<name>@{ALIAS}, "
+        "with the name from params.yaml's mlflow.registered_model), e.g. models:/<name>/<version> "
+        "or runs:/<run_id>/model",
+    )
+    build.add_argument(
+        "-t",
+        "--tag",
+        help="the image's name (default: imgpipe-<registered model name, else the project folder's name>:latest)",
+    )
+    build.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="the folder to write the build context to "
+        "(default: build/docker of the project; a previous build context there is replaced, a folder "
+        "holding anything else is refused)",
+    )
+    build.add_argument(
+        "--no-build",
+        action="store_true",
+        help="write the build context only, and print the docker commands that build and run it",
+    )
     return build
 
 

@@ -8,9 +8,11 @@ from imgpipe.cli._project import project_root
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    return commands.add_parser("doctor", help="check the device, DVC, MLflow and the data source, with fixes",
-                               description="Check that this machine and project can run the pipeline; say how to "
-                               "fix what cannot.")
+    return commands.add_parser(
+        "doctor",
+        help="check the device, DVC, MLflow and the data source, with fixes",
+        description="Check that this machine and project can run the pipeline; say how to fix what cannot.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,18 +10,25 @@ from imgpipe.errors import ImgpipeError
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    inspect = commands.add_parser("inspect", help="find likely label errors and show where the model looks",
-                                  description="Write embeddings/ (as `imgpipe embed`), reports/label_issues.csv and "
-                                  ".png (cleanlab on out-of-fold logistic-regression probabilities from the "
-                                  "features) and reports/gradcam.png (Grad-CAM of the test split's most confident "
-                                  "mistakes and of each class), then print a summary.")
+    inspect = commands.add_parser(
+        "inspect",
+        help="find likely label errors and show where the model looks",
+        description="Write embeddings/ (as `imgpipe embed`), reports/label_issues.csv and "
+        ".png (cleanlab on out-of-fold logistic-regression probabilities from the "
+        "features) and reports/gradcam.png (Grad-CAM of the test split's most confident "
+        "mistakes and of each class), then print a summary.",
+    )
     inspect.add_argument("--top", type=int, default=16, help="images in each grid (default: 16)")
     inspect.add_argument("--folds", type=int, default=5, help="folds of the stratified cross-validation (default: 5)")
-    inspect.add_argument("--features", choices=["model", "imagenet"], default="model",
-                         help="what to find label errors with: the trained model's embeddings (default), or an "
-                         "ImageNet EfficientNet-Lite0 that never saw these labels. The trained model has fitted the "
-                         "training images' given labels, wrong ones included, which hides their errors; imagenet "
-                         "does not, at the cost of features less tuned to these classes.")
+    inspect.add_argument(
+        "--features",
+        choices=["model", "imagenet"],
+        default="model",
+        help="what to find label errors with: the trained model's embeddings (default), or an "
+        "ImageNet EfficientNet-Lite0 that never saw these labels. The trained model has fitted the "
+        "training images' given labels, wrong ones included, which hides their errors; imagenet "
+        "does not, at the cost of features less tuned to these classes.",
+    )
     add_model_and_seed(inspect)
     return inspect
 

@@ -10,11 +10,17 @@ from imgpipe.errors import ImgpipeError
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    predict = commands.add_parser("predict", help="classify image files or folders with a trained model",
-                                  description="Print the predicted class and its probability for each image.")
+    predict = commands.add_parser(
+        "predict",
+        help="classify image files or folders with a trained model",
+        description="Print the predicted class and its probability for each image.",
+    )
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    predict.add_argument("--model", help="a model folder (default: models/ of this project) or an MLflow URI "
-                         "such as models:/<name>@champion, models:/<name>/<version> or runs:/<run_id>/model")
+    predict.add_argument(
+        "--model",
+        help="a model folder (default: models/ of this project) or an MLflow URI "
+        "such as models:/<name>@champion, models:/<name>/<version> or runs:/<run_id>/model",
+    )
     predict.add_argument("--csv", action="store_true", help="write CSV (file,class,probability,error) instead of text")
     return predict
 

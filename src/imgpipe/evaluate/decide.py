@@ -17,15 +17,18 @@ from imgpipe.models.decision import Decision
 from imgpipe.params.evaluate import EvaluateConfig, ThresholdConfig
 
 
-def fit_decision(cfg: EvaluateConfig, y_val: np.ndarray, proba_val: np.ndarray, classes: list[str],
-                 prior: list[float], run_id: str) -> Decision:
+def fit_decision(
+    cfg: EvaluateConfig, y_val: np.ndarray, proba_val: np.ndarray, classes: list[str], prior: list[float], run_id: str
+) -> Decision:
     """The decision ``cfg`` asks for, fitted on the val split's labels and probabilities."""
     log_p = np.log(np.clip(np.asarray(proba_val, dtype=np.float64), 1e-12, None))
     shift = np.zeros(len(classes))
     if cfg.logit_adjustment:
         if len(prior) != len(classes):
-            raise ParamsError("params.yaml: evaluate.logit_adjustment: this model records no class prior (it was "
-                              "trained before imgpipe kept one); retrain it (dvc repro --force train) or use 0.")
+            raise ParamsError(
+                "params.yaml: evaluate.logit_adjustment: this model records no class prior (it was "
+                "trained before imgpipe kept one); retrain it (dvc repro --force train) or use 0."
+            )
         shift = -cfg.logit_adjustment * np.log(np.clip(prior, 1e-12, None))
     temperature = fit_temperature(np.asarray(y_val), log_p + shift) if cfg.calibrate else 1.0
     bias = shift / temperature
@@ -41,6 +44,7 @@ def fit_decision(cfg: EvaluateConfig, y_val: np.ndarray, proba_val: np.ndarray, 
 
 def fit_temperature(y: np.ndarray, logits: np.ndarray) -> float:
     """The temperature that minimises the log loss of ``softmax(logits / T)`` on ``y``."""
+
     def log_loss(t: float) -> float:
         return float(-log_softmax(logits / t, axis=1)[np.arange(len(y)), y].mean())
 
@@ -49,8 +53,10 @@ def fit_temperature(y: np.ndarray, logits: np.ndarray) -> float:
 
 def threshold_class(cfg: ThresholdConfig, classes: list[str]) -> int:
     if len(classes) != 2:
-        raise ParamsError(f"params.yaml: evaluate.threshold: a decision threshold needs two classes, and this model "
-                          f"has {len(classes)}; set evaluate.threshold.optimize: none.")
+        raise ParamsError(
+            f"params.yaml: evaluate.threshold: a decision threshold needs two classes, and this model "
+            f"has {len(classes)}; set evaluate.threshold.optimize: none."
+        )
     name = cfg.class_name or classes[1]
     if name not in classes:
         raise ParamsError(f"params.yaml: evaluate.threshold.class: {name!r} is not one of the classes {classes}.")

@@ -26,8 +26,17 @@ def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, resamples: int, 
     for name, score in (("accuracy", _accuracy), ("balanced_accuracy", _balanced_accuracy)):
         # Resamples in batches of about a million labels: memory stays that, whatever the split.
         batch = max(1, min(100, 2**20 // len(y_true)))
-        result = bootstrap(data, score, paired=True, vectorized=True, batch=batch, n_resamples=resamples,
-                           confidence_level=LEVEL, method="percentile", rng=np.random.default_rng(seed))
+        result = bootstrap(
+            data,
+            score,
+            paired=True,
+            vectorized=True,
+            batch=batch,
+            n_resamples=resamples,
+            confidence_level=LEVEL,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
         low, high = result.confidence_interval
         out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = round(float(low), 6), round(float(high), 6)
     return out

@@ -8,12 +8,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
-    accuracy_score, balanced_accuracy_score, f1_score, log_loss, precision_recall_curve,
-    precision_recall_fscore_support, roc_auc_score, roc_curve,
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
 )
 
 from imgpipe.evaluate.intervals import recall_interval
-
 
 # The scores that sum a model up: rolled up onto the pipeline's MLflow run, and the rows of
 # `imgpipe report`'s table.
@@ -59,11 +64,23 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
 def _class_scores(precision: float, recall: float, f1: float, support: int, predicted: bool) -> dict[str, Any]:
     """One class's row; with no images of it, only a precision (when it was ever predicted) means anything."""
     if support == 0:
-        return {"precision": precision if predicted else None, "recall": None, "f1": None, "support": 0,
-                "recall_ci95_low": None, "recall_ci95_high": None}
+        return {
+            "precision": precision if predicted else None,
+            "recall": None,
+            "f1": None,
+            "support": 0,
+            "recall_ci95_low": None,
+            "recall_ci95_high": None,
+        }
     low, high = recall_interval(int(round(recall * support)), support)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support,
-            "recall_ci95_low": low, "recall_ci95_high": high}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": support,
+        "recall_ci95_low": low,
+        "recall_ci95_high": high,
+    }
 
 
 def absent_classes(per_class: dict[str, dict[str, Any]]) -> list[str]:
@@ -99,7 +116,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int 
     return float(ece)
 
 
-def curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str], points: int = 101) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curves(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str], points: int = 101
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-class one-vs-rest ROC and precision-recall curves on a fixed grid.
 
     A fixed grid keeps the plot files small and stable (a few thousand rows whatever the
@@ -117,10 +136,19 @@ def curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str], points: in
         # Interpolated precision: the best precision at this recall or beyond.
         best = np.maximum.accumulate(precision[::-1])[::-1]
         order = np.argsort(recall)
-        pr_rows.append(pd.DataFrame({"class": name, "recall": grid, "precision": np.interp(grid, recall[order], best[order]).round(6)}))
-    empty_roc, empty_pr = pd.DataFrame(columns=["class", "fpr", "tpr"]), pd.DataFrame(columns=["class", "recall", "precision"])
-    return (pd.concat(roc_rows, ignore_index=True) if roc_rows else empty_roc,
-            pd.concat(pr_rows, ignore_index=True) if pr_rows else empty_pr)
+        pr_rows.append(
+            pd.DataFrame(
+                {"class": name, "recall": grid, "precision": np.interp(grid, recall[order], best[order]).round(6)}
+            )
+        )
+    empty_roc, empty_pr = (
+        pd.DataFrame(columns=["class", "fpr", "tpr"]),
+        pd.DataFrame(columns=["class", "recall", "precision"]),
+    )
+    return (
+        pd.concat(roc_rows, ignore_index=True) if roc_rows else empty_roc,
+        pd.concat(pr_rows, ignore_index=True) if pr_rows else empty_pr,
+    )
 
 
 def most_confident_mistakes(y_true: np.ndarray, proba: np.ndarray, count: int = 16) -> np.ndarray:
@@ -136,9 +164,12 @@ def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
 
 def summary_line(split: str, m: dict[str, Any]) -> str:
     """The headline metrics of one split, for the console, with their 95% intervals when known."""
+
     def with_ci(name: str) -> str:
         low, high = m.get(f"{name}_ci95_low"), m.get(f"{name}_ci95_high")
         return f"{m[name]:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
 
-    return (f"{split}: accuracy {with_ci('accuracy')}, balanced accuracy {with_ci('balanced_accuracy')}, "
-            f"macro F1 {m['f1_macro']:.4f}, ROC-AUC {m['roc_auc_ovr']:.4f}, log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}")
+    return (
+        f"{split}: accuracy {with_ci('accuracy')}, balanced accuracy {with_ci('balanced_accuracy')}, "
+        f"macro F1 {m['f1_macro']:.4f}, ROC-AUC {m['roc_auc_ovr']:.4f}, log loss {m['log_loss']:.4f}, ECE {m['ece']:.4f}"
+    )

@@ -29,8 +29,17 @@ class CardFacts:
 
 
 def model_card(f: CardFacts) -> str:
-    parts = [f"# Model card: {f.title}\n", _summary(f), _data(f), _training(f), _scores(f), _per_class(f),
-             _calibration(f), _limits(f), _provenance(f)]
+    parts = [
+        f"# Model card: {f.title}\n",
+        _summary(f),
+        _data(f),
+        _training(f),
+        _scores(f),
+        _per_class(f),
+        _calibration(f),
+        _limits(f),
+        _provenance(f),
+    ]
     return "\n".join(parts)
 
 
@@ -39,43 +48,77 @@ def _summary(f: CardFacts) -> str:
     ci = ""
     if "balanced_accuracy_ci95_low" in test:
         ci = f" (95% interval {test['balanced_accuracy_ci95_low']:.3f} to {test['balanced_accuracy_ci95_high']:.3f})"
-    return (f"A `{f.model['name']}` classifier of {f.model['image_size']} x {f.model['image_size']} "
-            f"{'greyscale' if f.model['channels'] == 1 else 'colour'} images into {len(f.model['classes'])} classes: "
-            f"{', '.join(f'`{c}`' for c in f.model['classes'])}. Test balanced accuracy {test['balanced_accuracy']:.3f}"
-            f"{ci} on {f.data['total']['test']} images.\n")
+    return (
+        f"A `{f.model['name']}` classifier of {f.model['image_size']} x {f.model['image_size']} "
+        f"{'greyscale' if f.model['channels'] == 1 else 'colour'} images into {len(f.model['classes'])} classes: "
+        f"{', '.join(f'`{c}`' for c in f.model['classes'])}. Test balanced accuracy {test['balanced_accuracy']:.3f}"
+        f"{ci} on {f.data['total']['test']} images.\n"
+    )
 
 
 def _data(f: CardFacts) -> str:
     summary = f.data.get("summary", {})
-    lines = ["## Data\n", f"- Source: `{f.data['source']}`",
-             f"- Version: DVC hash of `data/ingest` `{f.data_hash or 'not recorded (run outside dvc repro)'}`; "
-             f"val images and labels `{f.val_data_hash[:16]}`",
-             f"- Images decoded: {summary.get('decoded', '?')} of {summary.get('scanned', '?')} "
-             f"({summary.get('skipped', 0)} unreadable, skipped)",
-             f"- Removed: {summary.get('duplicates_removed', 0)} exact duplicates, {summary.get('conflicts_removed', 0)} "
-             f"copies with conflicting labels, {summary.get('near_duplicates_dropped', 0)} val/test images that nearly "
-             f"copy a training image (of {summary.get('near_duplicates_found', 0)} found)",
-             f"- Imbalance: the largest training class has {f.data.get('imbalance_ratio', '?')} times the images of "
-             "the smallest\n", "| class | train | val | test |", "|---|---:|---:|---:|"]
+    lines = [
+        "## Data\n",
+        f"- Source: `{f.data['source']}`",
+        f"- Version: DVC hash of `data/ingest` `{f.data_hash or 'not recorded (run outside dvc repro)'}`; "
+        f"val images and labels `{f.val_data_hash[:16]}`",
+        f"- Images decoded: {summary.get('decoded', '?')} of {summary.get('scanned', '?')} "
+        f"({summary.get('skipped', 0)} unreadable, skipped)",
+        f"- Removed: {summary.get('duplicates_removed', 0)} exact duplicates, {summary.get('conflicts_removed', 0)} "
+        f"copies with conflicting labels, {summary.get('near_duplicates_dropped', 0)} val/test images that nearly "
+        f"copy a training image (of {summary.get('near_duplicates_found', 0)} found)",
+        f"- Imbalance: the largest training class has {f.data.get('imbalance_ratio', '?')} times the images of "
+        "the smallest\n",
+        "| class | train | val | test |",
+        "|---|---:|---:|---:|",
+    ]
     counts = f.data["counts"]
-    lines += [f"| {c} | {counts['train'].get(c, 0)} | {counts['val'].get(c, 0)} | {counts['test'].get(c, 0)} |"
-              for c in f.model["classes"]]
+    lines += [
+        f"| {c} | {counts['train'].get(c, 0)} | {counts['val'].get(c, 0)} | {counts['test'].get(c, 0)} |"
+        for c in f.model["classes"]
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _training(f: CardFacts) -> str:
-    keys = ("model", "pretrained", "freeze", "epochs", "batch_size", "optimizer", "lr", "scheduler", "weight_decay",
-            "loss", "label_smoothing", "mix", "ema", "retrain_head", "early_stopping", "seed")
+    keys = (
+        "model",
+        "pretrained",
+        "freeze",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "scheduler",
+        "weight_decay",
+        "loss",
+        "label_smoothing",
+        "mix",
+        "ema",
+        "retrain_head",
+        "early_stopping",
+        "seed",
+    )
     shown = {k: f.settings[k] for k in keys if k in f.settings}
-    lines = ["## Training\n", *(f"- `{k}`: `{v}`" for k, v in shown.items()),
-             f"- Architecture options: `{f.model.get('options', {})}`",
-             "- Every other setting: `params.yaml` at the commit below, and the MLflow run's params\n"]
+    lines = [
+        "## Training\n",
+        *(f"- `{k}`: `{v}`" for k, v in shown.items()),
+        f"- Architecture options: `{f.model.get('options', {})}`",
+        "- Every other setting: `params.yaml` at the commit below, and the MLflow run's params\n",
+    ]
     return "\n".join(lines)
 
 
 def _scores(f: CardFacts) -> str:
-    names = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"),
-             ("roc_auc_ovr", "ROC-AUC (one-vs-rest)"), ("log_loss", "log loss"), ("ece", "calibration error (ECE)")]
+    names = [
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("f1_macro", "macro F1"),
+        ("roc_auc_ovr", "ROC-AUC (one-vs-rest)"),
+        ("log_loss", "log loss"),
+        ("ece", "calibration error (ECE)"),
+    ]
     lines = ["## Scores\n", "| metric | val | test |", "|---|---:|---:|"]
     for key, label in names:
         cells = [_number(f.metrics[split].get(key)) for split in ("val", "test")]
@@ -84,26 +127,39 @@ def _scores(f: CardFacts) -> str:
 
 
 def _per_class(f: CardFacts) -> str:
-    lines = ["## Recall by class\n", "With its 95% Wilson interval: how far it could move on another sample of "
-             "this size.\n", "| class | val recall | test recall | test images | test 95% interval |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        "## Recall by class\n",
+        "With its 95% Wilson interval: how far it could move on another sample of this size.\n",
+        "| class | val recall | test recall | test images | test 95% interval |",
+        "|---|---:|---:|---:|---|",
+    ]
     for c in f.model["classes"]:
         val, test = f.per_class["val"].get(c, {}), f.per_class["test"].get(c, {})
-        lines.append(f"| {c} | {_number(val.get('recall'))} | {_number(test.get('recall'))} | {test.get('support', 0)} "
-                     f"| {_interval(test)} |")
+        lines.append(
+            f"| {c} | {_number(val.get('recall'))} | {_number(test.get('recall'))} | {test.get('support', 0)} "
+            f"| {_interval(test)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _calibration(f: CardFacts) -> str:
     test = f.metrics["test"]
-    lines = ["## Calibration\n", f"- Expected calibration error on test: {_number(test.get('ece'))} (0 means the "
-             "stated probabilities match how often the model is right)"]
+    lines = [
+        "## Calibration\n",
+        f"- Expected calibration error on test: {_number(test.get('ece'))} (0 means the "
+        "stated probabilities match how often the model is right)",
+    ]
     if "ece_before_calibration" in test:
-        lines.append(f"- Before temperature scaling: {_number(test['ece_before_calibration'])}; the temperature "
-                     f"{f.decision.get('temperature', 1.0):.3f} was fitted on val")
+        lines.append(
+            f"- Before temperature scaling: {_number(test['ece_before_calibration'])}; the temperature "
+            f"{f.decision.get('temperature', 1.0):.3f} was fitted on val"
+        )
     identity = f.decision.get("temperature", 1.0) == 1.0 and not any(f.decision.get("logit_bias") or [])
-    lines.append("- Decision: the model's own probabilities, arg max (no adjustment fitted)" if identity else
-                 f"- Decision fitted on val and applied wherever the model is served: `{f.decision.get('fitted')}`")
+    lines.append(
+        "- Decision: the model's own probabilities, arg max (no adjustment fitted)"
+        if identity
+        else f"- Decision fitted on val and applied wherever the model is served: `{f.decision.get('fitted')}`"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -113,12 +169,18 @@ def _limits(f: CardFacts) -> str:
         test = f.per_class["test"].get(c, {})
         n = int(test.get("support", 0))
         if n < FEW_TEST_IMAGES:
-            lines.append(f"- `{c}` has {n} test images: its test recall {_number(test.get('recall'))} could be anywhere "
-                         f"in {_interval(test)}." if n else f"- `{c}` has no test images: its recall is unmeasured.")
-    lines += [f"- Trained and tested only on images from `{f.data['source']}`, decoded to {f.model['image_size']} px; "
-              "photos from other cameras, sites or populations may score lower than the table says.",
-              "- Val chose the epoch and the decision, so val scores are optimistic; quote test scores.",
-              "- Near-duplicate checks catch resized and recompressed copies, not heavy crops or edits."]
+            lines.append(
+                f"- `{c}` has {n} test images: its test recall {_number(test.get('recall'))} could be anywhere "
+                f"in {_interval(test)}."
+                if n
+                else f"- `{c}` has no test images: its recall is unmeasured."
+            )
+    lines += [
+        f"- Trained and tested only on images from `{f.data['source']}`, decoded to {f.model['image_size']} px; "
+        "photos from other cameras, sites or populations may score lower than the table says.",
+        "- Val chose the epoch and the decision, so val scores are optimistic; quote test scores.",
+        "- Near-duplicate checks catch resized and recompressed copies, not heavy crops or edits.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +198,9 @@ def _interval(row: dict[str, Any]) -> str:
     return "n/a" if low is None or low != low else f"{low:.2f} to {high:.2f}"
 
 
-def gather_facts(paths: Any, spec: Any, scores: dict[str, Any], decision: dict[str, Any], training_run: str,
-                 val_data_hash: str) -> CardFacts:
+def gather_facts(
+    paths: Any, spec: Any, scores: dict[str, Any], decision: dict[str, Any], training_run: str, val_data_hash: str
+) -> CardFacts:
     """The card's facts from the project: ``scores`` holds metrics.json's and the per-class
     tables (``{"metrics": ..., "per_class": ...}``)."""
     import os
@@ -149,9 +212,18 @@ def gather_facts(paths: Any, spec: Any, scores: dict[str, Any], decision: dict[s
 
     data = read_json(paths.ingest_report)
     return CardFacts(
-        title=f"{data['source']} classifier", data=data,
-        data_hash=dvc_hashes(paths.dvc_lock, ["data/ingest"]).get("data/ingest", ""), val_data_hash=val_data_hash,
-        settings=read_params(paths.params)["train"], model=spec.to_dict(), metrics=scores["metrics"],
-        per_class=scores["per_class"], decision=decision,
-        provenance={"git commit": git_commit(paths.root) or "", "MLflow training run": training_run,
-                    "DVC experiment": os.environ.get("DVC_EXP_NAME", "")})
+        title=f"{data['source']} classifier",
+        data=data,
+        data_hash=dvc_hashes(paths.dvc_lock, ["data/ingest"]).get("data/ingest", ""),
+        val_data_hash=val_data_hash,
+        settings=read_params(paths.params)["train"],
+        model=spec.to_dict(),
+        metrics=scores["metrics"],
+        per_class=scores["per_class"],
+        decision=decision,
+        provenance={
+            "git commit": git_commit(paths.root) or "",
+            "MLflow training run": training_run,
+            "DVC experiment": os.environ.get("DVC_EXP_NAME", ""),
+        },
+    )

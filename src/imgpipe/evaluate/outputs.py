@@ -24,8 +24,15 @@ def write_tables(paths: Paths, test: Split, proba: np.ndarray, classes: list[str
     write_csv(paths.pr_csv, pr)
 
 
-def draw(paths: Paths, cfg: EvaluateConfig, test: Split, proba: np.ndarray, classes: list[str], scores: dict,
-         trained_in: dict) -> int:
+def draw(
+    paths: Paths,
+    cfg: EvaluateConfig,
+    test: Split,
+    proba: np.ndarray,
+    classes: list[str],
+    scores: dict,
+    trained_in: dict,
+) -> int:
     """The confusion matrix, the mistakes the model was surest about (mislabelled images
     and real blind spots) and the training curves; returns how many mistakes it shows."""
     title = f"test: accuracy {scores['accuracy']:.3f}, balanced {scores['balanced_accuracy']:.3f}"

@@ -28,8 +28,15 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     if len(classes) <= 30:
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if rates[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
     save_figure(fig, path)
 
 
@@ -42,7 +49,9 @@ def plot_training_curves(history: pd.DataFrame, best_epoch: int | None, path: Pa
         ax.plot(history["epoch"], history[f"train_{metric}"], marker="o", label="train")
         ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="val")
         if metric == "accuracy":
-            ax.plot(history["epoch"], history["val_balanced_accuracy"], marker=".", linestyle="--", label="val balanced")
+            ax.plot(
+                history["epoch"], history["val_balanced_accuracy"], marker=".", linestyle="--", label="val balanced"
+            )
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
@@ -52,8 +61,9 @@ def plot_training_curves(history: pd.DataFrame, best_epoch: int | None, path: Pa
     save_figure(fig, path)
 
 
-def mistakes_grid(images: np.ndarray, labels: np.ndarray, proba: np.ndarray, worst: np.ndarray,
-                  classes: list[str]) -> Image.Image:
+def mistakes_grid(
+    images: np.ndarray, labels: np.ndarray, proba: np.ndarray, worst: np.ndarray, classes: list[str]
+) -> Image.Image:
     """The given mistakes, each captioned true>predicted and the model's confidence."""
     predicted = proba.argmax(axis=1)
     captions = [f"{classes[labels[i]]}>{classes[predicted[i]]} {proba[i].max():.2f}" for i in worst]

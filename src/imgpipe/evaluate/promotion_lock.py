@@ -23,8 +23,8 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Iterator
 
 from imgpipe.errors import ImgpipeError
 
@@ -51,16 +51,23 @@ def registry_lock(name: str, wait: float = 60.0) -> Iterator[None]:
     deadline = time.monotonic() + wait
     while True:
         try:
-            client.create_registered_model(lock, tags={HOLDER_TAG: holder}, description=(
-                f"Held by `imgpipe promote` while it moves {name}'s champion alias; deleted when it ends."))
+            client.create_registered_model(
+                lock,
+                tags={HOLDER_TAG: holder},
+                description=(
+                    f"Held by `imgpipe promote` while it moves {name}'s champion alias; deleted when it ends."
+                ),
+            )
             break
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         if time.monotonic() > deadline:
-            raise ImgpipeError(f"another `imgpipe promote` of {name} holds the registered model {lock} "
-                               f"({_holder(client, lock)}) for over {wait:.0f} s; if no promote is running, "
-                               f"delete that registered model (it is only a lock), then promote again.")
+            raise ImgpipeError(
+                f"another `imgpipe promote` of {name} holds the registered model {lock} "
+                f"({_holder(client, lock)}) for over {wait:.0f} s; if no promote is running, "
+                f"delete that registered model (it is only a lock), then promote again."
+            )
         time.sleep(0.2)
     try:
         yield

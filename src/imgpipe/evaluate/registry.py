@@ -76,30 +76,40 @@ def promote(name: str, version: str | None, training_run: str | None, force: boo
 def _must_beat(candidate: Any, champion: Any, name: str) -> None:
     ours, theirs = candidate.tags.get(VAL_DATA_TAG), champion.tags.get(VAL_DATA_TAG)
     if ours != theirs:
-        raise NotPromoted(f"{name} version {candidate.version} was validated on other val data than the champion, "
-                          f"version {champion.version} (val hash {str(ours)[:12]} against {str(theirs)[:12]}), so their "
-                          "scores do not compare; evaluate both on the same data, or pass --force to replace the "
-                          "champion anyway.")
+        raise NotPromoted(
+            f"{name} version {candidate.version} was validated on other val data than the champion, "
+            f"version {champion.version} (val hash {str(ours)[:12]} against {str(theirs)[:12]}), so their "
+            "scores do not compare; evaluate both on the same data, or pass --force to replace the "
+            "champion anyway."
+        )
     ours_score, theirs_score = _score(candidate, name), _score(champion, name)
     if not ours_score > theirs_score:
-        raise NotPromoted(f"{name} version {candidate.version} has val balanced accuracy {ours_score:.4f}, which does "
-                          f"not beat the champion, version {champion.version}, at {theirs_score:.4f} on the same val "
-                          "data; the champion stays.")
+        raise NotPromoted(
+            f"{name} version {candidate.version} has val balanced accuracy {ours_score:.4f}, which does "
+            f"not beat the champion, version {champion.version}, at {theirs_score:.4f} on the same val "
+            "data; the champion stays."
+        )
 
 
 def _candidate(client: Any, name: str, version: str | None, training_run: str | None) -> Any:
     try:
         if version is not None:
             return client.get_model_version(name, version)
-        found = [v for v in client.search_model_versions(f"name = '{name}'")
-                 if v.tags.get(TRAINING_RUN_TAG) == training_run or v.run_id == training_run]
+        found = [
+            v
+            for v in client.search_model_versions(f"name = '{name}'")
+            if v.tags.get(TRAINING_RUN_TAG) == training_run or v.run_id == training_run
+        ]
     except Exception as exc:  # no such model or version
-        raise ImgpipeError(f"cannot find {name}{f' version {version}' if version else ''} in the registry: "
-                           f"{str(exc).splitlines()[0]}") from None
+        raise ImgpipeError(
+            f"cannot find {name}{f' version {version}' if version else ''} in the registry: {str(exc).splitlines()[0]}"
+        ) from None
     if not found:
-        raise ImgpipeError(f"no version of {name} comes from run {training_run}, which trained models/; set "
-                           "mlflow.registered_model in params.yaml and run `dvc repro` (evaluate registers the "
-                           "model), or pass --version.")
+        raise ImgpipeError(
+            f"no version of {name} comes from run {training_run}, which trained models/; set "
+            "mlflow.registered_model in params.yaml and run `dvc repro` (evaluate registers the "
+            "model), or pass --version."
+        )
     return max(found, key=lambda v: int(v.version))
 
 
@@ -107,8 +117,10 @@ def _score(version: Any, name: str) -> float:
     try:
         return float(version.tags[VAL_SCORE_TAG])
     except (KeyError, ValueError):
-        raise ImgpipeError(f"{name} version {version.version} has no {VAL_SCORE_TAG} tag: it was not registered by "
-                           "imgpipe's evaluate stage, so its val score is unknown.") from None
+        raise ImgpipeError(
+            f"{name} version {version.version} has no {VAL_SCORE_TAG} tag: it was not registered by "
+            "imgpipe's evaluate stage, so its val score is unknown."
+        ) from None
 
 
 def alias_version(client: Any, name: str, alias: str) -> Any:

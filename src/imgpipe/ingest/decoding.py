@@ -15,10 +15,11 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -198,7 +199,9 @@ def worker_count(asked: int) -> int:
     return min(asked, cores) if asked else cores
 
 
-def decode_files(paths: Sequence[Path], settings: DecodeSettings, workers: int, desc: str = "decode") -> Iterator[Decoded]:
+def decode_files(
+    paths: Sequence[Path], settings: DecodeSettings, workers: int, desc: str = "decode"
+) -> Iterator[Decoded]:
     """Decode files in order, across ``workers`` processes (0 = every core), with a progress bar.
 
     Results come back in input order whatever the number of workers, so the output of

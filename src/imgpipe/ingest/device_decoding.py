@@ -39,15 +39,14 @@ import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.decoding import Decoded, DecodeSettings, decode_bytes, read_file, worker_count
 from imgpipe.ingest.resampling import fit_matrices
 
@@ -61,8 +60,9 @@ ORIENTATION = 0x0112  # the EXIF tag exif_transpose reads
 TRANSPOSED, FLIP_Y, FLIP_X = (5, 6, 7, 8), (3, 4, 7, 8), (2, 3, 6, 7)
 
 
-def decode_files_on_device(paths: Sequence, settings: DecodeSettings, device: torch.device, workers: int,
-                           desc: str = "decode") -> Iterator[Decoded]:
+def decode_files_on_device(
+    paths: Sequence, settings: DecodeSettings, device: torch.device, workers: int, desc: str = "decode"
+) -> Iterator[Decoded]:
     """Decode files in order, ``BATCH`` at a time on ``device``, with a progress bar.
 
     ``workers`` threads read the files and decode those the device cannot (Pillow lets
@@ -70,8 +70,10 @@ def decode_files_on_device(paths: Sequence, settings: DecodeSettings, device: to
     """
     from tqdm import tqdm
 
-    with ThreadPoolExecutor(worker_count(workers)) as pool, \
-            tqdm(total=len(paths), desc=f"{desc} ({device.type})", unit="img", mininterval=1.0, dynamic_ncols=True) as bar:
+    with (
+        ThreadPoolExecutor(worker_count(workers)) as pool,
+        tqdm(total=len(paths), desc=f"{desc} ({device.type})", unit="img", mininterval=1.0, dynamic_ncols=True) as bar,
+    ):
         for start in range(0, len(paths), BATCH):
             read = list(pool.map(read_file, paths[start : start + BATCH]))
             decoded = iter(decode_batch([r for r in read if isinstance(r, bytes)], settings, device, pool))
@@ -93,8 +95,9 @@ class _Plan:
     vertical_first: bool  # the pass order Pillow picks, which shows in the rounding
 
 
-def decode_batch(datas: Sequence[bytes], settings: DecodeSettings, device: torch.device,
-                 pool: Executor | None = None) -> list[Decoded]:
+def decode_batch(
+    datas: Sequence[bytes], settings: DecodeSettings, device: torch.device, pool: Executor | None = None
+) -> list[Decoded]:
     """``decoding.decode_bytes`` for each of ``datas``, the JPEGs decoded and resized on
     ``device`` in one batch, the rest (and JPEGs the device refuses) on the CPU path.
     ``pool`` runs the per-file work (headers, CPU fallbacks) in threads."""
@@ -140,7 +143,9 @@ def plan_jpeg(data: bytes, settings: DecodeSettings) -> _Plan | None:
     return _Plan(height, width, orientation, rows.astype(np.float32), cols.astype(np.float32), vertical_first)
 
 
-def _device_pixels(datas: list[bytes], plans: list[_Plan], s: DecodeSettings, device: torch.device) -> list[np.ndarray | None]:
+def _device_pixels(
+    datas: list[bytes], plans: list[_Plan], s: DecodeSettings, device: torch.device
+) -> list[np.ndarray | None]:
     """Pixels of each JPEG, or None where the device's decoder refused it."""
     if not datas:
         return []
@@ -194,7 +199,9 @@ def _resize(images: list[torch.Tensor], plans: list[_Plan], size: int, device: t
     """Each (C, H, W) image to (size, size, C) uint8, in groups of one pass order padded
     to their largest image."""
     # By area, so one big photo does not pad a whole group of small ones up to its size.
-    order = sorted(range(len(images)), key=lambda i: (plans[i].vertical_first, images[i].shape[-2] * images[i].shape[-1]))
+    order = sorted(
+        range(len(images)), key=lambda i: (plans[i].vertical_first, images[i].shape[-2] * images[i].shape[-1])
+    )
     out: list[np.ndarray | None] = [None] * len(images)
     start = 0
     while start < len(order):

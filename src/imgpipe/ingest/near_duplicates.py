@@ -19,7 +19,8 @@ scikit-learn's digits have another scan within 4 bits, two writers' strokes that
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,12 +34,12 @@ def perceptual_hashes(images: Any) -> np.ndarray:
     """(N, len(CROPS)) uint64 pHashes of uint8 (N, H, W, C) ``images``, read in batches."""
     out = np.empty((len(images), len(CROPS)), dtype=np.uint64)
     for start in range(0, len(images), _BATCH):
-        block = np.asarray(images[start:start + _BATCH])
+        block = np.asarray(images[start : start + _BATCH])
         small = np.stack([_small_crops(image) for image in block]).astype(np.float64)
         # Type-II DCT over rows then columns, as imagehash's phash (scipy.fftpack's default).
         low = dct(dct(small, axis=-2), axis=-1)[..., :8, :8].reshape(*small.shape[:2], 64)
         bits = low > np.median(low, axis=-1, keepdims=True)
-        out[start:start + len(block)] = np.packbits(bits, axis=-1).view(">u8")[..., 0]
+        out[start : start + len(block)] = np.packbits(bits, axis=-1).view(">u8")[..., 0]
     return out
 
 
@@ -64,13 +65,14 @@ def nearest(queries: np.ndarray, pool: np.ndarray, chunk: int = 256) -> tuple[np
     if not len(pool):
         return where, best
     for start in range(0, len(queries), chunk):
-        d = distances(queries[start:start + chunk], pool)
-        where[start:start + chunk], best[start:start + chunk] = d.argmin(axis=1), d.min(axis=1)
+        d = distances(queries[start : start + chunk], pool)
+        where[start : start + chunk], best[start : start + chunk] = d.argmin(axis=1), d.min(axis=1)
     return where, best
 
 
-def find_leaks(parts: dict[str, np.ndarray], hashes: np.ndarray, ids: Sequence[str], max_distance: int,
-               drop: bool) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+def find_leaks(
+    parts: dict[str, np.ndarray], hashes: np.ndarray, ids: Sequence[str], max_distance: int, drop: bool
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """Val and test images that nearly duplicate an image of an earlier split (train; for
     test, train and val), with the parts left after dropping them when ``drop``.
 
@@ -85,10 +87,18 @@ def find_leaks(parts: dict[str, np.ndarray], hashes: np.ndarray, ids: Sequence[s
         where, dist = nearest(hashes[rows], hashes[pool])
         leaked = np.flatnonzero(dist <= max_distance)
         for i in leaked:
-            records.append({"file": ids[rows[i]], "split": split, "copy_of": ids[pool[where[i]]],
-                            "copy_of_split": str(origin[where[i]]), "distance": int(dist[i]),
-                            "action": "dropped" if drop else "kept", "row": int(rows[i]),
-                            "copy_of_row": int(pool[where[i]])})
+            records.append(
+                {
+                    "file": ids[rows[i]],
+                    "split": split,
+                    "copy_of": ids[pool[where[i]]],
+                    "copy_of_split": str(origin[where[i]]),
+                    "distance": int(dist[i]),
+                    "action": "dropped" if drop else "kept",
+                    "row": int(rows[i]),
+                    "copy_of_row": int(pool[where[i]]),
+                }
+            )
         if drop:
             parts[split] = np.delete(rows, leaked)
     return parts, records

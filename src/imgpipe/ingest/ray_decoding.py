@@ -9,7 +9,7 @@ node mounts at the same path (docs/how-to/distributed.md, "Ray").
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from imgpipe.cluster import connect
 from imgpipe.ingest.decoding import Decoded, DecodeSettings, decode_file

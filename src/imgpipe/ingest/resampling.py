@@ -119,7 +119,9 @@ def axis_matrix(full: int, draft: int, reverse: bool, span: Span, size: int, gap
     return matrix
 
 
-def fit_matrices(height: int, width: int, flip_y: bool, flip_x: bool, s: DecodeSettings) -> tuple[np.ndarray, np.ndarray, bool]:
+def fit_matrices(
+    height: int, width: int, flip_y: bool, flip_x: bool, s: DecodeSettings
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(Wy, Wx, vertical_first) for a JPEG decoded at full size and oriented (``height`` x
     ``width`` after orientation; ``flip_*``: whether orientation reversed that axis).
 
@@ -134,8 +136,11 @@ def fit_matrices(height: int, width: int, flip_y: bool, flip_x: bool, s: DecodeS
     if s.resize == "squash":  # only _fit's squash passes reducing_gap
         gap_x, gap_y = int(w / size / _REDUCING_GAP) or 1, int(h / size / _REDUCING_GAP) or 1
     vertical_first = pillow_resizes_vertically_first(-(-w // gap_x), -(-h // gap_y), span_x[2], span_y[2])
-    return (axis_matrix(height, draft, flip_y, span_y, size, gap_y),
-            axis_matrix(width, draft, flip_x, span_x, size, gap_x), vertical_first)
+    return (
+        axis_matrix(height, draft, flip_y, span_y, size, gap_y),
+        axis_matrix(width, draft, flip_x, span_x, size, gap_x),
+        vertical_first,
+    )
 
 
 def pillow_resizes_vertically_first(in_width: int, in_height: int, out_width: int, out_height: int) -> bool:

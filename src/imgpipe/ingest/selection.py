@@ -26,7 +26,9 @@ def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated
     keep = dedup.keep
     if cfg.imbalance_ratio > 1 and (source.builtin or cfg.long_tail == "all"):
         keep = keep[long_tail_pool(source.labels[keep], source.splits[keep], cfg.imbalance_ratio, cfg.seed)]
-    parts = assign_splits(source.labels[keep], source.splits[keep], cfg.val_fraction, cfg.test_fraction, cfg.seed, source.classes)
+    parts = assign_splits(
+        source.labels[keep], source.splits[keep], cfg.val_fraction, cfg.test_fraction, cfg.seed, source.classes
+    )
     parts, leaks = near_duplicates(source, keep, parts, cfg)
     splits = {}
     for name, idx in parts.items():
@@ -44,8 +46,9 @@ def select_splits(source: SourceImages, cfg: IngestConfig) -> tuple[Deduplicated
     return dedup, keep, splits, leaks
 
 
-def near_duplicates(source: SourceImages, keep: np.ndarray, parts: dict[str, np.ndarray],
-                    cfg: IngestConfig) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+def near_duplicates(
+    source: SourceImages, keep: np.ndarray, parts: dict[str, np.ndarray], cfg: IngestConfig
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """Find val/test images that nearly copy an earlier split's; drop them if asked."""
     hashes = perceptual_hashes(Stacked.of(source.images).take(keep))
     ids = [source.ids[i] for i in keep]
@@ -55,8 +58,14 @@ def near_duplicates(source: SourceImages, keep: np.ndarray, parts: dict[str, np.
     return parts, leaks
 
 
-def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, keep: np.ndarray,
-                  splits: dict[str, Split], leaks: list[dict[str, Any]]) -> dict[str, Any]:
+def ingest_report(
+    cfg: IngestConfig,
+    source: SourceImages,
+    dedup: Deduplicated,
+    keep: np.ndarray,
+    splits: dict[str, Split],
+    leaks: list[dict[str, Any]],
+) -> dict[str, Any]:
     """Counts per class per split, and every file scanned accounted for: kept, skipped,
     a removed copy or conflict, or thinned out for the long tail."""
     counts = {name: class_counts(s.labels, source.classes) for name, s in splits.items()}
@@ -91,5 +100,9 @@ def ingest_report(cfg: IngestConfig, source: SourceImages, dedup: Deduplicated, 
 def report_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """The numbers of an ingest report, as the metrics of ingest's MLflow run: what was
     decoded, skipped and removed, images per split and per class, and the imbalance."""
-    return {**report["summary"], "imbalance_ratio": report["imbalance_ratio"], "images": report["total"],
-            "count": report["counts"]}
+    return {
+        **report["summary"],
+        "imbalance_ratio": report["imbalance_ratio"],
+        "images": report["total"],
+        "count": report["counts"],
+    }

@@ -57,11 +57,14 @@ def is_shard_folder(folder: Path) -> bool:
 
 
 def shard_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX and p.is_file() and not p.name.startswith(".")
+    )
 
 
-def tar_members(tars: list[Path], keep_tops: frozenset[str] | None = None,
-                damage: list[str] | None = None) -> tuple[dict[str, Member], dict[str, str]]:
+def tar_members(
+    tars: list[Path], keep_tops: frozenset[str] | None = None, damage: list[str] | None = None
+) -> tuple[dict[str, Member], dict[str, str]]:
     """Image members by name, and ``.cls`` texts by key, across ``tars``.
 
     ``damage``: given, a sentence per archive that ends early or holds an unreadable
@@ -128,7 +131,11 @@ def _read_headers(tar: Path) -> tuple[list[tarfile.TarInfo], list[str]]:
     except tarfile.ReadError as exc:
         with open(tar, "rb") as f:
             compressed = f.read(4).startswith(_COMPRESSED)
-        hint = " It is compressed, and only a plain tar can be read in place: repack it with `tar -cf`." if compressed else ""
+        hint = (
+            " It is compressed, and only a plain tar can be read in place: repack it with `tar -cf`."
+            if compressed
+            else ""
+        )
         raise ImgpipeError(f"{tar}: not a readable tar archive ({exc}).{hint}") from None
     except OSError as exc:
         raise ImgpipeError(f"{tar}: cannot read it: {exc.strerror or exc}") from None
@@ -140,19 +147,27 @@ def _damage(tar: Path, infos: list[tarfile.TarInfo]) -> list[str]:
     size, end, found = tar.stat().st_size, 0, []
     for info in infos:
         if info.offset > end:
-            found.append(f"{tar}: bytes {end} to {info.offset} cannot be read as tar members (a damaged header); "
-                         "the images stored there are lost, the members after them were read")
+            found.append(
+                f"{tar}: bytes {end} to {info.offset} cannot be read as tar members (a damaged header); "
+                "the images stored there are lost, the members after them were read"
+            )
         stored = info.isreg() or info.type not in tarfile.SUPPORTED_TYPES
         end = info.offset_data + (-(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if stored else 0)
     if end > size:
-        found.append(f"{tar}: the shard ends early, inside member {infos[-1].name} (the file stops at byte {size}); "
-                     "the images stored after that point are lost: copy or pack the shard again")
+        found.append(
+            f"{tar}: the shard ends early, inside member {infos[-1].name} (the file stops at byte {size}); "
+            "the images stored after that point are lost: copy or pack the shard again"
+        )
     elif end == size:
-        found.append(f"{tar}: the shard ends early, with no end-of-archive marker after its last member "
-                     f"{infos[-1].name if infos else ''}; the images stored after it are lost: copy or pack the shard again")
+        found.append(
+            f"{tar}: the shard ends early, with no end-of-archive marker after its last member "
+            f"{infos[-1].name if infos else ''}; the images stored after it are lost: copy or pack the shard again"
+        )
     elif not _all_zeros(tar, end):
-        found.append(f"{tar}: bytes {end} to {size}, after its last readable member, are not tar data (the shard is "
-                     "cut short or damaged); the images stored there are lost: copy or pack the shard again")
+        found.append(
+            f"{tar}: bytes {end} to {size}, after its last readable member, are not tar data (the shard is "
+            "cut short or damaged); the images stored there are lost: copy or pack the shard again"
+        )
     return found
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgpipe.params.ingest import IngestConfig
+from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.decoding import DecodeSettings, decode_files, fit_pixels, is_image_name
 from imgpipe.ingest.shards import Member, is_shard_folder, sample_key, shard_files, tar_members
-from imgpipe.errors import ImgpipeError
+from imgpipe.params.ingest import IngestConfig
 from imgpipe.store.dataset import pixel_hash
 from imgpipe.store.npy_file import NpyFile, RowWriter
 
@@ -114,8 +114,12 @@ def load_source(cfg: IngestConfig, root: Path, scratch: Path | None = None) -> S
     if kind == "torchvision":
         return load_torchvision(cfg, root)
     damage: list[str] = []  # archives that end early or hold unreadable stretches
-    found = {"shards": lambda: scan_shards(path, damage), "folder": lambda: scan_folder(path),
-             "csv": lambda: read_manifest_csv(path), "tar": lambda: scan_tar(path, damage)}[kind]()
+    found = {
+        "shards": lambda: scan_shards(path, damage),
+        "folder": lambda: scan_folder(path),
+        "csv": lambda: read_manifest_csv(path),
+        "tar": lambda: scan_tar(path, damage),
+    }[kind]()
     return load_files(found, cfg, scratch, device, damage)
 
 
@@ -178,8 +182,10 @@ def classify(files: dict[str, Path | Member], top: list[str], labels: dict[str, 
         found.append(Candidate(files[rel], rel, label or parts[0], split))
     if not found:
         layout = "<root>/<class>/<image>" + (" (inside train/, val/, test/)" if presplit else "")
-        raise ImgpipeError(f"ingest.source: no image files found in {where}; expected {layout}, "
-                           "or WebDataset samples with a .cls member.")
+        raise ImgpipeError(
+            f"ingest.source: no image files found in {where}; expected {layout}, "
+            "or WebDataset samples with a .cls member."
+        )
     return found
 
 
@@ -229,10 +235,14 @@ def read_manifest_csv(manifest: Path) -> list[Candidate]:
         raise ImgpipeError(f"{manifest}: cannot read the CSV manifest: {exc}") from None
     missing = {"path", "label"} - set(table.columns)
     if missing:
-        raise ImgpipeError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}; expected path, label and optionally split.")
+        raise ImgpipeError(
+            f"{manifest}: missing column(s) {', '.join(sorted(missing))}; expected path, label and optionally split."
+        )
     base = manifest.parent.resolve()
     found = []
-    for row, (rel, label, split) in enumerate(zip(table["path"], table["label"], table.get("split", [""] * len(table))), start=2):
+    for row, (rel, label, split) in enumerate(
+        zip(table["path"], table["label"], table.get("split", [""] * len(table))), start=2
+    ):
         where = f"{manifest}, line {row}"
         if not rel or not label:
             raise ImgpipeError(f"{where}: path and label must both be set.")
@@ -241,15 +251,22 @@ def read_manifest_csv(manifest: Path) -> list[Candidate]:
             raise ImgpipeError(f"{where}: split {split!r} is not one of train, val, test (or empty).")
         path = (base / rel).resolve()
         if not path.is_relative_to(base):
-            raise ImgpipeError(f"{where}: path {rel!r} escapes the manifest's folder {base}; refusing it. Move the file under that folder.")
+            raise ImgpipeError(
+                f"{where}: path {rel!r} escapes the manifest's folder {base}; refusing it. Move the file under that folder."
+            )
         found.append(Candidate(path, path.relative_to(base).as_posix(), label.strip(), SPLIT_FOLDERS.get(split, "")))
     if not found:
         raise ImgpipeError(f"{manifest}: the manifest has no rows.")
     return sorted(found, key=lambda c: c.id)
 
 
-def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | None = None, device=None,
-               warnings: list[str] | None = None) -> SourceImages:
+def load_files(
+    candidates: list[Candidate],
+    cfg: IngestConfig,
+    scratch: Path | None = None,
+    device=None,
+    warnings: list[str] | None = None,
+) -> SourceImages:
     """Decode candidates in parallel straight into one preallocated array, or row by row
     into a file in ``scratch``; JPEGs in batches on ``device`` when it is not None.
     ``warnings``: what the scan found wrong with the source, kept for the report.
@@ -259,8 +276,10 @@ def load_files(candidates: list[Candidate], cfg: IngestConfig, scratch: Path | N
     """
     classes = sorted({c.class_name for c in candidates})
     if len(classes) < 2:
-        raise ImgpipeError(f"ingest.source: {cfg.source} holds one class ({', '.join(classes)}); a classifier needs "
-                           "at least two: put each class's images in a folder of its own (or label them in the CSV).")
+        raise ImgpipeError(
+            f"ingest.source: {cfg.source} holds one class ({', '.join(classes)}); a classifier needs "
+            "at least two: put each class's images in a folder of its own (or label them in the CSV)."
+        )
     index = {name: i for i, name in enumerate(classes)}
     shape, n = (cfg.image_size, cfg.image_size, cfg.channels), len(candidates)
     out = RowWriter(scratch / "decoded.u8", shape) if scratch is not None else np.empty((n, *shape), dtype=np.uint8)
@@ -323,7 +342,9 @@ def decode_device(cfg: IngestConfig):
 # ------------------------------------------------------------------ built-in sets
 
 
-def _from_arrays(pixels: np.ndarray, labels: np.ndarray, classes: list[str], ids: list[str], splits: list[str], cfg: IngestConfig) -> SourceImages:
+def _from_arrays(
+    pixels: np.ndarray, labels: np.ndarray, classes: list[str], ids: list[str], splits: list[str], cfg: IngestConfig
+) -> SourceImages:
     """Resize already-decoded pixels; cheap enough (tiny images) to do in-process."""
     from tqdm import tqdm
 

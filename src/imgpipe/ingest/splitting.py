@@ -46,9 +46,7 @@ def stratified_split(
     holdout = val_fraction + test_fraction
     try:
         train, rest = train_test_split(everything, test_size=holdout, stratify=labels, random_state=seed)
-        val, test = train_test_split(
-            rest, test_size=test_fraction / holdout, stratify=labels[rest], random_state=seed
-        )
+        val, test = train_test_split(rest, test_size=test_fraction / holdout, stratify=labels[rest], random_state=seed)
     except ValueError as exc:
         raise ImgpipeError(
             f"cannot split {len(labels)} images into stratified train/val/test: {exc}. "
@@ -85,18 +83,23 @@ def assign_splits(
     return {"train": np.sort(train), "val": parts["val"], "test": parts["test"]}
 
 
-def _carve(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int, name: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _carve(
+    pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int, name: str, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(labels[pool], minlength=len(classes))
     too_small = [f"{classes[c]} ({n})" for c, n in enumerate(counts) if 0 < n < 2]
     if too_small:
         raise ImgpipeError(
             f"cannot carve a {name} split from train: these classes have fewer than 2 training images: "
-            + ", ".join(too_small) + f". Add images or provide a {name}/ folder."
+            + ", ".join(too_small)
+            + f". Add images or provide a {name}/ folder."
         )
     try:
         keep, carved = train_test_split(pool, test_size=fraction, stratify=labels[pool], random_state=seed)
     except ValueError as exc:
-        raise ImgpipeError(f"cannot carve a stratified {name} split from train: {exc}. Raise ingest.{name}_fraction or add images.") from None
+        raise ImgpipeError(
+            f"cannot carve a stratified {name} split from train: {exc}. Raise ingest.{name}_fraction or add images."
+        ) from None
     return np.sort(keep), np.sort(carved)
 
 
@@ -113,10 +116,14 @@ def check_classes(counts: dict[str, dict[str, int]]) -> None:
 def absent_classes(counts: dict[str, dict[str, int]]) -> list[str]:
     """A sentence for each class a val or test split lacks while train has it: evaluate
     cannot score that class there (a pre-split source whose test/ folder misses a class)."""
-    return [f"the {split} split has no images of class {name!r}, so evaluate cannot measure that class on {split}; "
-            f"add {name} images to the source's {split} folder to measure it"
-            for split in ("val", "test") if split in counts
-            for name, n in counts[split].items() if n == 0 and counts["train"].get(name, 0) > 0]
+    return [
+        f"the {split} split has no images of class {name!r}, so evaluate cannot measure that class on {split}; "
+        f"add {name} images to the source's {split} folder to measure it"
+        for split in ("val", "test")
+        if split in counts
+        for name, n in counts[split].items()
+        if n == 0 and counts["train"].get(name, 0) > 0
+    ]
 
 
 def long_tail_pool(labels: np.ndarray, given: np.ndarray, ratio: float, seed: int) -> np.ndarray:

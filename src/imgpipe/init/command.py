@@ -8,18 +8,24 @@ from pathlib import Path
 import yaml
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.params.base import read_params
 from imgpipe.init.params_file import updated_params, write_params
 from imgpipe.init.profile import profile_folder
 from imgpipe.init.recipe import Choice, choose, leftovers, scratch_recipe, transfer_recipe
+from imgpipe.params.base import read_params
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_MINUTES = 20.0  # the trial and the full training, on 2 CPUs without a GPU
 
 
-def init_params(folder: Path, params: Path, image_size: int | None = None, dry_run: bool = False,
-                trial: bool = True, budget_minutes: float = DEFAULT_BUDGET_MINUTES) -> list[Choice]:
+def init_params(
+    folder: Path,
+    params: Path,
+    image_size: int | None = None,
+    dry_run: bool = False,
+    trial: bool = True,
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES,
+) -> list[Choice]:
     """Choose params for ``folder`` and write them into ``params`` (unless ``dry_run``)."""
     if image_size is not None and not 8 <= image_size <= 1024:
         raise ImgpipeError(f"imgpipe init: --image-size {image_size} is out of range; give 8 to 1024 pixels.")
@@ -32,9 +38,11 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     if trial:
         choices = chosen_by_trial(choices, profile, params, root, budget_minutes, image_size, record=not dry_run)
     else:
-        log.info("init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
-                 "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
-                 "--no-trial, init tries the alternatives on the folder and keeps the best")
+        log.info(
+            "init: --no-trial: a rule-of-thumb guess from the images' size and colour alone (a pretrained "
+            "backbone from 64 px up, a CNN from scratch below), nothing measured on your images; without "
+            "--no-trial, init tries the alternatives on the folder and keeps the best"
+        )
     width = max(len(c.key) for c in choices)
     for choice in choices:
         log.info(f"  {choice.key:<{width}}  {_show(choice.value):<22}  {choice.reason}")
@@ -46,8 +54,15 @@ def init_params(folder: Path, params: Path, image_size: int | None = None, dry_r
     return choices
 
 
-def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, budget_minutes: float,
-                    image_size: int | None, record: bool = True) -> list[Choice]:
+def chosen_by_trial(
+    choices: list[Choice],
+    profile,
+    params: Path,
+    root: Path,
+    budget_minutes: float,
+    image_size: int | None,
+    record: bool = True,
+) -> list[Choice]:
     """The rule's ``choices`` with the measured best candidate's in place of its own; with
     ``record``, what was measured is saved under reports/."""
     from imgpipe.init.measure import full_epochs, measure, table
@@ -58,7 +73,7 @@ def chosen_by_trial(choices: list[Choice], profile, params: Path, root: Path, bu
     for line in table(results, best):
         log.info(line)
     why = f"measured: {best.why}"
-    log.info(f"init: chose {best.candidate.name}: {why[len('measured: '):]}, in {seconds / 60:.1f} minutes")
+    log.info(f"init: chose {best.candidate.name}: {why[len('measured: ') :]}, in {seconds / 60:.1f} minutes")
     if record:
         saved = save_trial(root, results, best)
         log.info(f"init: the trial's table and picture: {', '.join(str(p.relative_to(root)) for p in saved)}")
@@ -82,8 +97,10 @@ def source_name(folder: Path, root: Path) -> str:
     folder = folder.resolve()
     if folder.is_relative_to(root):
         return folder.relative_to(root).as_posix()
-    log.warning(f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
-                f"under raw/ and `dvc add` it (docs/how-to/versioning.md).")
+    log.warning(
+        f"init: note: {folder} is outside the project, so DVC will not version it; copy or move it "
+        f"under raw/ and `dvc add` it (docs/how-to/versioning.md)."
+    )
     return str(folder)
 
 

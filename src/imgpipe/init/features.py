@@ -15,9 +15,9 @@ fewer, which makes the trial, if anything, harder on candidates that overfit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -48,8 +48,15 @@ class FeatureCache:
 
 
 @torch.no_grad()
-def cache_features(model: ImageClassifier, frozen: int, images: np.ndarray, augment: DeviceAugmentConfig,
-                   device: torch.device, generator: torch.Generator, autocast) -> FeatureCache:
+def cache_features(
+    model: ImageClassifier,
+    frozen: int,
+    images: np.ndarray,
+    augment: DeviceAugmentConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    autocast,
+) -> FeatureCache:
     """The first ``frozen`` blocks' output over ``images`` (N, H, W, C), in ``VIEWS`` views."""
     began = time.perf_counter()
     model.eval()
@@ -70,8 +77,9 @@ def _prefix(model: ImageClassifier, frozen: int) -> Callable[[torch.Tensor], tor
     """``model`` up to its first ``frozen`` blocks: its own ``forward`` (the preprocessing
     inside the model) on a stand-in whose network is those blocks, so that the trial uses
     the very preprocessing training does without train's code changing for it."""
-    stand_in = SimpleNamespace(net=model.net.blocks[:frozen], mean=model.mean, std=model.std,
-                               in_channels=model.in_channels)
+    stand_in = SimpleNamespace(
+        net=model.net.blocks[:frozen], mean=model.mean, std=model.std, in_channels=model.in_channels
+    )
     return lambda images: ImageClassifier.forward(stand_in, images)
 
 
@@ -89,14 +97,22 @@ class Suffix(nn.Module):
 class FeatureBatches:
     """A fold's training rows of the cache as an epoch of batches, each row in a random view."""
 
-    def __init__(self, cache: FeatureCache, rows: np.ndarray, labels: np.ndarray, batch_size: int,
-                 sampler_weights: list[float] | None = None):
+    def __init__(
+        self,
+        cache: FeatureCache,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        sampler_weights: list[float] | None = None,
+    ):
         self.cache, self.batch_size = cache, batch_size
         self.rows = torch.from_numpy(rows.astype(np.int64)).to(cache.views.device)
         self.y = torch.from_numpy(labels.astype(np.int64)).to(cache.views.device)
         self.sample_weights = None
         if sampler_weights is not None:
-            self.sample_weights = torch.tensor(sampler_weights, dtype=torch.float64)[torch.from_numpy(labels.astype(np.int64))]
+            self.sample_weights = torch.tensor(sampler_weights, dtype=torch.float64)[
+                torch.from_numpy(labels.astype(np.int64))
+            ]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -105,5 +121,7 @@ class FeatureBatches:
     def epoch(self, generator: torch.Generator) -> tuple[Iterable, int]:
         order = epoch_order(len(self.y), generator, self.sample_weights).to(self.y.device)
         view = torch.randint(0, VIEWS, (len(order),), generator=generator).to(self.y.device)
-        return ((self.cache.views[v, self.rows[idx]], self.y[idx])
-                for idx, v in zip(order.split(self.batch_size), view.split(self.batch_size))), self.steps_per_epoch
+        return (
+            (self.cache.views[v, self.rows[idx]], self.y[idx])
+            for idx, v in zip(order.split(self.batch_size), view.split(self.batch_size))
+        ), self.steps_per_epoch

@@ -24,11 +24,10 @@ from typing import Any
 from tqdm import tqdm
 
 from imgpipe.init.candidates import LOSS_TRIAL_RATIO, Candidate, architectures, losses
+from imgpipe.init.features import FeatureCache
 from imgpipe.init.profile import FolderProfile
 from imgpipe.init.recipe import SCRATCH_EPOCHS, TRANSFER_EPOCHS, Choice, train_share
-from imgpipe.init.features import FeatureCache
-from imgpipe.init.trial import (TrialData, feature_cache, images_per_second, train_fold, trial_config,
-                                      trial_data)
+from imgpipe.init.trial import TrialData, feature_cache, images_per_second, train_fold, trial_config, trial_data
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +88,9 @@ class Trial:
 
     def rate(self, candidate: Candidate, cache: FeatureCache | None = None) -> float:
         """Training images per second: of the whole model, or of what trains on ``cache``."""
-        return images_per_second(self.config(candidate), self.data(candidate), self.root, candidate.balanced_batches,
-                                 cache=cache)
+        return images_per_second(
+            self.config(candidate), self.data(candidate), self.root, candidate.balanced_batches, cache=cache
+        )
 
     def trial_epochs(self, candidate: Candidate, rate: float, seconds: float) -> int:
         """Epochs on each fold in ``seconds`` a fold, the cache (if any) paid out of them."""
@@ -111,13 +111,25 @@ class Trial:
     def run(self, candidate: Candidate, rate: float, epochs: int, bar: tqdm) -> Measured:
         data = self.data(candidate)
         cfg = self.config(candidate, epochs)
-        scores = [train_fold(cfg, data, fold, self.root, candidate.balanced_batches, candidate.posthoc_tau,
-                             bar.update, self.cache(candidate))[0] for fold in range(len(data.folds))]
+        scores = [
+            train_fold(
+                cfg,
+                data,
+                fold,
+                self.root,
+                candidate.balanced_batches,
+                candidate.posthoc_tau,
+                bar.update,
+                self.cache(candidate),
+            )[0]
+            for fold in range(len(data.folds))
+        ]
         return Measured(candidate, tuple(scores), rate, epochs, data.fold_train)
 
 
-def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_minutes: float,
-            image_size: int | None = None) -> tuple[list[Measured], Measured, float]:
+def measure(
+    profile: FolderProfile, params: dict[str, Any], root: Path, budget_minutes: float, image_size: int | None = None
+) -> tuple[list[Measured], Measured, float]:
     """Every candidate measured, the chosen one, and the seconds the trial took."""
     trial = Trial(params, root, budget_minutes * 60)
     candidates = architectures(profile, image_size)
@@ -126,10 +138,12 @@ def measure(profile: FolderProfile, params: dict[str, Any], root: Path, budget_m
     first = trial.data(candidates[0])
     # The same seconds for each run on each fold: what the trial's share leaves, shared out.
     seconds = (trial.budget_s * TRIAL_SHARE - trial.elapsed) / (len(first.folds) * (len(candidates) + loss_runs))
-    log.info(f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
-             f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
-             f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
-             "--no-trial skips this); frozen blocks run once per image, so those candidates get more epochs")
+    log.info(
+        f"init: trying {len(candidates)} ways of learning{' and 3 ways to meet the imbalance' if loss_runs else ''}"
+        f", each for about {seconds:.0f} s on each of {len(first.folds)} folds of {len(first.labels)} images from "
+        f"ingest's train and val splits (the trial and the full training within {budget_minutes:g} minutes; "
+        "--no-trial skips this); frozen blocks run once per image, so those candidates get more epochs"
+    )
     epochs = {c.name: trial.trial_epochs(c, rates[c.name], seconds) for c in candidates}
     total = sum(epochs[c.name] * len(trial.data(c).folds) * trial.data(c).fold_train for c in candidates)
     with tqdm(total=total, desc="init: trial", unit="img", mininterval=1.0) as bar:
@@ -157,10 +171,14 @@ def pick(pool: list[Measured]) -> Measured:
     folds = f"over {len(top.folds)} folds"
     lead, error = top.mean - default.mean, lead_standard_error(top, default)
     if top is not default and lead <= error:
-        return replace(default, why=(
-            f"{default.candidate.name}, the default, is kept: its mean val balanced accuracy {folds}, "
-            f"{default.mean:.3f}, is {lead:.3f} behind the best, {top.candidate.name}, within one standard error "
-            f"of that lead ({error:.3f}): the folds cannot tell it from noise"))
+        return replace(
+            default,
+            why=(
+                f"{default.candidate.name}, the default, is kept: its mean val balanced accuracy {folds}, "
+                f"{default.mean:.3f}, is {lead:.3f} behind the best, {top.candidate.name}, within one standard error "
+                f"of that lead ({error:.3f}): the folds cannot tell it from noise"
+            ),
+        )
     why = f"{top.candidate.name} had the best mean val balanced accuracy {folds}, {top.mean:.3f} +/- {top.sd:.3f}"
     runner_up = max((m for m in pool if m is not top), key=lambda m: m.mean, default=None)
     return replace(top, why=why + (f" (next: {runner_up.candidate.name}, {runner_up.mean:.3f})" if runner_up else ""))
@@ -180,9 +198,13 @@ def full_epochs(best: Measured, profile: FolderProfile, seconds_left: float) -> 
     fits = math.floor(max(0.0, seconds_left) * FULL_RUN_SHARE * best.rate / n_train)
     epochs = min(high, max(low, fits))
     minutes = epochs * n_train / best.rate / 60 / FULL_RUN_SHARE
-    return Choice("train.epochs", epochs, f"about {n_train} training images at the {best.rate:.0f} images/s measured "
-                  f"here: {epochs} epochs (within {low} to {high}) take about {minutes:.0f} minutes, "
-                  "the rest of --budget-minutes")
+    return Choice(
+        "train.epochs",
+        epochs,
+        f"about {n_train} training images at the {best.rate:.0f} images/s measured "
+        f"here: {epochs} epochs (within {low} to {high}) take about {minutes:.0f} minutes, "
+        "the rest of --budget-minutes",
+    )
 
 
 def table(results: list[Measured], best: Measured) -> list[str]:
@@ -192,6 +214,8 @@ def table(results: list[Measured], best: Measured) -> list[str]:
     for m in results:
         folds = " ".join(f"{s:.3f}" for s in m.folds)
         mark = "  <- chosen" if m.candidate.name == best.candidate.name else ""
-        lines.append(f"  {m.candidate.name:<{width}}  {m.mean:.3f} +/- {m.sd:.3f}        {folds:<21} "
-                     f"{m.rate:8.0f}  {m.epochs:6d}{mark}")
+        lines.append(
+            f"  {m.candidate.name:<{width}}  {m.mean:.3f} +/- {m.sd:.3f}        {folds:<21} "
+            f"{m.rate:8.0f}  {m.epochs:6d}{mark}"
+        )
     return lines

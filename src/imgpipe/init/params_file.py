@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from imgpipe.errors import ImgpipeError
+from imgpipe.init.recipe import Choice
 from imgpipe.params.sections import check_all
 from imgpipe.store.atomic import atomic_path
-from imgpipe.init.recipe import Choice
 
 
 def _yaml() -> YAML:
@@ -30,8 +31,10 @@ def updated_params(template: Path, choices: Iterable[Choice]) -> str:
     try:
         data = _yaml().load(template.read_text())
     except FileNotFoundError:
-        raise ImgpipeError(f"imgpipe init: {template} not found; run it in the project root, where params.yaml "
-                           "lives (or pass --params).") from None
+        raise ImgpipeError(
+            f"imgpipe init: {template} not found; run it in the project root, where params.yaml "
+            "lives (or pass --params)."
+        ) from None
     for choice in choices:
         *parents, last = choice.key.split(".")
         node = data

@@ -44,23 +44,29 @@ class FolderProfile:
         classes = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items(), key=lambda kv: -kv[1])[:6])
         more = f", ... ({len(self.counts)} classes)" if len(self.counts) > 6 else ""
         where = "in train/" if self.presplit else "in all"
-        return (f"{self.folder}: {len(self.counts)} classes, {sum(self.counts.values())} images {where} "
-                f"({classes}{more}; largest/smallest {self.imbalance:.1f}); median size "
-                f"{self.long_side}x{self.short_side} px, {'gray' if self.gray else 'colour'} "
-                f"(from {self.sampled} sampled files)")
+        return (
+            f"{self.folder}: {len(self.counts)} classes, {sum(self.counts.values())} images {where} "
+            f"({classes}{more}; largest/smallest {self.imbalance:.1f}); median size "
+            f"{self.long_side}x{self.short_side} px, {'gray' if self.gray else 'colour'} "
+            f"(from {self.sampled} sampled files)"
+        )
 
 
 def profile_folder(folder: Path, sample: int = 300, seed: int = 0) -> FolderProfile:
     """Count the classes of ``folder`` and measure a seeded sample of its images."""
     if not folder.is_dir():
-        raise ImgpipeError(f"imgpipe init: {folder} is not a folder; give a folder of class folders "
-                           "(<folder>/<class>/<image>, or pre-split as <folder>/train/<class>/<image>).")
+        raise ImgpipeError(
+            f"imgpipe init: {folder} is not a folder; give a folder of class folders "
+            "(<folder>/<class>/<image>, or pre-split as <folder>/train/<class>/<image>)."
+        )
     found = scan_folder(folder)
     presplit = any(c.split for c in found)
     counts = Counter(c.class_name for c in found if c.split in ("", "train"))
     if len(counts) < 2:
-        raise ImgpipeError(f"imgpipe init: {folder} holds {len(counts)} class folder(s) with images; a classifier "
-                           "needs at least two (<folder>/<class>/<image>).")
+        raise ImgpipeError(
+            f"imgpipe init: {folder} holds {len(counts)} class folder(s) with images; a classifier "
+            "needs at least two (<folder>/<class>/<image>)."
+        )
     picked = random.Random(seed).sample(found, min(sample, len(found)))
     sizes, grays = [], []
     for candidate in picked:
@@ -69,11 +75,20 @@ def profile_folder(folder: Path, sample: int = 300, seed: int = 0) -> FolderProf
             sizes.append(measured[0])
             grays.append(measured[1])
     if not sizes:
-        raise ImgpipeError(f"imgpipe init: none of the {len(picked)} sampled files of {folder} could be read as an "
-                           "image; check that the class folders hold image files.")
-    return FolderProfile(folder, dict(sorted(counts.items())), presplit, len(found), len(sizes),
-                         int(statistics.median(min(s) for s in sizes)), int(statistics.median(max(s) for s in sizes)),
-                         sum(grays) >= 0.95 * len(grays))
+        raise ImgpipeError(
+            f"imgpipe init: none of the {len(picked)} sampled files of {folder} could be read as an "
+            "image; check that the class folders hold image files."
+        )
+    return FolderProfile(
+        folder,
+        dict(sorted(counts.items())),
+        presplit,
+        len(found),
+        len(sizes),
+        int(statistics.median(min(s) for s in sizes)),
+        int(statistics.median(max(s) for s in sizes)),
+        sum(grays) >= 0.95 * len(grays),
+    )
 
 
 def _measure(path: Path) -> tuple[tuple[int, int], bool] | None:

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from imgpipe.balance.resampling import class_weights
+from imgpipe.device import select_device
 from imgpipe.ingest.selection import select_splits
 from imgpipe.ingest.sources import load_source
-from imgpipe.device import select_device
+from imgpipe.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.params.train import DeviceAugmentConfig, TrainConfig
-from imgpipe.init.features import FeatureBatches, FeatureCache, Suffix, cache_features, frozen_blocks
 from imgpipe.train.data import TrainBatches
 from imgpipe.train.distributed import Dist
 from imgpipe.train.loop import autocast_for, prepare, train_one_epoch
@@ -73,15 +74,29 @@ def _stratified_sample(labels: np.ndarray, limit: int, rng: np.random.Generator)
     if len(labels) <= limit:
         return np.arange(len(labels))
     share = limit / len(labels)
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: max(1, round(share * n))]
-                                   for c, n in zip(*np.unique(labels, return_counts=True))]))
+    return np.sort(
+        np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(labels == c))[: max(1, round(share * n))]
+                for c, n in zip(*np.unique(labels, return_counts=True))
+            ]
+        )
+    )
 
 
 def trial_config(train_params: dict[str, Any], epochs: int) -> TrainConfig:
     """``train_params`` for a brief run: ``epochs`` epochs, one process, nothing extra."""
-    return TrainConfig.model_validate({
-        **train_params, "epochs": epochs, "drw_epoch": 0, "retrain_head": {"epochs": 0}, "nproc": 1,
-        "augment_online": False, "early_stopping": {**train_params["early_stopping"], "patience": 0}})
+    return TrainConfig.model_validate(
+        {
+            **train_params,
+            "epochs": epochs,
+            "drw_epoch": 0,
+            "retrain_head": {"epochs": 0},
+            "nproc": 1,
+            "augment_online": False,
+            "early_stopping": {**train_params["early_stopping"], "patience": 0},
+        }
+    )
 
 
 def sampler_weights(labels: np.ndarray, classes: list[str], balanced: bool) -> list[float] | None:
@@ -89,9 +104,16 @@ def sampler_weights(labels: np.ndarray, classes: list[str], balanced: bool) -> l
     return list(class_weights(labels, classes).values()) if balanced else None
 
 
-def train_fold(cfg: TrainConfig, data: TrialData, fold: int, root: Path, balanced: bool, posthoc_tau: float = 0.0,
-               on_epoch: Callable[[int], None] = lambda seen: None,
-               cache: FeatureCache | None = None) -> tuple[float, float]:
+def train_fold(
+    cfg: TrainConfig,
+    data: TrialData,
+    fold: int,
+    root: Path,
+    balanced: bool,
+    posthoc_tau: float = 0.0,
+    on_epoch: Callable[[int], None] = lambda seen: None,
+    cache: FeatureCache | None = None,
+) -> tuple[float, float]:
     """Train ``cfg`` on a fold's train rows: the val balanced accuracy after the last epoch
     (of logits less ``posthoc_tau`` x log prior, as ``evaluate.logit_adjustment`` decides),
     and the seconds the epochs took (training and validation, not building the model).
@@ -138,13 +160,15 @@ def feature_cache(cfg: TrainConfig, data: TrialData, root: Path) -> FeatureCache
         return None
     device = select_device(cfg.device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    return cache_features(model.to(device), frozen, data.images, cfg.device_augment, device, generator,
-                          autocast_for(cfg, device))
+    return cache_features(
+        model.to(device), frozen, data.images, cfg.device_augment, device, generator, autocast_for(cfg, device)
+    )
 
 
 @torch.no_grad()
-def _balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shift: np.ndarray,
-                       autocast: Callable) -> float:
+def _balanced_accuracy(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shift: np.ndarray, autocast: Callable
+) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
     model.eval()
@@ -155,8 +179,9 @@ def _balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         return float(balanced_accuracy_score(y.cpu().numpy(), (logits + shift).argmax(1)))
 
 
-def images_per_second(cfg: TrainConfig, data: TrialData, root: Path, balanced: bool, batches: int = 3,
-                      cache: FeatureCache | None = None) -> float:
+def images_per_second(
+    cfg: TrainConfig, data: TrialData, root: Path, balanced: bool, batches: int = 3, cache: FeatureCache | None = None
+) -> float:
     """Training throughput of ``cfg`` on this machine, timed over a few batches of fold 0
     (on ``cache``'s features, where given)."""
     rows = data.folds[0][0][: cfg.batch_size * batches]

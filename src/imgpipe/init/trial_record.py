@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from imgpipe.init.measure import Measured
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import write_csv
-from imgpipe.init.measure import Measured
 from imgpipe.viz.figure import new_figure, save_figure
 
 
@@ -16,10 +16,19 @@ def trial_table(results: list[Measured], best: Measured) -> pd.DataFrame:
     rows = []
     for m in results:
         folds = {f"fold_{i + 1}": round(s, 6) for i, s in enumerate(m.folds)}
-        rows.append({"candidate": m.candidate.name, "kind": m.candidate.kind,
-                     "val_balanced_accuracy_mean": round(m.mean, 6), "val_balanced_accuracy_sd": round(m.sd, 6),
-                     **folds, "images_per_second": round(m.rate, 1), "epochs": m.epochs,
-                     "train_images_per_fold": m.fold_train, "chosen": m.candidate.name == best.candidate.name})
+        rows.append(
+            {
+                "candidate": m.candidate.name,
+                "kind": m.candidate.kind,
+                "val_balanced_accuracy_mean": round(m.mean, 6),
+                "val_balanced_accuracy_sd": round(m.sd, 6),
+                **folds,
+                "images_per_second": round(m.rate, 1),
+                "epochs": m.epochs,
+                "train_images_per_fold": m.fold_train,
+                "chosen": m.candidate.name == best.candidate.name,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -11,6 +11,7 @@ from imgpipe.inspection.embed import write_embeddings
 from imgpipe.inspection.outputs import EmbeddingFiles, InspectFiles, shown
 from imgpipe.inspection.project import Project, load_project
 
+
 def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -> list[str]:
     """Write the trained model's embeddings of every image to ``out`` (default: <root>/embeddings);
     return what was written where, as the lines the command prints."""
@@ -18,16 +19,18 @@ def run_embed(root: Path, out: Path | None, model_dir: Path | None, seed: int) -
     files = EmbeddingFiles(Path(out)) if out is not None else InspectFiles(root).embeddings
     embedded = write_embeddings(project, files, seed)
     n, d = embedded.features.shape
-    return [f"embed: wrote {shown(files.features, root)} ({n} images x {d} features), {shown(files.index, root)} "
-            f"and {shown(files.map, root)}"]
+    return [
+        f"embed: wrote {shown(files.features, root)} ({n} images x {d} features), {shown(files.index, root)} "
+        f"and {shown(files.map, root)}"
+    ]
 
 
 def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, features: str, seed: int) -> list[str]:
     """Embeddings, likely label errors and Grad-CAM for the current data and model; return the
     summary of what was found and written where, as the lines the command prints."""
-    from imgpipe.store.atomic import write_csv
     from imgpipe.inspection.figures import write_gradcam_png, write_label_issues_png
     from imgpipe.inspection.label_issues import check_folds, find_issues, per_split_counts
+    from imgpipe.store.atomic import write_csv
 
     files = InspectFiles(root)
     project = load_project(root, model_dir)
@@ -41,15 +44,19 @@ def run_inspect(root: Path, model_dir: Path | None, top: int, folds: int, featur
 
     n, d = embedded.features.shape
     counts = ", ".join(f"{name} {count}" for name, count in per_split_counts(table, list(project.splits)).items())
-    lines = [f"inspect: embeddings of {n} images x {d} features: {shown(files.embeddings.features, root)}, "
-             f"{shown(files.embeddings.index, root)}, {shown(files.embeddings.map, root)}",
-             f"inspect: {len(table)} likely label errors ({counts}) from {features} features and {folds}-fold "
-             f"logistic regression: {shown(files.label_issues_csv, root)}, {shown(files.label_issues_png, root)}"]
+    lines = [
+        f"inspect: embeddings of {n} images x {d} features: {shown(files.embeddings.features, root)}, "
+        f"{shown(files.embeddings.index, root)}, {shown(files.embeddings.map, root)}",
+        f"inspect: {len(table)} likely label errors ({counts}) from {features} features and {folds}-fold "
+        f"logistic regression: {shown(files.label_issues_csv, root)}, {shown(files.label_issues_png, root)}",
+    ]
     if cams.skipped:
         lines.append(f"inspect: no Grad-CAM ({cams.skipped}); {shown(files.gradcam_png, root)} says so")
     else:
-        lines.append(f"inspect: Grad-CAM at {cams.layer} of {cams.mistakes} confident mistakes and {cams.samples} "
-                     f"class samples: {shown(files.gradcam_png, root)}")
+        lines.append(
+            f"inspect: Grad-CAM at {cams.layer} of {cams.mistakes} confident mistakes and {cams.samples} "
+            f"class samples: {shown(files.gradcam_png, root)}"
+        )
     if line := near_duplicates_line(files, root):
         lines.append(line)
     return lines

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from imgpipe.store.atomic import atomic_path, write_csv
 from imgpipe.inspection.embedding_map import draw_map
 from imgpipe.inspection.features import logits_layer, split_features
 from imgpipe.inspection.outputs import EmbeddingFiles
 from imgpipe.inspection.project import Project
+from imgpipe.store.atomic import atomic_path, write_csv
 
 
 @dataclass

@@ -31,8 +31,9 @@ def project_2d(features: np.ndarray, seed: int) -> np.ndarray:
     if dims > PCA_DIMS:
         x = PCA(n_components=min(PCA_DIMS, n), random_state=seed).fit_transform(x)
     perplexity = float(min(30.0, (n - 1) / 3))  # must stay below the number of points
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=seed).fit_transform(x)
+    return TSNE(
+        n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
+    ).fit_transform(x)
 
 
 def draw_map(features: np.ndarray, index: pd.DataFrame, classes: list[str], path: Path, seed: int) -> None:
@@ -52,8 +53,7 @@ def draw_map(features: np.ndarray, index: pd.DataFrame, classes: list[str], path
         for label in range(len(classes)):
             at = ((shown["split"] == split) & (shown["label"] == label)).to_numpy()
             if at.any():
-                ax.scatter(xy[at, 0], xy[at, 1], s=size, marker=marker, color=colours[label], alpha=0.7,
-                           linewidths=0)
+                ax.scatter(xy[at, 0], xy[at, 1], s=size, marker=marker, color=colours[label], alpha=0.7, linewidths=0)
     _legends(ax, classes, colours, sorted(set(shown["split"]), key=list(MARKERS).index))
     method = "t-SNE" if len(pick) >= 5 and features.shape[1] >= 2 else "PCA"
     sample = f", a sample of {len(pick)} of {len(features)} images" if len(pick) < len(features) else ""

@@ -9,7 +9,8 @@ is, by construction, what the classifier separates the classes with.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,14 +28,17 @@ def logits_layer(head: nn.Module) -> nn.Module:
     """The head's last Linear-like module (one with ``in_features``): the one giving logits."""
     layers = [m for m in head.modules() if isinstance(getattr(m, "in_features", None), int)]
     if not layers:
-        raise ImgpipeError(f"the model's head ({type(head).__name__}) has no Linear-like final layer to take "
-                           "features from; retrain it with `dvc repro --force train`.")
+        raise ImgpipeError(
+            f"the model's head ({type(head).__name__}) has no Linear-like final layer to take "
+            "features from; retrain it with `dvc repro --force train`."
+        )
     return layers[-1]
 
 
 @torch.no_grad()
-def penultimate_features(model: Callable[[torch.Tensor], Any], layer: nn.Module, images: Any,
-                         device: torch.device, bar: tqdm | None = None) -> np.ndarray:
+def penultimate_features(
+    model: Callable[[torch.Tensor], Any], layer: nn.Module, images: Any, device: torch.device, bar: tqdm | None = None
+) -> np.ndarray:
     """(N, D) float32 features of uint8 NHWC ``images`` (an array or a lazy ``Stacked``),
     read and run a batch at a time so memory stays at one batch plus the result."""
     caught: list[torch.Tensor] = []
@@ -56,8 +60,13 @@ def penultimate_features(model: Callable[[torch.Tensor], Any], layer: nn.Module,
     return out
 
 
-def split_features(model: Callable[[torch.Tensor], Any], layer: nn.Module, splits: dict[str, Split],
-                   device: torch.device, desc: str = "embed") -> np.ndarray:
+def split_features(
+    model: Callable[[torch.Tensor], Any],
+    layer: nn.Module,
+    splits: dict[str, Split],
+    device: torch.device,
+    desc: str = "embed",
+) -> np.ndarray:
     """The features of every split, one after another, under one progress bar of batches."""
     if isinstance(model, nn.Module):
         model.eval()

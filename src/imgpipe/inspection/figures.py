@@ -23,8 +23,10 @@ def write_label_issues_png(project: Project, table: pd.DataFrame, top: int, path
         save_png(text_card("no likely label errors found"), path)
         return
     images = [project.image(r.split, r.row) for r in shown.itertuples()]
-    captions = [[f"given {r.given}", f"suggested {r.suggested}", f"{r.split} {r.row} ({r.self_confidence:.2f})"]
-                for r in shown.itertuples()]
+    captions = [
+        [f"given {r.given}", f"suggested {r.suggested}", f"{r.split} {r.row} ({r.self_confidence:.2f})"]
+        for r in shown.itertuples()
+    ]
     save_png(captioned_grid(images, captions, cell=CELL), path)
 
 
@@ -43,8 +45,8 @@ def write_gradcam_png(project: Project, top: int, seed: int, path: Path) -> Grad
     Probabilities are the network's own: the decision evaluate fits (logit adjustment,
     temperature) is left out, since Grad-CAM explains the network's logits.
     """
-    from imgpipe.models.inference import predict_proba
     from imgpipe.inspection.features import BATCH_SIZE
+    from imgpipe.models.inference import predict_proba
 
     name = "test" if "test" in project.splits else list(project.splits)[-1]
     split = project.splits[name]
@@ -60,12 +62,18 @@ def write_gradcam_png(project: Project, top: int, seed: int, path: Path) -> Grad
     predicted = proba.argmax(axis=1)
     maps = heat_maps(project.model, target, images, predicted[chosen], project.device)
     cells = [overlay(image, cam) for image, cam in zip(images, maps)]
-    captions = [[f"true {project.classes[split.labels[i]]}", f"pred {project.classes[predicted[i]]}",
-                 f"p={proba[i].max():.2f}"] for i in chosen]
+    captions = [
+        [f"true {project.classes[split.labels[i]]}", f"pred {project.classes[predicted[i]]}", f"p={proba[i].max():.2f}"]
+        for i in chosen
+    ]
     k = len(mistakes)
-    parts = [(f"Most confident mistakes ({name}): where the model looked for its prediction",
-              captioned_grid(cells[:k], captions[:k], cell=CELL) if k else text_card(f"no mistakes on {name}")),
-             (f"A seeded sample of each class ({name})", captioned_grid(cells[k:], captions[k:], cell=CELL))]
+    parts = [
+        (
+            f"Most confident mistakes ({name}): where the model looked for its prediction",
+            captioned_grid(cells[:k], captions[:k], cell=CELL) if k else text_card(f"no mistakes on {name}"),
+        ),
+        (f"A seeded sample of each class ({name})", captioned_grid(cells[k:], captions[k:], cell=CELL)),
+    ]
     save_png(sections(parts), path)
     names = {module: n for n, module in project.model.named_modules()}
     return GradcamResult(names.get(target, type(target).__name__), k, len(samples))

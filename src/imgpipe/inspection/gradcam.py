@@ -34,8 +34,13 @@ def find_target_layer(model: ImageClassifier, sample: torch.Tensor) -> nn.Module
         calls[module] += 1
         # A map no larger than the image: the channels-last tensors inside ConvNeXt's
         # blocks, (N, H, W, channels), are 4-D too, but their last axis is channels.
-        if (isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1
-                and output.shape[-2] <= height and output.shape[-1] <= width):
+        if (
+            isinstance(output, torch.Tensor)
+            and output.dim() == 4
+            and output.shape[-2] * output.shape[-1] > 1
+            and output.shape[-2] <= height
+            and output.shape[-1] <= width
+        ):
             finished.append(module)
 
     blocks = model.net.blocks
@@ -48,8 +53,10 @@ def find_target_layer(model: ImageClassifier, sample: torch.Tensor) -> nn.Module
             handle.remove()
     once = [m for m in finished if calls[m] == 1]
     if not once:
-        raise ImgpipeError(f"the model's feature maps are all 1x1 at {sample.shape[1]}px, so Grad-CAM has nothing "
-                           "to show; use a larger ingest.image_size.")
+        raise ImgpipeError(
+            f"the model's feature maps are all 1x1 at {sample.shape[1]}px, so Grad-CAM has nothing "
+            "to show; use a larger ingest.image_size."
+        )
     return once[-1]
 
 
@@ -65,8 +72,9 @@ class ChannelsFirst(nn.Module):
         return self.model(images.permute(0, 2, 3, 1))
 
 
-def heat_maps(model: ImageClassifier, target: nn.Module, images: np.ndarray, classes: np.ndarray,
-              device: torch.device) -> np.ndarray:
+def heat_maps(
+    model: ImageClassifier, target: nn.Module, images: np.ndarray, classes: np.ndarray, device: torch.device
+) -> np.ndarray:
     """(N, H, W) Grad-CAM maps in 0..1 of uint8 NHWC ``images``, each for its class in ``classes``.
 
     The input stays uint8: GradCAM only asks for gradients at the input when
@@ -102,6 +110,9 @@ def choose_examples(labels: np.ndarray, proba: np.ndarray, top: int, seed: int) 
     mistakes = most_confident_mistakes(labels, proba, top)
     rng = np.random.default_rng(seed)
     per_class = max(1, top // proba.shape[1])
-    sample = [rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())), replace=False)
-              for c in range(proba.shape[1]) if (labels == c).any()]
+    sample = [
+        rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())), replace=False)
+        for c in range(proba.shape[1])
+        if (labels == c).any()
+    ]
     return mistakes, np.concatenate(sample).astype(np.int64) if sample else np.zeros(0, dtype=np.int64)

@@ -35,21 +35,29 @@ class Upscaled(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] >= self.size and images.shape[2] >= self.size:
             return self.model(images)
-        x = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(self.size, self.size), mode="bilinear",
-                          align_corners=False)
+        x = F.interpolate(
+            images.permute(0, 3, 1, 2).float(), size=(self.size, self.size), mode="bilinear", align_corners=False
+        )
         # Back to NHWC values in 0..255: ImageClassifier normalises floats and uint8 alike.
         return self.model(x.clamp(0, 255).permute(0, 2, 3, 1))
 
 
 def imagenet_model(channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
     """The pretrained extractor (grayscale is repeated to RGB by ImageClassifier) and its logits layer."""
+    from imgpipe.inspection.features import logits_layer
     from imgpipe.models.factory import create_model
     from imgpipe.models.pretrained import load_pretrained
-    from imgpipe.inspection.features import logits_layer
 
     # Two placeholder classes: the head is new and unused, only the features it receives count.
-    spec = ModelSpec(name=NAME, options={}, classes=["a", "b"], image_size=image_size, channels=channels,
-                     mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    spec = ModelSpec(
+        name=NAME,
+        options={},
+        classes=["a", "b"],
+        image_size=image_size,
+        channels=channels,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+    )
     model = create_model(spec)
     load_pretrained(model, NAME, True)
     return Upscaled(model.eval(), max(image_size, MIN_SIZE)), logits_layer(model.net.head)

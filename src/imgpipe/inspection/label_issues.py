@@ -24,8 +24,10 @@ def check_folds(labels: np.ndarray, classes: list[str], folds: int) -> None:
         raise ImgpipeError("the data holds one class only: label errors need at least two classes to tell apart.")
     smallest = int(np.argmin(counts))
     if counts[smallest] < folds:
-        raise ImgpipeError(f"--folds {folds}: class {classes[present[smallest]]!r} has only {counts[smallest]} "
-                           f"images; use --folds {max(2, int(counts[smallest]))} or fewer.")
+        raise ImgpipeError(
+            f"--folds {folds}: class {classes[present[smallest]]!r} has only {counts[smallest]} "
+            f"images; use --folds {max(2, int(counts[smallest]))} or fewer."
+        )
 
 
 def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -65,12 +67,14 @@ def rank_label_issues(labels: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray
     return np.asarray(issues, dtype=np.int64), suggested, self_confidence
 
 
-def issue_table(index: pd.DataFrame, classes: list[str], issues: np.ndarray, suggested: np.ndarray,
-                self_confidence: np.ndarray) -> pd.DataFrame:
+def issue_table(
+    index: pd.DataFrame, classes: list[str], issues: np.ndarray, suggested: np.ndarray, self_confidence: np.ndarray
+) -> pd.DataFrame:
     """One row per likely error, ranked: where it is, its id, given and suggested class, score."""
     rows = index.iloc[issues]
-    table = pd.DataFrame({"rank": np.arange(1, len(issues) + 1), "split": rows["split"].to_numpy(),
-                          "row": rows["row"].to_numpy()})
+    table = pd.DataFrame(
+        {"rank": np.arange(1, len(issues) + 1), "split": rows["split"].to_numpy(), "row": rows["row"].to_numpy()}
+    )
     for column in ("id", "file"):
         if column in rows.columns:
             table[column] = rows[column].to_numpy()

@@ -8,22 +8,38 @@ from torch import nn
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.classifier import Classifier
 
-
 # --- the small CNNs ------------------------------------------------------------------------
 
 
-def simple_cnn(channels: int, num_classes: int, image_size: int, filters: int, kernel_size: int,
-               dense_units: int, dropout: float = 0.0) -> Classifier:
+def simple_cnn(
+    channels: int,
+    num_classes: int,
+    image_size: int,
+    filters: int,
+    kernel_size: int,
+    dense_units: int,
+    dropout: float = 0.0,
+) -> Classifier:
     """Conv + ReLU, max-pool 2, flatten, dense + ReLU, output: the classic first CNN."""
     block = nn.Sequential(nn.Conv2d(channels, filters, kernel_size), nn.ReLU(), nn.MaxPool2d(2))
     flat = _flat_size([block], channels, image_size)
-    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, dense_units), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(dense_units, num_classes))
+    head = nn.Sequential(
+        nn.Flatten(), nn.Linear(flat, dense_units), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense_units, num_classes)
+    )
     return Classifier([block], head)
 
 
-def base_cnn(channels: int, num_classes: int, image_size: int, filters: list[int], kernel_size: int,
-             padding: str, dense_units: int = 0, dropout: float = 0.0, batch_norm: bool = False) -> Classifier:
+def base_cnn(
+    channels: int,
+    num_classes: int,
+    image_size: int,
+    filters: list[int],
+    kernel_size: int,
+    padding: str,
+    dense_units: int = 0,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+) -> Classifier:
     """One conv (+ batch norm) + ReLU + max-pool block per entry of ``filters``, then an
     optional dense layer, then the output layer."""
     blocks: list[nn.Module] = []
@@ -46,11 +62,15 @@ def _flat_size(blocks: list[nn.Module], channels: int, image_size: int) -> int:
         try:
             out = nn.Sequential(*blocks)(torch.zeros(1, channels, image_size, image_size))
         except RuntimeError as exc:
-            raise ImgpipeError(f"the layers shrink a {image_size}px image to nothing ({exc}); "
-                               "use fewer filters entries, padding: same, or a larger ingest.image_size") from None
+            raise ImgpipeError(
+                f"the layers shrink a {image_size}px image to nothing ({exc}); "
+                "use fewer filters entries, padding: same, or a larger ingest.image_size"
+            ) from None
     if out.numel() == 0:
-        raise ImgpipeError(f"the layers shrink a {image_size}px image to nothing; "
-                           "use fewer filters entries, padding: same, or a larger ingest.image_size")
+        raise ImgpipeError(
+            f"the layers shrink a {image_size}px image to nothing; "
+            "use fewer filters entries, padding: same, or a larger ingest.image_size"
+        )
     return int(out.numel())
 
 
@@ -63,7 +83,13 @@ def torchvision_backbone(name: str, num_classes: int, dropout: float = 0.0) -> C
 
     net = torchvision.models.get_model(name, weights=None)
     if name.startswith("resnet"):
-        blocks = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3, net.layer4]
+        blocks = [
+            nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        ]
         head = nn.Sequential(net.avgpool, nn.Flatten(), nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
     elif name.startswith(("mobilenet", "efficientnet")):
         last = net.classifier[-1]
@@ -89,4 +115,3 @@ def timm_efficientnet_lite0(num_classes: int, dropout: float = 0.0) -> Classifie
     blocks = [nn.Sequential(net.conv_stem, net.bn1), *net.blocks, nn.Sequential(net.conv_head, net.bn2)]
     head = nn.Sequential(net.global_pool, nn.Dropout(dropout), net.classifier)
     return Classifier(blocks, head)
-

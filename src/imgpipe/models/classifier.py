@@ -43,4 +43,3 @@ class ImageClassifier(nn.Module):
         if x.shape[1] != self.in_channels:
             x = x.expand(-1, self.in_channels, -1, -1)
         return self.net((x - self.mean) / self.std)
-

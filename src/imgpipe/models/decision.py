@@ -48,18 +48,24 @@ class Decision:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str, classes: int) -> "Decision":
+    def from_dict(cls, data: Any, where: str, classes: int) -> Decision:
         """A decision read from ``where``, checked: a damaged file is refused, not applied."""
         try:
-            decision = cls(float(data["temperature"]), [float(b) for b in data["logit_bias"]], str(data["run_id"]),
-                           dict(data.get("fitted", {})))
+            decision = cls(
+                float(data["temperature"]),
+                [float(b) for b in data["logit_bias"]],
+                str(data["run_id"]),
+                dict(data.get("fitted", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ImgpipeError(f"{where} is not a decision evaluate wrote ({exc}); run `dvc repro evaluate`.") from None
         finite = math.isfinite(decision.temperature) and all(math.isfinite(b) for b in decision.logit_bias)
         if not finite or decision.temperature <= 0 or len(decision.logit_bias) not in (0, classes):
-            raise ImgpipeError(f"{where}: temperature {decision.temperature} or logit_bias "
-                               f"{decision.logit_bias} is not a decision for {classes} classes; it was edited or is "
-                               "damaged: run `dvc repro evaluate`.")
+            raise ImgpipeError(
+                f"{where}: temperature {decision.temperature} or logit_bias "
+                f"{decision.logit_bias} is not a decision for {classes} classes; it was edited or is "
+                "damaged: run `dvc repro evaluate`."
+            )
         return decision
 
 

@@ -8,8 +8,8 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.models.architectures import base_cnn, simple_cnn, timm_efficientnet_lite0, torchvision_backbone
 from imgpipe.models.classifier import ImageClassifier
 from imgpipe.models.heads import use_cosine_head
-from imgpipe.params.model_names import BACKBONES, MODEL_NAMES, TIMM_BACKBONES, TORCHVISION_BACKBONES
 from imgpipe.models.spec import ModelSpec
+from imgpipe.params.model_names import BACKBONES, MODEL_NAMES, TIMM_BACKBONES, TORCHVISION_BACKBONES
 
 
 def create_model(spec: ModelSpec) -> ImageClassifier:
@@ -39,4 +39,3 @@ def create_model(spec: ModelSpec) -> ImageClassifier:
     if len(mean) != in_ch:  # grayscale statistics for an RGB backbone
         mean, std = mean[:1] * in_ch, std[:1] * in_ch
     return ImageClassifier(net, mean, std, in_ch)
-

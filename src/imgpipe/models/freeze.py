@@ -14,8 +14,10 @@ def apply_freeze(model: ImageClassifier, freeze: str | int) -> None:
     blocks = list(model.net.blocks)
     trainable = len(blocks) if freeze == "none" else 0 if freeze == "backbone" else int(freeze)
     if trainable > len(blocks):
-        raise ImgpipeError(f"params.yaml: train.freeze.unfreeze_last: {trainable} is more than the "
-                           f"{len(blocks)} blocks this model has; use at most {len(blocks)}.")
+        raise ImgpipeError(
+            f"params.yaml: train.freeze.unfreeze_last: {trainable} is more than the "
+            f"{len(blocks)} blocks this model has; use at most {len(blocks)}."
+        )
     for i, block in enumerate(blocks):
         block.requires_grad_(i >= len(blocks) - trainable)
     model.net.head.requires_grad_(True)
@@ -36,4 +38,3 @@ def parameter_groups(model: ImageClassifier, lr: float, backbone_lr_mult: float)
     if body:
         groups.append({"params": body, "lr": lr * backbone_lr_mult, "name": "backbone"})
     return groups
-

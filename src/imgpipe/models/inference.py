@@ -10,7 +10,9 @@ from torch import nn
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, images: Any, batch_size: int, device: torch.device, tta: bool = False) -> np.ndarray:
+def predict_proba(
+    model: nn.Module, images: Any, batch_size: int, device: torch.device, tta: bool = False
+) -> np.ndarray:
     """Class probabilities for uint8 NHWC images (a numpy array, memory-mapped or not).
 
     ``tta`` averages the probabilities of each image and its mirror image.

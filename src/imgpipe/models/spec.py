@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.params.model_names import MODEL_NAMES
 from imgpipe.params.base import Strict
+from imgpipe.params.model_names import MODEL_NAMES
 from imgpipe.params.types import Channels, FiniteData, ImageSize, PixelLimit, ResizeMode
 
 
@@ -33,10 +33,13 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
     @classmethod
-    def from_dict(cls, data: Any, where: str,
-                  remedy: str = "restore it (`dvc checkout models`) or retrain (`dvc repro --force train`)") -> "ModelSpec":
+    def from_dict(
+        cls,
+        data: Any,
+        where: str,
+        remedy: str = "restore it (`dvc checkout models`) or retrain (`dvc repro --force train`)",
+    ) -> ModelSpec:
         """A spec read from ``where`` (a model folder's file, a registered model's metadata),
         checked with the limits params.yaml is held to: a tampered file is refused, not trusted."""
         try:
@@ -44,15 +47,18 @@ class ModelSpec:
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "(the whole spec)"
-            raise ImgpipeError(f"{where}: {key}: {err['msg']} (got {err['input']!r}); it was edited or is damaged: "
-                               f"{remedy}.") from None
+            raise ImgpipeError(
+                f"{where}: {key}: {err['msg']} (got {err['input']!r}); it was edited or is damaged: {remedy}."
+            ) from None
         for key in ("image_size", "channels"):
             # The model was built for one of them and new images are decoded to the other:
             # a shape error deep in the network, or silently wrong answers.
             done = (data.get("preprocessing") or {}).get(key, data[key])
             if done != data[key]:
-                raise ImgpipeError(f"{where}: preprocessing.{key} is {done!r} but {key} is {data[key]!r}, and they "
-                                   f"must agree; it was edited or is damaged: {remedy}.")
+                raise ImgpipeError(
+                    f"{where}: preprocessing.{key} is {done!r} but {key} is {data[key]!r}, and they "
+                    f"must agree; it was edited or is damaged: {remedy}."
+                )
         return cls(**data)
 
 
@@ -75,7 +81,7 @@ class _SpecSchema(Strict):
     class_prior: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _a_prior_per_class(self) -> "_SpecSchema":
+    def _a_prior_per_class(self) -> _SpecSchema:
         if self.class_prior and len(self.class_prior) != len(self.classes):
             raise ValueError(f"class_prior has {len(self.class_prior)} entries for {len(self.classes)} classes")
         return self

@@ -48,8 +48,9 @@ def pack(src: Path, dst: Path, shard_size: int = 5000, seed: int = 0) -> list[Pa
     with atomic_path(dst, needed=total) as tmp:
         tmp.mkdir()
         # mtime 0 and webdataset's fixed owner and mode make the archives reproducible.
-        with ShardWriter(str(tmp / SHARD_PATTERN), maxcount=shard_size, maxsize=float("inf"), mtime=0,
-                         encoder=False, verbose=0) as writer:
+        with ShardWriter(
+            str(tmp / SHARD_PATTERN), maxcount=shard_size, maxsize=float("inf"), mtime=0, encoder=False, verbose=0
+        ) as writer:
             for i in tqdm(order, desc="pack", unit="sample", mininterval=1.0):
                 key = keys[i]
                 writer.write({"__key__": key, **{ext: path.read_bytes() for ext, path in samples[key].items()}})

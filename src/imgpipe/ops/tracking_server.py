@@ -19,10 +19,10 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -105,9 +105,15 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
 def find_cluster() -> Cluster:
     """Debian's newest PostgreSQL cluster."""
     if shutil.which("pg_lsclusters") is None:
-        raise ImgpipeError("PostgreSQL is not installed: install Debian's package (sudo apt-get install postgresql), "
-                           "or use the zero-setup default by leaving MLFLOW_TRACKING_URI unset")
-    rows = [line.split() for line in _run(["pg_lsclusters", "-h"], "listing PostgreSQL clusters").splitlines() if line.strip()]
+        raise ImgpipeError(
+            "PostgreSQL is not installed: install Debian's package (sudo apt-get install postgresql), "
+            "or use the zero-setup default by leaving MLFLOW_TRACKING_URI unset"
+        )
+    rows = [
+        line.split()
+        for line in _run(["pg_lsclusters", "-h"], "listing PostgreSQL clusters").splitlines()
+        if line.strip()
+    ]
     if not rows:
         raise ImgpipeError("no PostgreSQL cluster exists: create one with sudo pg_createcluster <version> main")
     version, name, port, status = max(rows, key=lambda r: [int(p) for p in r[0].split(".")])[:4]
@@ -126,8 +132,11 @@ def ensure_postgres() -> Cluster:
 
 def psql(cluster: Cluster, sql: str) -> str:
     # The SQL goes in on stdin: it may hold the password.
-    return _run(_as_postgres(["psql", "-p", str(cluster.port), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]),
-                "PostgreSQL", stdin=sql).strip()
+    return _run(
+        _as_postgres(["psql", "-p", str(cluster.port), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]),
+        "PostgreSQL",
+        stdin=sql,
+    ).strip()
 
 
 def ensure_database(cluster: Cluster, settings: ServerSettings) -> None:
@@ -151,17 +160,28 @@ def tune_database(settings: ServerSettings) -> str:
 
 
 def backend_uri(cluster: Cluster, settings: ServerSettings, database: str | None = None) -> str:
-    return (f"postgresql+psycopg://{settings.user}:{quote(settings.password, safe='')}@127.0.0.1:{cluster.port}"
-            f"/{database or settings.database}")
+    return (
+        f"postgresql+psycopg://{settings.user}:{quote(settings.password, safe='')}@127.0.0.1:{cluster.port}"
+        f"/{database or settings.database}"
+    )
 
 
 def server_command(cluster: Cluster, settings: ServerSettings) -> list[str]:
     mlflow = Path(sys.executable).with_name("mlflow")
     # The backend URI (it holds the password) goes in MLFLOW_BACKEND_STORE_URI: see serve().
-    return [str(mlflow) if mlflow.exists() else "mlflow", "server",
-            # Artifacts go through the server to this folder, so clients need no shared disk.
-            "--artifacts-destination", str(settings.artifacts.resolve()),
-            "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers)]
+    return [
+        str(mlflow) if mlflow.exists() else "mlflow",
+        "server",
+        # Artifacts go through the server to this folder, so clients need no shared disk.
+        "--artifacts-destination",
+        str(settings.artifacts.resolve()),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.workers),
+    ]
 
 
 def serve(settings: ServerSettings) -> int:
@@ -169,18 +189,24 @@ def serve(settings: ServerSettings) -> int:
     try:
         import psycopg  # noqa: F401  (the postgresql+psycopg driver SQLAlchemy uses)
     except ImportError:
-        raise ImgpipeError("the PostgreSQL driver is missing: pip install 'psycopg[binary]' (make setup installs it)") from None
+        raise ImgpipeError(
+            "the PostgreSQL driver is missing: pip install 'psycopg[binary]' (make setup installs it)"
+        ) from None
     cluster = ensure_postgres()
     ensure_database(cluster, settings)
     settings.artifacts.mkdir(parents=True, exist_ok=True)
     url = f"http://{settings.host}:{settings.port}"
-    log.info(f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
-             f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}")
+    log.info(
+        f"server: MLflow on {url}, runs in PostgreSQL {cluster.version}/{cluster.name} "
+        f"(port {cluster.port}, database {settings.database}), artifacts in {settings.artifacts.resolve()}"
+    )
     log.info(f"server: point the pipeline at it with  export MLFLOW_TRACKING_URI={url}")
     tune = hide_password(backend_uri(cluster, settings, tune_database(settings)), "PASSWORD")
-    log.info(f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
-             f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
-             "the database host's name instead of 127.0.0.1)")
+    log.info(
+        f"server: imgpipe tune keeps studies in database {tune_database(settings)}:  export "
+        f"IMGPIPE_TUNE_STORAGE={tune}  (PASSWORD: the role's, see --user; URL-encoded; from another machine, "
+        "the database host's name instead of 127.0.0.1)"
+    )
     try:
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_uri(cluster, settings)}
         return subprocess.call(server_command(cluster, settings), env=env)

@@ -11,8 +11,15 @@ from imgpipe.params.types import FiniteData, Seed
 
 # The transforms imgpipe.augment.batched can run on a device (augment.device: cuda | auto).
 # Named here, not there, so that params are checked without importing torch.
-BATCHED_TRANSFORMS = ("Affine", "RandomBrightnessContrast", "GaussNoise", "HorizontalFlip", "VerticalFlip",
-                      "PadIfNeeded", "RandomCrop")
+BATCHED_TRANSFORMS = (
+    "Affine",
+    "RandomBrightnessContrast",
+    "GaussNoise",
+    "HorizontalFlip",
+    "VerticalFlip",
+    "PadIfNeeded",
+    "RandomCrop",
+)
 
 
 class AugmentConfig(SectionConfig):
@@ -44,13 +51,16 @@ class AugmentConfig(SectionConfig):
         return entries
 
     @model_validator(mode="after")
-    def _batched_transforms_only_off_the_cpu(self) -> "AugmentConfig":
+    def _batched_transforms_only_off_the_cpu(self) -> AugmentConfig:
         # auto is checked too: the same params must work on a machine with a GPU and without.
         if self.device == "cpu":
             return self
         for i, entry in enumerate(self.transforms):
             name = next(iter(entry))
             if name not in BATCHED_TRANSFORMS:
-                raise KeyedError(f"transforms[{i}]", f"{name} has no batched equivalent for augment.device: "
-                                 f"{self.device} (which runs {', '.join(BATCHED_TRANSFORMS)}); use augment.device: cpu")
+                raise KeyedError(
+                    f"transforms[{i}]",
+                    f"{name} has no batched equivalent for augment.device: "
+                    f"{self.device} (which runs {', '.join(BATCHED_TRANSFORMS)}); use augment.device: cpu",
+                )
         return self

@@ -52,7 +52,9 @@ class SectionConfig(Strict):
     def load(cls: type[_C], params_path: Path) -> _C:
         raw = read_params(params_path)
         if cls.section not in raw:
-            raise ParamsError(f"{params_path.name}: section '{cls.section}' is missing; add it (the docs' params reference lists its keys).")
+            raise ParamsError(
+                f"{params_path.name}: section '{cls.section}' is missing; add it (the docs' params reference lists its keys)."
+            )
         try:
             return cls.model_validate(raw[cls.section] or {})
         except ValidationError as exc:
@@ -72,16 +74,17 @@ def read_params(path: Path) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(SECTION_NAMES))
     if unknown:
         raise ParamsError(
-            f"{path.name}: unknown section(s) {', '.join(unknown)}; "
-            f"expected only {', '.join(SECTION_NAMES)}."
+            f"{path.name}: unknown section(s) {', '.join(unknown)}; expected only {', '.join(SECTION_NAMES)}."
         )
     return raw
 
 
 def load_yaml(path: Path) -> Any:
     """A YAML file's data, refused in one sentence when it is not YAML or nested too deep."""
-    too_deep = ParamsError(f"{path.name} is nested more than {MAX_DEPTH} levels deep, which no setting needs; "
-                           "fix its indentation or brackets.")
+    too_deep = ParamsError(
+        f"{path.name} is nested more than {MAX_DEPTH} levels deep, which no setting needs; "
+        "fix its indentation or brackets."
+    )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

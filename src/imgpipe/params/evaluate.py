@@ -13,8 +13,9 @@ from imgpipe.params.types import BatchSize, Seed
 class ThresholdConfig(Strict):
     # Two classes only: predict `class` from the probability at which, on val, balanced
     # accuracy is best, or its recall reaches `at`.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
-                              serialize_by_alias=True)  # "class" in params.yaml, class_name here
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )  # "class" in params.yaml, class_name here
 
     optimize: Literal["none", "balanced_accuracy", "recall"] = "none"
     class_name: Optional[str] = Field(default=None, alias="class")  # default: the second class

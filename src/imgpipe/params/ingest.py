@@ -51,14 +51,17 @@ class IngestConfig(SectionConfig):
         return source
 
     @model_validator(mode="after")
-    def _room_for_train(self) -> "IngestConfig":
+    def _room_for_train(self) -> IngestConfig:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise KeyedError("test_fraction", "val_fraction + test_fraction must leave at least 10% for training")
         return self
 
     @model_validator(mode="after")
-    def _device_is_local(self) -> "IngestConfig":
+    def _device_is_local(self) -> IngestConfig:
         if self.engine == "ray" and self.device != "cpu":
-            raise KeyedError("device", "Ray tasks decode with Pillow on the cluster's CPUs; set ingest.device: cpu "
-                                       "with ingest.engine: ray, or ingest.engine: local to decode on this machine's GPU")
+            raise KeyedError(
+                "device",
+                "Ray tasks decode with Pillow on the cluster's CPUs; set ingest.device: cpu "
+                "with ingest.engine: ray, or ingest.engine: local to decode on this machine's GPU",
+            )
         return self

@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from imgpipe.params.model_names import MODEL_NAMES, SMALL_CNNS
 from imgpipe.params.base import KeyedError, SectionConfig, Strict
+from imgpipe.params.model_names import MODEL_NAMES, SMALL_CNNS
 from imgpipe.params.types import BatchSize, Epochs, Seed, Width, Workers
 
 Kernel = Field(ge=1, le=64)  # pixels per side of a convolution's window
@@ -121,23 +121,29 @@ class TrainConfig(SectionConfig):
     launcher: Literal["torchrun", "ray"] = "torchrun"
 
     @model_validator(mode="after")
-    def _pretrained_needs_backbone(self) -> "TrainConfig":
+    def _pretrained_needs_backbone(self) -> TrainConfig:
         if self.pretrained is not False and self.model in SMALL_CNNS:
-            raise KeyedError("pretrained", f"{self.model} has no pretrained weights; use false, or a backbone "
-                             "such as resnet18 or efficientnet_lite0 (or weights_path for your own)")
+            raise KeyedError(
+                "pretrained",
+                f"{self.model} has no pretrained weights; use false, or a backbone "
+                "such as resnet18 or efficientnet_lite0 (or weights_path for your own)",
+            )
         return self
 
     @model_validator(mode="after")
-    def _nesterov_needs_sgd(self) -> "TrainConfig":
+    def _nesterov_needs_sgd(self) -> TrainConfig:
         if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
             raise KeyedError("nesterov", "nesterov needs optimizer: sgd with a momentum above 0")
         return self
 
     @model_validator(mode="after")
-    def _drw_within_the_run(self) -> "TrainConfig":
+    def _drw_within_the_run(self) -> TrainConfig:
         if self.drw_epoch > self.epochs:
-            raise KeyedError("drw_epoch", f"re-weighting from epoch {self.drw_epoch} never starts in a run of "
-                             f"{self.epochs} epochs; use 0 (off) or an epoch up to train.epochs")
+            raise KeyedError(
+                "drw_epoch",
+                f"re-weighting from epoch {self.drw_epoch} never starts in a run of "
+                f"{self.epochs} epochs; use 0 (off) or an epoch up to train.epochs",
+            )
         return self
 
     def model_options(self) -> dict[str, Any]:

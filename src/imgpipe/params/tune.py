@@ -34,7 +34,7 @@ class Range(Strict):
     step: Optional[float] = Field(default=None, gt=0)  # uniform and int only: a grid of this spacing
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Range":
+    def _one_kind(self) -> Range:
         given = [k for k in _KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of uniform, log_uniform, int, log_int (or a list of choices)")
@@ -63,8 +63,9 @@ def _dimension_kind(value: Any) -> str:
 
 
 # Tagged: an error names the one form the value was written in, not both forms' errors.
-Dimension = Annotated[Union[Annotated[list[Any], Tag("choices")], Annotated[Range, Tag("range")]],
-                      Discriminator(_dimension_kind)]
+Dimension = Annotated[
+    Union[Annotated[list[Any], Tag("choices")], Annotated[Range, Tag("range")]], Discriminator(_dimension_kind)
+]
 
 
 class PrunerConfig(Strict):
@@ -91,8 +92,10 @@ class TuneConfig(SectionConfig):
     @classmethod
     def _not_test(cls, metric: str) -> str:
         if metric.split(".")[0] == "test":
-            raise ValueError("choosing settings by their test score makes the test score optimistic; "
-                             "use a val.* metric (e.g. val.balanced_accuracy)")
+            raise ValueError(
+                "choosing settings by their test score makes the test score optimistic; "
+                "use a val.* metric (e.g. val.balanced_accuracy)"
+            )
         if "." not in metric:
             raise ValueError("name a metrics.json key with its split, e.g. val.balanced_accuracy")
         return metric
@@ -102,8 +105,10 @@ class TuneConfig(SectionConfig):
     def _known_sections(cls, space: dict[str, Dimension]) -> dict[str, Dimension]:
         for key, dim in space.items():
             if key.split(".")[0] not in TUNABLE_SECTIONS or "." not in key:
-                raise KeyedError(key, f"a key of a stage's section ({', '.join(TUNABLE_SECTIONS)}), "
-                                 "written section.key, e.g. train.lr")
+                raise KeyedError(
+                    key,
+                    f"a key of a stage's section ({', '.join(TUNABLE_SECTIONS)}), written section.key, e.g. train.lr",
+                )
             if isinstance(dim, list) and not dim:
                 raise KeyedError(key, "the list of choices is empty")
             try:

@@ -27,9 +27,9 @@ import jinja2
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.evaluate.metrics import HEADLINE
+from imgpipe.inspection.outputs import InspectFiles
 from imgpipe.paths import Paths
 from imgpipe.store.atomic import atomic_path
-from imgpipe.inspection.outputs import InspectFiles
 from imgpipe.tracking.artifacts import EVALUATION, REPORTS, artifact_path
 from imgpipe.tracking.pipeline import KEY_TAG, STAGE_RUN_TAG, STAGE_TAG, stage_runs
 
@@ -57,9 +57,21 @@ TEMPLATES = "templates"
 INSPECTION_NOTE = "From this workspace's reports/ and embeddings/ (imgpipe inspect), not from the MLflow run."
 LABEL_ISSUE_ROWS = 10
 PIPELINE_HEADER = ["stage", "MLflow run", "status", "what it did"]
-KEY_PARAMS = ["ingest.source", "ingest.image_size", "balance.method", "augment.mode", "augment.copies", "train.model",
-              "train.pretrained", "train.freeze", "train.optimizer", "train.lr", "train.scheduler.name", "train.epochs",
-              "train.batch_size"]
+KEY_PARAMS = [
+    "ingest.source",
+    "ingest.image_size",
+    "balance.method",
+    "augment.mode",
+    "augment.copies",
+    "train.model",
+    "train.pretrained",
+    "train.freeze",
+    "train.optimizer",
+    "train.lr",
+    "train.scheduler.name",
+    "train.epochs",
+    "train.batch_size",
+]
 # What each stage's row of the pipeline table says: (metric of its run, label).
 _STAGE_FACTS = {
     "ingest": [("kept", "kept"), ("skipped", "skipped"), ("imbalance_ratio", "imbalance ratio")],
@@ -96,10 +108,16 @@ class RunSummary:
     def facts(self) -> list[tuple[str, str]]:
         info, tags = self.run.info, self.run.data.tags
         started = datetime.fromtimestamp(info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        facts = [("MLflow run", f"{info.run_id} in experiment {self.experiment_name}"), ("Status", info.status),
-                 ("Started", started)]
-        for tag, label in (("dvc.exp_name", "DVC experiment"), ("dvc.exp_baseline_rev", "Baseline commit"),
-                           ("mlflow.source.git.commit", "Git commit")):
+        facts = [
+            ("MLflow run", f"{info.run_id} in experiment {self.experiment_name}"),
+            ("Status", info.status),
+            ("Started", started),
+        ]
+        for tag, label in (
+            ("dvc.exp_name", "DVC experiment"),
+            ("dvc.exp_baseline_rev", "Baseline commit"),
+            ("mlflow.source.git.commit", "Git commit"),
+        ):
             if tag in tags:
                 facts.append((label, tags[tag]))
         trained = self.stage_run("train")
@@ -117,8 +135,9 @@ class RunSummary:
         rows = []
         for row in self.stages:
             values = row.run.data.metrics
-            did = ", ".join(f"{label} {values[key]:.4g}" for key, label in _STAGE_FACTS.get(row.stage, [])
-                            if key in values)
+            did = ", ".join(
+                f"{label} {values[key]:.4g}" for key, label in _STAGE_FACTS.get(row.stage, []) if key in values
+            )
             how = "ran here" if row.made_in is None else f"cached: reused from pipeline {row.made_in}"
             rows.append([row.stage, row.run.info.run_id, f"{row.run.info.status}, {how}", did])
         return rows
@@ -126,8 +145,16 @@ class RunSummary:
     def metrics(self) -> list[list[str]]:
         """Rows of metric, val, test."""
         values = (self.stage_run("evaluate") or self.run).data.metrics
-        rows = [[name, *(f"{values[f'{split}.{name}']:.4f}" if f"{split}.{name}" in values else "" for split in ("val", "test"))]
-                for name in HEADLINE]
+        rows = [
+            [
+                name,
+                *(
+                    f"{values[f'{split}.{name}']:.4f}" if f"{split}.{name}" in values else ""
+                    for split in ("val", "test")
+                ),
+            ]
+            for name in HEADLINE
+        ]
         return [row for row in rows if any(row[1:])]
 
     def params(self) -> list[list[str]]:
@@ -141,8 +168,9 @@ def latest_run(client: Any, experiment_name: str) -> Any:
     if experiment is None:
         raise ImgpipeError(f"no runs in MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
     for where in (f"tags.`{KEY_TAG}` != ''", ""):
-        runs = client.search_runs([experiment.experiment_id], filter_string=where,
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [experiment.experiment_id], filter_string=where, order_by=["attributes.start_time DESC"], max_results=1
+        )
         if runs:
             return runs[0]
     raise ImgpipeError(f"no runs in MLflow experiment {experiment_name!r}: run the pipeline first (dvc repro)")
@@ -154,8 +182,11 @@ def pipeline_of(client: Any, run: Any) -> tuple[Any, list[StageRow]]:
         run = client.get_run(run.data.tags["mlflow.parentRunId"])
     if KEY_TAG not in run.data.tags:
         return run, []
-    names = [tag.removeprefix(STAGE_RUN_TAG) for tag in run.data.tags
-             if tag.startswith(STAGE_RUN_TAG) and not tag.endswith(".cached")]
+    names = [
+        tag.removeprefix(STAGE_RUN_TAG)
+        for tag in run.data.tags
+        if tag.startswith(STAGE_RUN_TAG) and not tag.endswith(".cached")
+    ]
     order = {stage: i for i, stage in enumerate(_STAGE_FACTS)}
     found = stage_runs(client, run, sorted(names, key=lambda s: order.get(s, len(order))))
     return run, [StageRow(stage, r, _made_in(client, r, run)) for stage, r in found.items()]
@@ -207,8 +238,12 @@ def inspection_section(root: Path) -> tuple[list[tuple[str, Path]], list[list[st
     import pandas as pd
 
     files = InspectFiles(root)
-    places = {"label_issues_png": files.label_issues_png, "gradcam_png": files.gradcam_png,
-              "embeddings_map": files.embeddings.map, "near_duplicates_png": files.near_duplicates_png}
+    places = {
+        "label_issues_png": files.label_issues_png,
+        "gradcam_png": files.gradcam_png,
+        "embeddings_map": files.embeddings.map,
+        "near_duplicates_png": files.near_duplicates_png,
+    }
     pictures = [(caption, places[name]) for name, caption in _INSPECTION if places[name].is_file()]
     rows: list[list[str]] = []
     if files.label_issues_csv.is_file():
@@ -227,8 +262,14 @@ def _first_artifact(places: list[tuple[Any, str]], folder: Path, uri: str) -> Pa
 
     for source, artifact in places:
         try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=source.info.run_id, artifact_path=artifact,
-                                                            dst_path=str(folder / source.info.run_id), tracking_uri=uri))
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=source.info.run_id,
+                    artifact_path=artifact,
+                    dst_path=str(folder / source.info.run_id),
+                    tracking_uri=uri,
+                )
+            )
         except Exception:  # a run that stopped early lacks the later pictures: report what exists
             continue
     return None
@@ -253,19 +294,32 @@ def _templates(markdown: bool) -> jinja2.Environment:
     """The templates of one format. HTML autoescapes every value; Markdown cannot (its escaping
     is not HTML's), so its template passes each value from a run through the ``md`` filter.
     ``url`` quotes a picture's link, so a report named with a space or parenthesis still links."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("imgpipe.reporting", TEMPLATES), autoescape=not markdown,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("imgpipe.reporting", TEMPLATES),
+        autoescape=not markdown,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(md=_md, url=urllib.parse.quote, png_data_uri=_png_data_uri)
     return env
 
 
 def _context(summary: RunSummary) -> dict[str, Any]:
     """What both templates show: the summary's sections as rows of text, and its pictures."""
-    return {"title": summary.title, "facts": summary.facts(), "pipeline_header": PIPELINE_HEADER,
-            "pipeline": summary.pipeline() if summary.stages else [], "metrics": summary.metrics(),
-            "params": summary.params(), "pictures": summary.pictures, "inspection": summary.inspection,
-            "label_issues": summary.label_issues, "inspection_note": INSPECTION_NOTE}
+    return {
+        "title": summary.title,
+        "facts": summary.facts(),
+        "pipeline_header": PIPELINE_HEADER,
+        "pipeline": summary.pipeline() if summary.stages else [],
+        "metrics": summary.metrics(),
+        "params": summary.params(),
+        "pictures": summary.pictures,
+        "inspection": summary.inspection,
+        "label_issues": summary.label_issues,
+        "inspection_note": INSPECTION_NOTE,
+    }
 
 
 def render_markdown(summary: RunSummary, image_dir: str) -> str:

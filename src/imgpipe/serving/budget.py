@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from imgpipe.errors import ImgpipeError
 
@@ -22,8 +22,11 @@ MB = 2**20
 # Sized for a server of 2 GB or more: the model and MLflow take about 1 GB, decoding at
 # most the process bound on top. A 48-megapixel JPEG costs little (it is decoded
 # downscaled); a 16-megapixel 16-bit scan costs about 450 MB.
-LIMITS_MB = {"IMGPIPE_SERVE_MAX_IMAGE_MB": 512, "IMGPIPE_SERVE_MAX_REQUEST_MB": 2048,
-             "IMGPIPE_SERVE_MAX_DECODING_MB": 1024}
+LIMITS_MB = {
+    "IMGPIPE_SERVE_MAX_IMAGE_MB": 512,
+    "IMGPIPE_SERVE_MAX_REQUEST_MB": 2048,
+    "IMGPIPE_SERVE_MAX_DECODING_MB": 1024,
+}
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,16 @@ class Limits:
     process: int  # bytes the images being decoded at any moment may take together
 
     @classmethod
-    def from_env(cls) -> "Limits":
+    def from_env(cls) -> Limits:
         """The bounds in the environment (megabytes), else the defaults above."""
         values = []
         for name, default in LIMITS_MB.items():
             raw = os.environ.get(name, "").strip() or str(default)
             if not raw.isdigit() or int(raw) == 0:
-                raise ImgpipeError(f"{name}={raw!r} is not a whole number of megabytes above 0; "
-                                   f"set it like {name}={default}, or unset it for {default}.")
+                raise ImgpipeError(
+                    f"{name}={raw!r} is not a whole number of megabytes above 0; "
+                    f"set it like {name}={default}, or unset it for {default}."
+                )
             values.append(int(raw) * MB)
         image, request, process = values
         return cls(min(image, process), request, process)  # an image over the process bound could never start

@@ -42,22 +42,30 @@ class ServedClassifier(mlflow.pyfunc.PythonModel):
         frame = columns_as_rows(model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input))
         if IMAGE not in frame.columns and PIXELS not in frame.columns:
             # MLflow drops columns its signature does not name: a misnamed one leaves none.
-            raise refused(f"the request has no {IMAGE} column (an encoded file, base64 in JSON) and no {PIXELS} "
-                          f"column (decoded uint8 pixels); name one of them in each row (other columns are ignored)")
-        rows = [row_source(getattr(row, IMAGE, None), getattr(row, PIXELS, None), self.settings)
-                for row in frame.itertuples(index=False)]
+            raise refused(
+                f"the request has no {IMAGE} column (an encoded file, base64 in JSON) and no {PIXELS} "
+                f"column (decoded uint8 pixels); name one of them in each row (other columns are ignored)"
+            )
+        rows = [
+            row_source(getattr(row, IMAGE, None), getattr(row, PIXELS, None), self.settings)
+            for row in frame.itertuples(index=False)
+        ]
         costs = [decoding_cost(source, self.settings) if isinstance(source, bytes) else 0 for source, _ in rows]
         total = sum(cost for cost in costs if cost <= self.limits.image)  # larger ones are refused on their own
         if total > self.limits.request:
-            raise refused(f"decoding this request's images would take about {total // MB} MB, over "
-                          f"IMGPIPE_SERVE_MAX_REQUEST_MB ({self.limits.request // MB}); send them in smaller requests")
+            raise refused(
+                f"decoding this request's images would take about {total // MB} MB, over "
+                f"IMGPIPE_SERVE_MAX_REQUEST_MB ({self.limits.request // MB}); send them in smaller requests"
+            )
         pixels, errors = [], []
         for (source, error), cost in zip(rows, costs):
             image, reason = decode_row(source, cost, self.settings, self.limits, self.budget)
             pixels.append(image)
             errors.append(error or reason)
         good = [i for i, p in enumerate(pixels) if p is not None]
-        proba = self.scorer.proba(np.stack([pixels[i] for i in good])) if good else np.zeros((0, len(self.spec.classes)))
+        proba = (
+            self.scorer.proba(np.stack([pixels[i] for i in good])) if good else np.zeros((0, len(self.spec.classes)))
+        )
         return answer_table(len(frame), dict(zip(good, proba)), errors, self.spec.classes)
 
 
@@ -65,7 +73,11 @@ def columns_as_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The request's rows. MLflow reads the column form of ``inputs`` and ``instances``,
     ``{"image": ["<base64>", ...]}``, as ONE row holding the list (a dict of string lists
     is a single record to it): a row per file is what the client meant."""
-    if len(frame) == 1 and list(frame.columns) == [IMAGE] and isinstance(frame[IMAGE].iloc[0], (list, tuple, np.ndarray)):
+    if (
+        len(frame) == 1
+        and list(frame.columns) == [IMAGE]
+        and isinstance(frame[IMAGE].iloc[0], (list, tuple, np.ndarray))
+    ):
         return pd.DataFrame({IMAGE: list(frame[IMAGE].iloc[0])})
     return frame
 

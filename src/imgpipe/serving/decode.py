@@ -21,9 +21,27 @@ from imgpipe.serving.schema import IMAGE, PIXELS
 # it is decoded at (measured by bench/serving_memory.py, rounded up): the image, and the
 # copies that turning it into L or RGB makes (transparency composited on white, 16-bit
 # and float images rescaled through float64). Modes not named cost the most.
-PEAK_BYTES_PER_PIXEL = {"1": 5, "L": 5, "RGB": 5, "CMYK": 5, "YCbCr": 5, "LAB": 5, "HSV": 5,
-                        "P": 17, "PA": 17, "LA": 17, "La": 17, "RGBA": 17, "RGBa": 17, "F": 17,
-                        "I;16": 29, "I;16L": 29, "I;16B": 29, "I;16N": 29, "I": 33}
+PEAK_BYTES_PER_PIXEL = {
+    "1": 5,
+    "L": 5,
+    "RGB": 5,
+    "CMYK": 5,
+    "YCbCr": 5,
+    "LAB": 5,
+    "HSV": 5,
+    "P": 17,
+    "PA": 17,
+    "LA": 17,
+    "La": 17,
+    "RGBA": 17,
+    "RGBa": 17,
+    "F": 17,
+    "I;16": 29,
+    "I;16L": 29,
+    "I;16B": 29,
+    "I;16N": 29,
+    "I": 33,
+}
 WORST_BYTES_PER_PIXEL = 33
 
 
@@ -81,22 +99,27 @@ def decoding_cost(data: bytes, settings: DecodeSettings) -> int:
             if width * height > settings.max_pixels:
                 return 0
             if image.format == "JPEG":  # decoded downscaled, as ingest's decoding does it
-                image.draft("L" if settings.channels == 1 and image.mode == "RGB" else None,
-                            (settings.image_size, settings.image_size))
+                image.draft(
+                    "L" if settings.channels == 1 and image.mode == "RGB" else None,
+                    (settings.image_size, settings.image_size),
+                )
             width, height = image.size
             return width * height * PEAK_BYTES_PER_PIXEL.get(image.mode, WORST_BYTES_PER_PIXEL)
     except Exception:  # no header Pillow reads: decoding says why, before it allocates anything
         return 0
 
 
-def decode_row(source: bytes | np.ndarray | None, cost: int, settings: DecodeSettings,
-               limits: Limits, budget: ByteBudget) -> tuple[np.ndarray | None, str]:
+def decode_row(
+    source: bytes | np.ndarray | None, cost: int, settings: DecodeSettings, limits: Limits, budget: ByteBudget
+) -> tuple[np.ndarray | None, str]:
     """A row's pixels: an encoded file decoded once its cost fits the budget, or why not."""
     if not isinstance(source, bytes):
         return source, ""
     if cost > limits.image:
-        return None, (f"decoding this image would take about {cost // MB} MB, over IMGPIPE_SERVE_MAX_IMAGE_MB "
-                      f"({limits.image // MB}): send it smaller, or raise that bound where the model is served")
+        return None, (
+            f"decoding this image would take about {cost // MB} MB, over IMGPIPE_SERVE_MAX_IMAGE_MB "
+            f"({limits.image // MB}): send it smaller, or raise that bound where the model is served"
+        )
     with budget.hold(cost):
         decoded = decode_bytes(source, settings)
     return decoded.pixels, decoded.reason or ""

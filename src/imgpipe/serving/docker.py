@@ -28,9 +28,11 @@ from imgpipe.store.atomic import atomic_path, refuse_enclosing, refuse_occupied
 ALIAS = "champion"
 MODEL_DIR = "model_dir"  # where MLflow's generated Dockerfile copies the model from
 PORT = 8080  # where MLflow's generated image serves; fixed by its entrypoint
-CURL = ("curl -s localhost:8080/invocations -H 'Content-Type: application/json' "
-        "-d '{\"dataframe_records\": [{\"image\": \"'$(base64 -w0 photo.jpg)'\"}]}'"
-        "   # answers the class and every class's probability")
+CURL = (
+    "curl -s localhost:8080/invocations -H 'Content-Type: application/json' "
+    '-d \'{"dataframe_records": [{"image": "\'$(base64 -w0 photo.jpg)\'"}]}\''
+    "   # answers the class and every class's probability"
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,11 @@ def build_image(context: BuildContext, docker: str) -> None:
     """``docker build`` the context, its output streaming through; a failure is one sentence."""
     status = subprocess.run([docker, "build", "-t", context.tag, str(context.folder)]).returncode
     if status != 0:
-        raise ImgpipeError(f"`docker build` exited with status {status} (its output is above; it needs network "
-                           f"access for the base image and pip), and the build context stays in {context.folder}: "
-                           f"fix the cause and run `{context.build}` again.")
+        raise ImgpipeError(
+            f"`docker build` exited with status {status} (its output is above; it needs network "
+            f"access for the base image and pip), and the build context stays in {context.folder}: "
+            f"fix the cause and run `{context.build}` again."
+        )
 
 
 def is_build_context(folder: Path) -> bool:
@@ -86,9 +90,11 @@ def is_build_context(folder: Path) -> bool:
 def _champion_uri(root: Path) -> str:
     name = _registered_model(root)
     if not name:
-        raise ImgpipeError("params.yaml's mlflow.registered_model is not set, so this project has no registered "
-                           "model to serve: set it and run `dvc repro`, or pass --model with an MLflow model URI "
-                           "(e.g. runs:/<run_id>/model).")
+        raise ImgpipeError(
+            "params.yaml's mlflow.registered_model is not set, so this project has no registered "
+            "model to serve: set it and run `dvc repro`, or pass --model with an MLflow model URI "
+            "(e.g. runs:/<run_id>/model)."
+        )
     return f"models:/{name}@{ALIAS}"
 
 
@@ -125,9 +131,11 @@ def _check_store_exists(root: Path, uri: str) -> None:
     if store.startswith("sqlite:///") and uri.startswith(("models:/", "runs:/")):
         path = Path(store.removeprefix("sqlite:///").split("?", 1)[0])
         if not path.is_file():
-            raise ImgpipeError(f"there is no MLflow store at {path} to find {uri} in: train and register a model "
-                               "first (`dvc repro` with mlflow.registered_model set in params.yaml), or set "
-                               "MLFLOW_TRACKING_URI to the store that holds it.")
+            raise ImgpipeError(
+                f"there is no MLflow store at {path} to find {uri} in: train and register a model "
+                "first (`dvc repro` with mlflow.registered_model set in params.yaml), or set "
+                "MLFLOW_TRACKING_URI to the store that holds it."
+            )
 
 
 def _generate_dockerfile(root: Path, uri: str, out: Path) -> None:
@@ -135,33 +143,41 @@ def _generate_dockerfile(root: Path, uri: str, out: Path) -> None:
 
     mlflow = Path(sys.executable).parent / "mlflow"  # the one of this environment, whatever PATH holds
     if not mlflow.is_file():
-        raise ImgpipeError(f"the mlflow command is missing beside {sys.executable}; reinstall imgpipe "
-                           "(pip install -e .) in this environment.")
+        raise ImgpipeError(
+            f"the mlflow command is missing beside {sys.executable}; reinstall imgpipe "
+            "(pip install -e .) in this environment."
+        )
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(root)}
     cmd = [str(mlflow), "models", "generate-dockerfile", "-m", uri, "-d", str(out), "--env-manager", "local"]
     # Its log and progress bars are noise on success; on failure its last line says why.
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if done.returncode != 0 or not (out / "Dockerfile").is_file():
-        raise ImgpipeError(f"MLflow could not export the model {uri} ({last_line(done.stderr)}): check the URI, "
-                           "or train and register a model with `dvc repro` (mlflow.registered_model set in "
-                           f"params.yaml) and give it the alias {ALIAS} with `imgpipe promote`.")
+        raise ImgpipeError(
+            f"MLflow could not export the model {uri} ({last_line(done.stderr)}): check the URI, "
+            "or train and register a model with `dvc repro` (mlflow.registered_model set in "
+            f"params.yaml) and give it the alias {ALIAS} with `imgpipe promote`."
+        )
 
 
 def _working_docker(context: Path, build: str) -> str:
     """The docker client's path, once its daemon answers; else why not, in a sentence."""
     docker = shutil.which("docker")
     if docker is None:
-        raise ImgpipeError(f"docker is not installed (not on PATH); the build context with its Dockerfile was "
-                           f"written to {context}: build it on a machine with Docker with `{build}`.")
+        raise ImgpipeError(
+            f"docker is not installed (not on PATH); the build context with its Dockerfile was "
+            f"written to {context}: build it on a machine with Docker with `{build}`."
+        )
     try:
         info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=60)
         reason = None if info.returncode == 0 else last_line(info.stderr)
     except subprocess.TimeoutExpired:
         reason = "`docker info` did not answer in 60 s"
     if reason is not None:
-        raise ImgpipeError(f"the Docker daemon is not running or not reachable ({reason}); the build context with "
-                           f"its Dockerfile was written to {context}: start Docker (or get access to its "
-                           f"socket) and run `imgpipe build-docker` again, or build it elsewhere with `{build}`.")
+        raise ImgpipeError(
+            f"the Docker daemon is not running or not reachable ({reason}); the build context with "
+            f"its Dockerfile was written to {context}: start Docker (or get access to its "
+            f"socket) and run `imgpipe build-docker` again, or build it elsewhere with `{build}`."
+        )
     return docker
 
 

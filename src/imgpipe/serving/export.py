@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,13 +54,21 @@ def export_model(root: Path, model_ref: str | None, fmt: str, out: Path) -> Expo
     with atomic_path(out, replaces=lambda path: is_export(path, fmt)) as tmp:
         tmp.mkdir()
         (_export_onnx if fmt == "onnx" else _export_torchscript)(decided, example, tmp / FILES[fmt])
-        write_json(tmp / SPEC_FILE, {**spec.to_dict(), "format": fmt, "input": "uint8 images (N, H, W, C)",
-                                     "output": "decided logits: softmax gives the class probabilities, in "
-                                               "the order of classes"})
+        write_json(
+            tmp / SPEC_FILE,
+            {
+                **spec.to_dict(),
+                "format": fmt,
+                "input": "uint8 images (N, H, W, C)",
+                "output": "decided logits: softmax gives the class probabilities, in the order of classes",
+            },
+        )
         difference = compare(decided, runner(tmp / FILES[fmt], fmt), images)
         if difference > TOLERANCE:
-            raise ImgpipeError(f"the {fmt} export differs from PyTorch by {difference:.2g} on the test split "
-                               f"(more than {TOLERANCE}); it was not written. Report this with the model's spec.")
+            raise ImgpipeError(
+                f"the {fmt} export differs from PyTorch by {difference:.2g} on the test split "
+                f"(more than {TOLERANCE}); it was not written. Report this with the model's spec."
+            )
     return Exported(out, out / FILES[fmt], len(images), difference)
 
 
@@ -67,8 +76,10 @@ def check_output(out: Path, fmt: str, kept: dict[str, Path]) -> None:
     """Refuse, before any work, an ``-o`` that would replace what export did not write."""
     refuse_enclosing(out, kept)
     if out.is_symlink() or out.exists() and not out.is_dir():
-        raise ImgpipeError(f"{out} is a file, and export writes a folder (the model file and {SPEC_FILE}): give -o "
-                           "a folder that is new, empty or a previous export.")
+        raise ImgpipeError(
+            f"{out} is a file, and export writes a folder (the model file and {SPEC_FILE}): give -o "
+            "a folder that is new, empty or a previous export."
+        )
     refuse_occupied(out, lambda path: is_export(path, fmt))
 
 
@@ -88,8 +99,16 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> N
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_shapes={"images": {0: batch}}, external_data=False, verbose=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"images": {0: batch}},
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -114,11 +133,14 @@ class Uint8Images(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8:
-            raise ValueError("the images must be uint8 (N, H, W, C), 0-255, as spec.json says; convert them "
-                             "to uint8 instead of scaling them to floats")
+            raise ValueError(
+                "the images must be uint8 (N, H, W, C), 0-255, as spec.json says; convert them "
+                "to uint8 instead of scaling them to floats"
+            )
         if images.dim() != 4 or list(images.shape[1:]) != self.shape:
-            raise ValueError("the images must be (N, H, W, C) with H, W, C = spec.json's image_size, image_size, "
-                             "channels")
+            raise ValueError(
+                "the images must be (N, H, W, C) with H, W, C = spec.json's image_size, image_size, channels"
+            )
         return self.model(images)
 
 
@@ -150,12 +172,13 @@ def check_images(root: Path, example: torch.Tensor) -> Any:
 
 
 @torch.no_grad()
-def compare(model: torch.nn.Module, exported: Callable[[np.ndarray], np.ndarray], images: Any,
-            batch: int = 64) -> float:
+def compare(
+    model: torch.nn.Module, exported: Callable[[np.ndarray], np.ndarray], images: Any, batch: int = 64
+) -> float:
     """The largest absolute difference between PyTorch's and the export's outputs, by batches."""
     worst = 0.0
     for start in range(0, len(images), batch):
-        block = np.ascontiguousarray(images[start:start + batch])
+        block = np.ascontiguousarray(images[start : start + batch])
         expected = model(torch.from_numpy(block)).numpy()
         worst = max(worst, float(np.abs(exported(block) - expected).max()))
     return worst

@@ -16,11 +16,23 @@ PACKAGE = Path(imgpipe.__file__).parent
 # Loaded by MLflow as code, not imported here: a stage that logs a model does not run it.
 MODEL_CODE = PACKAGE / "serving" / "model_code.py"
 # What loading the model and decoding a file import, pinned to the versions it was trained with.
-SERVING_DISTRIBUTIONS = ("torch", "torchvision", "timm", "numpy", "pandas", "pillow", "scipy", "pydantic", "pyyaml", "tqdm")
+SERVING_DISTRIBUTIONS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pandas",
+    "pillow",
+    "scipy",
+    "pydantic",
+    "pyyaml",
+    "tqdm",
+)
 
 
-def log_model(model_dir: Path, example: Any, spec: dict[str, Any], name: str = "model",
-              decision: dict[str, Any] | None = None) -> Any:
+def log_model(
+    model_dir: Path, example: Any, spec: dict[str, Any], name: str = "model", decision: dict[str, Any] | None = None
+) -> Any:
     """Log the model in ``model_dir`` (as train writes it) as a pyfunc that serves image files.
 
     The imgpipe package travels inside the model (``code_paths``), so the served model
@@ -40,9 +52,15 @@ def log_model(model_dir: Path, example: Any, spec: dict[str, Any], name: str = "
             write_json(Path(tmp) / "decision.json", decision)
             artifacts["decision"] = str(Path(tmp) / "decision.json")
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(code)],
-            signature=signature(), input_example=example_request(example), pip_requirements=requirements(),
-            metadata={"imgpipe_spec": spec, **({"imgpipe_decision": decision} if decision else {})})
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            code_paths=[str(code)],
+            signature=signature(),
+            input_example=example_request(example),
+            pip_requirements=requirements(),
+            metadata={"imgpipe_spec": spec, **({"imgpipe_decision": decision} if decision else {})},
+        )
 
 
 def example_request(images: Any) -> Any:
@@ -78,7 +96,11 @@ def logged_model(run_id: str, name: str) -> Any:
     import mlflow
 
     run = mlflow.get_run(run_id)
-    found = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
-                                        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
-                                        order_by=[{"field_name": "creation_time", "ascending": False}], max_results=1)
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        output_format="list",
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+        order_by=[{"field_name": "creation_time", "ascending": False}],
+        max_results=1,
+    )
     return found[0] if found else None

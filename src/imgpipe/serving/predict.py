@@ -6,19 +6,19 @@ in its spec), so a photo predicted here is prepared exactly like the training im
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from imgpipe.ingest.decoding import decode_file
 from imgpipe.errors import ImgpipeError
+from imgpipe.ingest.decoding import decode_file
+from imgpipe.ingest.sources import walk_images
 from imgpipe.models.decision import Decision
 from imgpipe.models.spec import ModelSpec
 from imgpipe.paths import Paths
-from imgpipe.ingest.sources import walk_images
 from imgpipe.serving.decode import decode_settings
 from imgpipe.serving.schema import PIXELS, is_served_signature
 
@@ -77,12 +77,16 @@ def _mlflow_predictor(uri: str, root: Path) -> Predictor:
     if not spec_dict:
         raise ImgpipeError(f"{uri} was not logged by imgpipe (its metadata has no imgpipe_spec).")
 
-    spec = ModelSpec.from_dict(spec_dict, f"{uri} (its imgpipe_spec)", "register a model logged by a current train stage")
+    spec = ModelSpec.from_dict(
+        spec_dict, f"{uri} (its imgpipe_spec)", "register a model logged by a current train stage"
+    )
     if is_served_signature(info.signature):
+
         def proba(images: np.ndarray) -> np.ndarray:
             # The served model takes decoded pixels too, with its decision inside.
             answer = model.predict(pd.DataFrame({PIXELS: list(images)}))
             return np.array([[row[c] for c in spec.classes] for row in answer["probabilities"]])
+
         return Predictor(spec, proba, uri)
 
     def logits_proba(images: np.ndarray) -> np.ndarray:
@@ -118,12 +122,21 @@ def predict_files(predictor: Predictor, files: list[Path], batch_size: int = 256
         chunk = files[start : start + batch_size]
         decoded = [decode_file(path, settings) for path in chunk]
         good = [i for i, d in enumerate(decoded) if d.pixels is not None]
-        proba = predictor.proba(np.stack([decoded[i].pixels for i in good])) if good else np.zeros((0, len(spec.classes)))
+        proba = (
+            predictor.proba(np.stack([decoded[i].pixels for i in good])) if good else np.zeros((0, len(spec.classes)))
+        )
         by_index = dict(zip(good, proba))
         for i, path in enumerate(chunk):
             if i in by_index:
                 p = by_index[i]
-                rows.append({"file": str(path), "class": spec.classes[int(p.argmax())], "probability": round(float(p.max()), 6), "error": ""})
+                rows.append(
+                    {
+                        "file": str(path),
+                        "class": spec.classes[int(p.argmax())],
+                        "probability": round(float(p.max()), 6),
+                        "error": "",
+                    }
+                )
             else:
                 rows.append({"file": str(path), "class": "", "probability": float("nan"), "error": decoded[i].reason})
     return pd.DataFrame(rows, columns=["file", "class", "probability", "error"])

@@ -29,8 +29,14 @@ def signature() -> Any:
     # empty image, and passes the `inputs` and `instances` forms' base64 on undecoded; the
     # model decodes base64 itself and answers a bad row in that row.
     request = Schema([ColSpec(AnyType(), IMAGE, required=False), ColSpec(AnyType(), PIXELS, required=False)])
-    answer = Schema([ColSpec(DataType.string, "class"), ColSpec(DataType.double, "probability"),
-                     ColSpec(Map(DataType.double), "probabilities"), ColSpec(DataType.string, "error")])
+    answer = Schema(
+        [
+            ColSpec(DataType.string, "class"),
+            ColSpec(DataType.double, "probability"),
+            ColSpec(Map(DataType.double), "probabilities"),
+            ColSpec(DataType.string, "error"),
+        ]
+    )
     return ModelSignature(request, answer)
 
 

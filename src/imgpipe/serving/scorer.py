@@ -26,7 +26,7 @@ class Scorer:
     decision: Decision
 
     @classmethod
-    def load(cls, folder: Path, decision: Decision | None = None) -> "Scorer":
+    def load(cls, folder: Path, decision: Decision | None = None) -> Scorer:
         """The model train wrote to ``folder``, on CUDA, MPS or the CPU, with ``decision`` (default: none)."""
         from imgpipe.device import select_device
         from imgpipe.models.saved import load_model

@@ -14,8 +14,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from imgpipe.errors import ImgpipeError, check_free_space, disk_full_message
 
@@ -52,8 +53,10 @@ def atomic_path(target: Path, needed: int = 0, replaces: Callable[[Path], bool] 
 def refuse_occupied(target: Path, replaces: Callable[[Path], bool] | None = None) -> None:
     """Refuse a non-empty folder at ``target`` that ``replaces`` does not claim."""
     if target.is_dir() and not target.is_symlink() and any(target.iterdir()) and not (replaces and replaces(target)):
-        raise ImgpipeError(f"{target} already holds files that are not this command's previous output, so it is "
-                           "left as it is: choose a new or empty folder, or move those files away yourself.")
+        raise ImgpipeError(
+            f"{target} already holds files that are not this command's previous output, so it is "
+            "left as it is: choose a new or empty folder, or move those files away yourself."
+        )
 
 
 def refuse_enclosing(target: Path, kept: dict[str, Path]) -> None:
@@ -64,8 +67,10 @@ def refuse_enclosing(target: Path, kept: dict[str, Path]) -> None:
         path = Path(path).resolve()
         if target == path or target in path.parents:
             relation = "is" if target == path else "holds"
-            raise ImgpipeError(f"{target} {relation} {name}, which an output folder must not replace: choose a "
-                               "new folder for the output.")
+            raise ImgpipeError(
+                f"{target} {relation} {name}, which an output folder must not replace: choose a "
+                "new folder for the output."
+            )
 
 
 def _temporary_beside(target: Path, needed: int) -> Path:
@@ -89,8 +94,11 @@ def _unwritable(target: Path, exc: OSError) -> ImgpipeError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ImgpipeError(disk_full_message(target))
     blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
-    why = f"{blocking} is a file, not a folder" if blocking else \
-        f"no new file can be made in {target.parent}: {(exc.strerror or str(exc)).lower()}"
+    why = (
+        f"{blocking} is a file, not a folder"
+        if blocking
+        else f"no new file can be made in {target.parent}: {(exc.strerror or str(exc)).lower()}"
+    )
     return ImgpipeError(f"cannot write {target} ({why}): choose a path in a folder you can write to.")
 
 
@@ -98,8 +106,10 @@ def _swap(staged: Path, target: Path, tmp: Path) -> None:
     """Move ``staged`` onto ``target``; a folder there (claimed, or empty) goes into ``tmp``
     first, and back if the move fails."""
     if staged.is_dir() and (target.is_symlink() or target.exists() and not target.is_dir()):
-        raise ImgpipeError(f"{target} is a file, and this command writes a folder there: choose another path "
-                           "(the file is left as it is).")
+        raise ImgpipeError(
+            f"{target} is a file, and this command writes a folder there: choose another path "
+            "(the file is left as it is)."
+        )
     if not target.is_dir() or target.is_symlink():
         os.replace(staged, target)
         return

@@ -37,6 +37,7 @@ from imgpipe.store.stacked import Stacked
 
 MANIFEST_COLUMNS = ["id", "label", "class_name", "split", "index", "sha256", "origin", "pixels", "pixels_row"]
 
+
 def pixel_hash(image: np.ndarray) -> str:
     """Content hash of decoded pixels, shape included so a reshape changes it."""
     h = hashlib.sha256(repr(image.shape).encode())
@@ -44,7 +45,7 @@ def pixel_hash(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def split_digest(split: "Split") -> str:
+def split_digest(split: Split) -> str:
     """What a split holds, images and labels, as one hash: equal for the same images under
     the same labels, in any order, whatever the folder they were stored in."""
     rows = sorted(f"{sha}\t{name}" for sha, name in zip(split.manifest["sha256"], split.manifest["class_name"]))
@@ -90,7 +91,9 @@ def make_manifest(
     )
 
 
-def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split], extra: dict[str, Any] | None = None) -> None:
+def write_dataset(
+    folder: Path, classes: list[str], splits: dict[str, Split], extra: dict[str, Any] | None = None
+) -> None:
     """Write a dataset folder atomically. Identical inputs give byte-identical files.
 
     Rows that reference pixels on disk (a ``Stacked`` read from another folder) are
@@ -125,7 +128,9 @@ def write_dataset(folder: Path, classes: list[str], splits: dict[str, Split], ex
 
 def _references(stack: Stacked, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """Each row's file, relative to ``folder`` ("" for new pixels), and its row there."""
-    names = np.array([Path(os.path.relpath(f, folder)).as_posix() if f is not None else "" for f in stack.files], dtype=object)
+    names = np.array(
+        [Path(os.path.relpath(f, folder)).as_posix() if f is not None else "" for f in stack.files], dtype=object
+    )
     return names[stack.which], stack.row.copy()
 
 
@@ -138,8 +143,11 @@ def _save_array(path: Path, images: Stacked, row_shape: tuple[int, ...]) -> None
     Plain writes rather than a memory map: dirty mapped pages count towards the
     process's resident memory, and the point is to keep that at one chunk.
     """
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-              "shape": (len(images), *row_shape)}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (len(images), *row_shape),
+    }
     chunk = max(1, CHUNK_BYTES // max(1, int(np.prod(row_shape))))
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
@@ -179,8 +187,9 @@ def read_split(folder: Path, split: str, mmap: bool = True) -> Split:
     row = rows["pixels_row"].to_numpy(dtype=np.int64)
     for i, (name, part) in enumerate(zip(files, parts)):
         if len(row) and row[which == i].max(initial=-1) >= len(part):
-            raise ImgpipeError(f"{manifest_path}: rows of {name} past its end ({len(part)} images); "
-                               "rerun with `dvc repro --force`.")
+            raise ImgpipeError(
+                f"{manifest_path}: rows of {name} past its end ({len(part)} images); rerun with `dvc repro --force`."
+            )
     if not files:  # an empty split: nothing to read
         return Split(images=np.zeros((0, 1, 1, 1), dtype=np.uint8), manifest=rows)
     images = Stacked(parts, [folder / name for name in files], which, row)
@@ -189,8 +198,10 @@ def read_split(folder: Path, split: str, mmap: bool = True) -> Split:
 
 def _open_pixels(path: Path, manifest_path: Path) -> NpyFile:
     if not path.is_file():
-        raise ImgpipeError(f"{path}, which {manifest_path} takes pixels from, is missing: run `dvc repro` "
-                           "(or `dvc pull`) to bring it back.")
+        raise ImgpipeError(
+            f"{path}, which {manifest_path} takes pixels from, is missing: run `dvc repro` "
+            "(or `dvc pull`) to bring it back."
+        )
     return NpyFile(path)
 
 

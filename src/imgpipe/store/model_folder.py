@@ -39,9 +39,11 @@ def refuse_non_finite(state: dict[str, torch.Tensor]) -> None:
     (and so to log or register it) rather than serve it."""
     bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
-        raise ImgpipeError(f"training diverged: {len(bad)} weight tensor(s) ({', '.join(bad[:3])}) hold NaN or "
-                           "infinity, so no model is saved; lower train.lr or train.weight_decay (or set "
-                           "train.grad_clip_norm, or precision: fp32), then run `dvc repro` again.")
+        raise ImgpipeError(
+            f"training diverged: {len(bad)} weight tensor(s) ({', '.join(bad[:3])}) hold NaN or "
+            "infinity, so no model is saved; lower train.lr or train.weight_decay (or set "
+            "train.grad_clip_norm, or precision: fp32), then run `dvc repro` again."
+        )
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -58,8 +60,10 @@ def read(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
     try:
         spec = json.loads((folder / SPEC_FILE).read_text())
     except ValueError as exc:
-        raise ImgpipeError(f"{folder / SPEC_FILE} is not valid JSON ({exc}); restore it (`dvc checkout models`) "
-                           "or retrain (`dvc repro --force train`).") from None
+        raise ImgpipeError(
+            f"{folder / SPEC_FILE} is not valid JSON ({exc}); restore it (`dvc checkout models`) "
+            "or retrain (`dvc repro --force train`)."
+        ) from None
     try:  # weights_only: a file that would run code when unpickled is refused, not run
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -69,10 +73,12 @@ def read(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
 
 def weights_error(folder: Path, exc: Exception) -> ImgpipeError:
     """``model.pt`` cannot be read, or does not fit the model its spec describes."""
-    return ImgpipeError(f"{Path(folder) / WEIGHTS_FILE} is not the plain state dict that train writes for this "
-                        f"model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); write it again "
-                        "with `dvc repro --force train` (from its checkpoint, else by retraining), or restore "
-                        "the folder with `dvc checkout models`.")
+    return ImgpipeError(
+        f"{Path(folder) / WEIGHTS_FILE} is not the plain state dict that train writes for this "
+        f"model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); write it again "
+        "with `dvc repro --force train` (from its checkpoint, else by retraining), or restore "
+        "the folder with `dvc checkout models`."
+    )
 
 
 def read_run(folder: Path) -> dict[str, Any]:

@@ -77,8 +77,11 @@ class NpyFile:
     def _read_into(self, fd: int, buffer: memoryview, offset: int) -> None:
         done = 0
         while done < len(buffer):  # a read may return fewer bytes than asked
-            got = os.preadv(fd, [buffer[done:]], offset + done) if hasattr(os, "preadv") else \
-                _pread_into(fd, buffer[done:], offset + done)
+            got = (
+                os.preadv(fd, [buffer[done:]], offset + done)
+                if hasattr(os, "preadv")
+                else _pread_into(fd, buffer[done:], offset + done)
+            )
             if got == 0:
                 raise OSError(f"{self.path}: the file ends early; rerun the stage that writes it")
             done += got

@@ -10,8 +10,8 @@ variants. Storing those decisions as (file, row) pairs instead of copied pixels 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,14 +34,14 @@ class Stacked:
         self.dtype, self.ndim = first.dtype, first.ndim
 
     @classmethod
-    def of(cls, array, file: Path | None = None) -> "Stacked":
+    def of(cls, array, file: Path | None = None) -> Stacked:
         """Every row of one array, in order; ``file`` is where it lives, None for new pixels."""
         if isinstance(array, Stacked):
             return array
         return cls([array], [file], np.zeros(len(array), dtype=np.int64), np.arange(len(array)))
 
     @classmethod
-    def concat(cls, items: Sequence) -> "Stacked":
+    def concat(cls, items: Sequence) -> Stacked:
         """The rows of each item (a ``Stacked`` or new pixels) one after the other."""
         parts, files, which, rows, known = [], [], [], [], {}
         for item in items:
@@ -61,7 +61,7 @@ class Stacked:
         return cls(parts, files, np.concatenate(which), np.concatenate(rows))
 
     @classmethod
-    def assemble(cls, source: np.ndarray, base: "Stacked", new) -> "Stacked":
+    def assemble(cls, source: np.ndarray, base: Stacked, new) -> Stacked:
         """Row ``k`` is ``base[source[k]]`` where ``source[k] >= 0``, else the next row of ``new``."""
         source = np.asarray(source, dtype=np.int64)
         copied = source >= 0
@@ -71,7 +71,7 @@ class Stacked:
         order[~copied] = int(copied.sum()) + np.arange(int((~copied).sum()))
         return joined.take(order)
 
-    def take(self, index) -> "Stacked":
+    def take(self, index) -> Stacked:
         """Chosen rows, as references: nothing is read."""
         index = np.asarray(index, dtype=np.int64)
         return Stacked(self.parts, self.files, self.which[index], self.row[index])

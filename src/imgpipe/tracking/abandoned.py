@@ -19,8 +19,9 @@ from imgpipe.tracking.pipeline import KEY_TAG
 def end_abandoned_pipelines(client: Any, experiment_ids: list[str], keep: str) -> list[str]:
     """End as KILLED each RUNNING pipeline run (but ``keep``) whose owner has died, with its
     stage runs; return their ids."""
-    running = client.search_runs(experiment_ids, filter_string=f"tags.`{KEY_TAG}` LIKE '%' "
-                                                               "and attributes.status = 'RUNNING'")
+    running = client.search_runs(
+        experiment_ids, filter_string=f"tags.`{KEY_TAG}` LIKE '%' and attributes.status = 'RUNNING'"
+    )
     ended = []
     for parent in running:
         if parent.info.run_id == keep or not is_dead(parent.data.tags.get(OWNER_TAG)):
@@ -34,8 +35,9 @@ def end_abandoned_pipelines(client: Any, experiment_ids: list[str], keep: str) -
     return ended
 
 
-def end_pipeline(client: Any, parent: Any, children: list[Any] | None = None,
-                 stopped: tuple[str, ...] = ("RUNNING", "FAILED")) -> None:
+def end_pipeline(
+    client: Any, parent: Any, children: list[Any] | None = None, stopped: tuple[str, ...] = ("RUNNING", "FAILED")
+) -> None:
     """End ``parent``, unless it FINISHED, and each stage run of it in a ``stopped`` state as
     KILLED: its process was stopped, not failed by its own doing (a stage interrupted by
     Ctrl-C ends its run FAILED). What finished stays FINISHED."""
@@ -47,5 +49,6 @@ def end_pipeline(client: Any, parent: Any, children: list[Any] | None = None,
 
 
 def _children(client: Any, parent: Any) -> list[Any]:
-    return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )

@@ -65,8 +65,12 @@ def locked(root: Path, stage: str, kind: str) -> dict[str, str]:
 
 def locked_outs(lock_path: Path) -> dict[str, str]:
     """``{path: md5}`` of every stage's outs in the dvc.lock at ``lock_path`` (none when it is missing)."""
-    return {e["path"]: e["md5"] for definition in _stages(lock_path).values()
-            for e in (definition or {}).get("outs") or [] if "md5" in e}
+    return {
+        e["path"]: e["md5"]
+        for definition in _stages(lock_path).values()
+        for e in (definition or {}).get("outs") or []
+        if "md5" in e
+    }
 
 
 def producers(root: Path) -> dict[str, str]:

@@ -52,14 +52,14 @@ def _dvc_source_class() -> type:
             return False
 
         @classmethod
-        def _resolve(cls, raw_source: Any) -> "DvcDatasetSource":
+        def _resolve(cls, raw_source: Any) -> DvcDatasetSource:
             raise NotImplementedError("DVC dataset sources are built from dvc.lock, not resolved from strings")
 
         def to_dict(self) -> dict[str, Any]:
             return {"path": self.path, "md5": self.md5, "git_commit": self.commit, "origin": self.origin}
 
         @classmethod
-        def from_dict(cls, source_dict: dict[str, Any]) -> "DvcDatasetSource":
+        def from_dict(cls, source_dict: dict[str, Any]) -> DvcDatasetSource:
             return cls(source_dict["path"], source_dict["md5"], source_dict.get("git_commit"), source_dict["origin"])
 
     return DvcDatasetSource
@@ -83,9 +83,14 @@ def log_data_inputs(root: Path, hashes: dict[str, str], splits: dict[str, tuple[
         source = source_cls(path, md5, commit, origin)
         # MLflow reads only the shape and dtype (the digest is DVC's): a split on disk stands
         # in as one row broadcast to its shape, not read whole.
-        images = split.images if isinstance(split.images, np.ndarray) else \
-            np.broadcast_to(np.asarray(split.images[:1]), split.images.shape)
-        dataset = mlflow.data.from_numpy(images, targets=split.labels, source=source, name=path, digest=md5.removesuffix(".dir"))
+        images = (
+            split.images
+            if isinstance(split.images, np.ndarray)
+            else np.broadcast_to(np.asarray(split.images[:1]), split.images.shape)
+        )
+        dataset = mlflow.data.from_numpy(
+            images, targets=split.labels, source=source, name=path, digest=md5.removesuffix(".dir")
+        )
         mlflow.log_input(dataset, context=context, tags={"dvc.md5": md5, "dvc.path": path})
 
 

@@ -49,8 +49,12 @@ def open_pipeline(client: Any, experiment_id: str, commit: str | None, params: d
     """The parent run of this execution, made on first use and marked RUNNING again, owned
     by this process (so that, if it is killed, a later stage can tell the run abandoned)."""
     key, name = pipeline_key(commit, params)
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         client.set_tag(found[0].info.run_id, OWNER_TAG, this_process())
@@ -58,8 +62,11 @@ def open_pipeline(client: Any, experiment_id: str, commit: str | None, params: d
     tags = {KEY_TAG: key, OWNER_TAG: this_process()}
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev"),
-                     (ENV_TUNE_PARENT_RUN, "mlflow.parentRunId")):
+    for env, tag in (
+        ("DVC_EXP_NAME", "dvc.exp_name"),
+        ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev"),
+        (ENV_TUNE_PARENT_RUN, "mlflow.parentRunId"),
+    ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     run = client.create_run(experiment_id, run_name=name, tags=tags)
@@ -79,9 +86,12 @@ def link_stage(client: Any, parent_id: str, stage: str, run: Any, here: bool) ->
 
 def producing_run(client: Any, experiment_ids: list[str], path: str, md5: str) -> Any | None:
     """The latest finished run whose stage wrote ``path`` with exactly this md5, if any."""
-    found = client.search_runs(experiment_ids, filter_string=f"tags.`{OUT_TAG}{path}` = '{md5}' "
-                                                            "and attributes.status = 'FINISHED'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
+    found = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`{OUT_TAG}{path}` = '{md5}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return found[0] if found else None
 
 
@@ -90,8 +100,13 @@ def describe(client: Any, parent_id: str, stages: list[str]) -> None:
     stages, each linked to the run that made its output and saying whether it ran here."""
     parent = client.get_run(parent_id)
     tags, experiment = parent.data.tags, parent.info.experiment_id
-    lines = ["Pipeline run of imgpipe: one child run per stage that ran; a stage DVC skipped links to the run "
-             "that made its cached output.", "", "| stage | run | |", "|---|---|---|"]
+    lines = [
+        "Pipeline run of imgpipe: one child run per stage that ran; a stage DVC skipped links to the run "
+        "that made its cached output.",
+        "",
+        "| stage | run | |",
+        "|---|---|---|",
+    ]
     for stage in stages:
         run_id = tags.get(f"{STAGE_RUN_TAG}{stage}")
         if not run_id:

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-
 # On evaluate's run: the training run whose model it scored.
 MODEL_RUN_TAG = "imgpipe.model_run_id"
 
@@ -38,7 +37,7 @@ def _bounded(key: str, limit: int, whole: str) -> str:
     if len(key) <= limit:
         return key
     digest = hashlib.sha256(whole.encode("utf-8", errors="surrogatepass")).hexdigest()[:_HASH]
-    return f"{key[:limit - _HASH - 1]}-{digest}"
+    return f"{key[: limit - _HASH - 1]}-{digest}"
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -69,6 +68,7 @@ def git_commit(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
 
 def log_epoch(row: dict[str, float], **extra: float) -> None:
     """One epoch's metrics (an EpochResult as a dict), at step = epoch."""

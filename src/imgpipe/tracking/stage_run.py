@@ -10,18 +10,25 @@ stage DVC skipped, as the maker of that stage's output.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from imgpipe.tracking.abandoned import end_abandoned_pipelines
 from imgpipe.tracking.artifacts import REPORTS, log_files
 from imgpipe.tracking.dvc_files import declared_deps, declared_outs, dvc_md5, locked, producers, stage_names
 from imgpipe.tracking.lineage import log_dvc_dataset
-from imgpipe.tracking.pipeline import (
-    IN_TAG, OUT_TAG, STAGE_TAG, describe, link_stage, open_pipeline, producing_run,
-)
 from imgpipe.tracking.owner import OWNER_TAG, this_process
+from imgpipe.tracking.pipeline import (
+    IN_TAG,
+    OUT_TAG,
+    STAGE_TAG,
+    describe,
+    link_stage,
+    open_pipeline,
+    producing_run,
+)
 from imgpipe.tracking.runs import flatten, git_commit
 from imgpipe.tracking.store import connect, creation_lock, store_errors, tracking_uri
 
@@ -69,8 +76,14 @@ def pipeline_stages(root: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def stage_run(root: Path, stage: str, params: dict[str, Any], experiment_name: str,
-              resume_run_id: str | None = None, input_datasets: bool = True) -> Iterator[StageRun]:
+def stage_run(
+    root: Path,
+    stage: str,
+    params: dict[str, Any],
+    experiment_name: str,
+    resume_run_id: str | None = None,
+    input_datasets: bool = True,
+) -> Iterator[StageRun]:
     """Run the body inside ``stage``'s run; ``resume_run_id`` reopens the run of an
     interrupted job (train's checkpoint names it), so its steps stay in one run.
     ``input_datasets=False`` leaves the inputs' datasets to the stage (train logs its
@@ -88,8 +101,15 @@ def stage_run(root: Path, stage: str, params: dict[str, Any], experiment_name: s
         end_abandoned(client, parent, stage, keep=resume_run_id)
         # A killed execution whose params have changed since is no longer found by its key.
         end_abandoned_pipelines(client, searched, keep=parent.info.run_id)
-    active = _reopened(resume_run_id) or mlflow.start_run(run_name=stage, tags={
-        "mlflow.parentRunId": parent.info.run_id, STAGE_TAG: stage, OWNER_TAG: this_process(), **_source_tags(parent)})
+    active = _reopened(resume_run_id) or mlflow.start_run(
+        run_name=stage,
+        tags={
+            "mlflow.parentRunId": parent.info.run_id,
+            STAGE_TAG: stage,
+            OWNER_TAG: this_process(),
+            **_source_tags(parent),
+        },
+    )
     origin = str((params.get("ingest") or {}).get("source", ""))
     record = StageRun(root, stage, origin, commit, active, parent, client)
     try:
@@ -111,9 +131,13 @@ def stage_run(root: Path, stage: str, params: dict[str, Any], experiment_name: s
 def end_abandoned(client: Any, parent: Any, stage: str, keep: str | None) -> None:
     """Mark KILLED the runs of ``stage`` in this pipeline still RUNNING: their process was
     killed (SIGKILL, a lost machine) before MLflow could end them; this one replaces them."""
-    stale = client.search_runs([parent.info.experiment_id], filter_string=(
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{STAGE_TAG}` = '{stage}' "
-        "and attributes.status = 'RUNNING'"))
+    stale = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{STAGE_TAG}` = '{stage}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    )
     for run in stale:
         if run.info.run_id != keep:
             client.set_terminated(run.info.run_id, status="KILLED")
@@ -176,7 +200,7 @@ def _finish_parent(record: StageRun, experiments: list[str]) -> None:
     """Name on the parent this stage's run and the run of every stage before it."""
     client, parent_id = record.client, record.parent.info.run_id
     stages = pipeline_stages(record.root)
-    for stage in stages[:stages.index(record.stage)] if record.stage in stages else []:
+    for stage in stages[: stages.index(record.stage)] if record.stage in stages else []:
         outs = locked(record.root, stage, "outs")
         path = next((p for p in declared_outs(record.root, stage) if p in outs), None)
         maker = producing_run(client, experiments, path, outs[path]) if path else None
@@ -198,6 +222,8 @@ def recorded(paths: Any, stage: str, then: str, **options: Any) -> Iterator[Stag
     # The mlflow section is no params dep of any stage (where runs go never changes an
     # output), but a name MLflow would refuse stops the stage before it works.
     experiment = MlflowConfig.load(paths.params).experiment_name
-    with store_errors(paths.root, then), stage_run(paths.root, stage, read_params(paths.params), experiment,
-                                                   **options) as record:
+    with (
+        store_errors(paths.root, then),
+        stage_run(paths.root, stage, read_params(paths.params), experiment, **options) as record,
+    ):
         yield record

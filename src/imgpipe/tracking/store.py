@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from imgpipe.errors import ImgpipeError
@@ -151,8 +151,9 @@ def store_errors(root: Path, then: str) -> Iterator[None]:
         name = getattr(cause, "sqlite_errorname", "")
         advice = next((a for code, a in _ADVICE.items() if name.startswith(code)), "check that it can be written")
         reason = (str(cause).splitlines() or [type(cause).__name__])[0]
-        raise ImgpipeError(f"MLflow could not write to {where}{gone} ({reason}): {advice}, then run `dvc repro` "
-                           f"again; {then}.") from None
+        raise ImgpipeError(
+            f"MLflow could not write to {where}{gone} ({reason}): {advice}, then run `dvc repro` again; {then}."
+        ) from None
     finally:
         db_log.setLevel(level)
 
@@ -185,5 +186,6 @@ def store_lock(uri: str, doing: str) -> Iterator[None]:
         with FileLock(lock, timeout=300, fallback_to_soft=False):
             yield
     except Timeout:
-        raise ImgpipeError(f"waited 5 minutes for {lock}, held by another process that {doing}; "
-                           "let it finish, or stop it.") from None
+        raise ImgpipeError(
+            f"waited 5 minutes for {lock}, held by another process that {doing}; let it finish, or stop it."
+        ) from None

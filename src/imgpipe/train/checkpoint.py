@@ -16,8 +16,9 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -80,8 +81,10 @@ def training_lock(folder: Path) -> Iterator[None]:
         with FileLock(lock, timeout=0, fallback_to_soft=False):  # an OS lock: released when its holder dies
             yield
     except Timeout:
-        raise ImgpipeError(f"another training of this project is running (it holds {lock}); wait for it to end, "
-                           "or stop it (ps aux | grep stages.train), then run dvc repro again.") from None
+        raise ImgpipeError(
+            f"another training of this project is running (it holds {lock}); wait for it to end, "
+            "or stop it (ps aux | grep stages.train), then run dvc repro again."
+        ) from None
 
 
 def tensor_bytes(state: Any) -> int:
@@ -113,7 +116,9 @@ class Checkpoint:
             log.warning(f"train: ignoring unreadable checkpoint {self.path} ({exc}); starting afresh")
             return None
         if state.get("fingerprint") != self.fingerprint:
-            log.warning(f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh")
+            log.warning(
+                f"train: {self.path} was saved with other params or data, or by another imgpipe version; starting afresh"
+            )
             self.abandoned_run_id = None if state.get("complete") else state.get("run_id")
             return None
         return state

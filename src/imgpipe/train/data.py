@@ -11,8 +11,8 @@ run and resume with the checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -70,7 +70,9 @@ def epoch_order(n: int, generator: torch.Generator, sample_weights: torch.Tensor
     """This epoch's row order: a seeded shuffle, or a weighted draw with replacement."""
     if sample_weights is None:
         return torch.randperm(n, generator=generator)
-    sampler = torch.utils.data.WeightedRandomSampler(sample_weights, num_samples=n, replacement=True, generator=generator)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        sample_weights, num_samples=n, replacement=True, generator=generator
+    )
     return torch.tensor(list(sampler), dtype=torch.int64)
 
 
@@ -99,8 +101,16 @@ class TrainBatches:
     """The train split, served as one epoch of batches at a time: from memory when
     ``images`` is an array, else read from disk (a ``Stacked`` split) batch by batch."""
 
-    def __init__(self, images, labels: np.ndarray, device: torch.device, batch_size: int,
-                 sampler_weights: list[float] | None = None, augment=None, workers: int = 0):
+    def __init__(
+        self,
+        images,
+        labels: np.ndarray,
+        device: torch.device,
+        batch_size: int,
+        sampler_weights: list[float] | None = None,
+        augment=None,
+        workers: int = 0,
+    ):
         self.labels = np.array(labels, dtype=np.int64)  # a writable copy for torch
         self.device, self.batch_size, self.augment, self.workers = device, batch_size, augment, workers
         self.images, self.y = images, torch.from_numpy(self.labels).to(device)
@@ -132,11 +142,14 @@ class TrainBatches:
         # Reseeded from the generator each epoch, so a resumed run sees the same variants.
         self.augment.set_random_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[b.tolist() for b in rows], num_workers=self.workers,
-            worker_init_fn=_seed_worker_pipeline, generator=generator, pin_memory=self.device.type == "cuda",
+            self.dataset,
+            batch_sampler=[b.tolist() for b in rows],
+            num_workers=self.workers,
+            worker_init_fn=_seed_worker_pipeline,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
         )
         return loader, len(rows)
-
 
     def _read_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(self.images[idx.numpy()])

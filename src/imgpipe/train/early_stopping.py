@@ -44,8 +44,12 @@ class EarlyStopping:
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "stale": self.stale}
+        return {
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "stale": self.stale,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]

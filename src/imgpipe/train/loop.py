@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,8 +51,17 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
     return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else contextlib.nullcontext
 
 
-def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, batches: Iterable, steps: int,
-                    cfg: TrainConfig, autocast: Callable[[], Any], desc: str, show: bool) -> torch.Tensor:
+def train_one_epoch(
+    state: TrainState,
+    net: nn.Module,
+    criterion: nn.Module,
+    batches: Iterable,
+    steps: int,
+    cfg: TrainConfig,
+    autocast: Callable[[], Any],
+    desc: str,
+    show: bool,
+) -> torch.Tensor:
     """One pass over ``batches``; returns (loss sum, correct, seen) on this process."""
     net.train()
     frozen_batchnorm_eval(state.model)
@@ -76,14 +86,21 @@ def train_one_epoch(state: TrainState, net: nn.Module, criterion: nn.Module, bat
         if state.ema is not None:
             state.ema.update_parameters(state.model)
         state.schedule.after_batch()
-        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+        totals += torch.tensor(
+            [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64
+        )
         bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", acc=f"{totals[1] / totals[2]:.3f}", refresh=False)
     return totals
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images, labels: torch.Tensor, batch_size: int,
-             autocast: Callable[[], Any] = contextlib.nullcontext) -> tuple[float, float, float]:
+def evaluate(
+    model: nn.Module,
+    images,
+    labels: torch.Tensor,
+    batch_size: int,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> tuple[float, float, float]:
     """Mean cross-entropy, accuracy and balanced accuracy over uint8 images: a tensor on
     the device, or a split on disk read batch by batch (onto the labels' device)."""
     model.eval()
@@ -114,20 +131,26 @@ def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist
     return dist.wrap(model, device)
 
 
-def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray], cfg: TrainConfig,
-        loss_weights: list[float] | None = None, checkpoint: Checkpoint | None = None,
-        resume: dict[str, Any] | None = None, dist: Dist = Dist(),
-        on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None,
-        prior: list[float] | None = None, stage: str = "epoch") -> FitResult:
+def fit(
+    model: nn.Module,
+    train: TrainBatches,
+    val: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    loss_weights: list[float] | None = None,
+    checkpoint: Checkpoint | None = None,
+    resume: dict[str, Any] | None = None,
+    dist: Dist = Dist(),
+    on_epoch: Callable[[EpochResult, float], None] = lambda result, seconds: None,
+    prior: list[float] | None = None,
+    stage: str = "epoch",
+) -> FitResult:
     """Train for up to ``cfg.epochs`` epochs, validating and checkpointing each; ``resume``,
     a state that ``checkpoint`` saved, continues an interrupted run. ``prior`` (how often
     training draws each class; by default the train labels' shares) shapes the loss;
     ``stage`` names the epochs on the console ("head epoch" for the head stage)."""
     device = train.device
     generator = seed_everything(cfg.seed)
-    # Held on the device like train, or read from disk batch by batch when train is.
-    x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device) if resident(val[0]) else val[0]
-    y_val = torch.from_numpy(np.array(val[1], dtype=np.int64)).to(device)
+    x_val, y_val = val_tensors(val, device)
     net = prepare(model, cfg, device, dist)
     state = TrainState.create(model, cfg, device, train.steps_per_epoch, generator)
     if resume is not None:
@@ -142,27 +165,47 @@ def fit(model: nn.Module, train: TrainBatches, val: tuple[np.ndarray, np.ndarray
         began = time.perf_counter()
         criterion.start_epoch(epoch)
         batches, steps = train.epoch(state.generator, dist)
-        totals = dist.sum(train_one_epoch(state, net, criterion, batches, steps, cfg, autocast,
-                                          f"{stage} {epoch}/{cfg.epochs}", dist.is_main))
+        totals = dist.sum(
+            train_one_epoch(
+                state, net, criterion, batches, steps, cfg, autocast, f"{stage} {epoch}/{cfg.epochs}", dist.is_main
+            )
+        )
         # Every process scores the whole val split, so all agree on early stopping unasked.
-        val_loss, val_acc, val_bal = evaluate(state.eval_model, x_val, y_val, cfg.batch_size * 4, autocast)
-        result = EpochResult(epoch, float(totals[0] / totals[2]), float(totals[1] / totals[2]), val_loss, val_acc,
-                             val_bal, state.optimizer.param_groups[0]["lr"])
+        scores = evaluate(state.eval_model, x_val, y_val, cfg.batch_size * 4, autocast)
+        lr = state.optimizer.param_groups[0]["lr"]
+        result = EpochResult(epoch, float(totals[0] / totals[2]), float(totals[1] / totals[2]), *scores, lr)
         stop = state.end_epoch(result)
         seconds.append(time.perf_counter() - began)
         if dist.is_main:
             if checkpoint is not None:
                 checkpoint.save(state.state_dict())  # complete only once the model is saved
             on_epoch(result, seconds[-1])
-            tqdm.write(f"{stage} {epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
-                       f"val loss {val_loss:.4f} acc {val_acc:.3f} balanced {val_bal:.3f} | lr {result.lr:.2e}")
+            announce(
+                result,
+                stage,
+                f"{cfg.early_stopping.metric} has not improved for {state.stopper.stale} epochs" if stop else "",
+            )
         if stop:
-            if dist.is_main:
-                log.info(f"train: early stop after epoch {epoch}: {cfg.early_stopping.metric} has not improved "
-                         f"for {state.stopper.stale} epochs")
             break
     _restore_best(state, dist)
     return FitResult(state.history, state.stopper.best_epoch, stop, resumed_from, seconds)
+
+
+def val_tensors(val: tuple[np.ndarray, np.ndarray], device: torch.device) -> tuple[Any, torch.Tensor]:
+    """The val split held on the device like train, or read from disk batch by batch when train is."""
+    x_val = torch.from_numpy(np.ascontiguousarray(val[0])).to(device) if resident(val[0]) else val[0]
+    return x_val, torch.from_numpy(np.array(val[1], dtype=np.int64)).to(device)
+
+
+def announce(result: EpochResult, stage: str, stopped_because: str) -> None:
+    """The epoch's line on the console (between progress bars), and why training stops, if it does."""
+    tqdm.write(
+        f"{stage} {result.epoch}: train loss {result.train_loss:.4f} acc {result.train_accuracy:.3f} | "
+        f"val loss {result.val_loss:.4f} acc {result.val_accuracy:.3f} "
+        f"balanced {result.val_balanced_accuracy:.3f} | lr {result.lr:.2e}"
+    )
+    if stopped_because:
+        log.info(f"train: early stop after epoch {result.epoch}: {stopped_because}")
 
 
 def _restore_best(state: TrainState, dist: Dist) -> None:
@@ -170,5 +213,7 @@ def _restore_best(state: TrainState, dist: Dist) -> None:
         state.model.load_state_dict(state.ema.module.state_dict())
     stopper = state.stopper
     if stopper.restore_best(state.model, state.history[-1].epoch) and dist.is_main:
-        log.info(f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "
-                 f"({stopper.best_value:.4f})")
+        log.info(
+            f"train: restored the weights of epoch {stopper.best_epoch}, the best by {stopper.cfg.metric} "
+            f"({stopper.best_value:.4f})"
+        )

@@ -45,7 +45,7 @@ def class_prior(labels: np.ndarray, num_classes: int, sampler_weights: list[floa
 def class_balanced_weights(prior: list[float], total: int) -> list[float]:
     """Cui et al.'s weights, (1 - beta) / (1 - beta^n) per class, scaled to average 1."""
     counts = np.maximum(np.asarray(prior, dtype=np.float64) * total, 1.0)
-    weights = (1.0 - EFFECTIVE_NUMBER_BETA) / (1.0 - EFFECTIVE_NUMBER_BETA ** counts)
+    weights = (1.0 - EFFECTIVE_NUMBER_BETA) / (1.0 - EFFECTIVE_NUMBER_BETA**counts)
     return (weights / weights.mean()).tolist()
 
 
@@ -62,7 +62,9 @@ class TrainLoss(nn.Module):
         # LDAM margins, n^-1/4 scaled so the rarest class gets ldam_max_margin (in cosine units).
         margins = torch.exp(-0.25 * log_prior)
         self.register_buffer("margins", cfg.ldam_max_margin * margins / margins.max() * COSINE_SCALE)
-        self.register_buffer("weight", torch.tensor(weights, dtype=torch.float32) if weights else torch.ones(len(prior)))
+        self.register_buffer(
+            "weight", torch.tensor(weights, dtype=torch.float32) if weights else torch.ones(len(prior))
+        )
         self.weighted = bool(weights)  # unweighted is a plain mean, bit for bit as before
 
     def start_epoch(self, epoch: int) -> None:

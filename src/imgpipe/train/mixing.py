@@ -22,8 +22,9 @@ def _uniform(generator: torch.Generator) -> float:
     return float(torch.rand(1, generator=generator))
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: MixConfig,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+def mix_batch(
+    x: torch.Tensor, y: torch.Tensor, cfg: MixConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Mix a uint8 NHWC batch; returns the images, the partner labels and lam (1: unmixed)."""
     if not (cfg.mixup_alpha or cfg.cutmix_alpha) or len(y) < 2 or _uniform(generator) >= cfg.p:
         return x, y, 1.0

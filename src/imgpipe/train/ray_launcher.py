@@ -38,13 +38,16 @@ def run_on_ray(root: Path, cfg: TrainConfig, stage: Callable[[], None]) -> None:
 
     gpus = ray.cluster_resources().get("GPU", 0)
     use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and gpus > 0)
-    log.info(f"train: on Ray, {cfg.nproc} worker(s), {'one GPU each' if use_gpu else 'CPU'}; cluster "
-             f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs")
+    log.info(
+        f"train: on Ray, {cfg.nproc} worker(s), {'one GPU each' if use_gpu else 'CPU'}; cluster "
+        f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs"
+    )
     # The workers get this process's tracking and DVC settings (MLFLOW_TRACKING_URI,
     # DVC_ROOT, DVC_EXP_NAME...), not whatever the cluster was started with.
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
     trainer = TorchTrainer(
-        _worker, train_loop_config={"root": str(root), "env": env, "stage": stage},
+        _worker,
+        train_loop_config={"root": str(root), "env": env, "stage": stage},
         scaling_config=ScalingConfig(num_workers=cfg.nproc, use_gpu=use_gpu),
         run_config=RunConfig(name=f"imgpipe-train-{os.getpid()}"),
     )

@@ -27,8 +27,16 @@ CHECKPOINT_FILE = "head.pt"  # beside the first stage's last.pt
 
 def head_config(cfg: TrainConfig) -> TrainConfig:
     """The train params of the head stage: its epochs, cross-entropy, nothing mixed or averaged."""
-    return cfg.model_copy(update={"epochs": cfg.retrain_head.epochs, "loss": "cross_entropy", "drw_epoch": 0,
-                                  "mix": MixConfig(), "ema": EmaConfig(), "retrain_head": RetrainHeadConfig()})
+    return cfg.model_copy(
+        update={
+            "epochs": cfg.retrain_head.epochs,
+            "loss": "cross_entropy",
+            "drw_epoch": 0,
+            "mix": MixConfig(),
+            "ema": EmaConfig(),
+            "retrain_head": RetrainHeadConfig(),
+        }
+    )
 
 
 def head_sampler_weights(labels: np.ndarray, num_classes: int, sampler: str) -> list[float]:

@@ -25,7 +25,9 @@ class Schedule:
             self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
         elif s.name == "plateau":
             mode = "min" if cfg.early_stopping.metric == "val_loss" else "max"
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=s.gamma, patience=s.patience)
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=mode, factor=s.gamma, patience=s.patience
+            )
         else:
             self.scheduler = None
 
@@ -53,6 +55,7 @@ def _warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) ->
         return cosine
     # Step t of the warmup trains at (t + 1) / warmup of the rate, so the first batch
     # already learns and the last one reaches the full rate.
-    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0,
-                                             total_iters=max(warmup - 1, 1))
+    rise = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1)
+    )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, cosine], milestones=[warmup])

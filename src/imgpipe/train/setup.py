@@ -17,14 +17,24 @@ from imgpipe.train.data import channel_stats
 from imgpipe.train.state import seed_everything
 
 
-def model_spec(cfg: TrainConfig, classes: list[str], images: np.ndarray, preprocessing: dict[str, Any],
-               prior: list[float]) -> ModelSpec:
+def model_spec(
+    cfg: TrainConfig, classes: list[str], images: np.ndarray, preprocessing: dict[str, Any], prior: list[float]
+) -> ModelSpec:
     """The spec of the model to train on ``images`` (N, H, W, C), drawn with class ``prior``."""
     # Pretrained backbones expect the statistics of their ImageNet training images.
     transfer = cfg.pretrained is not False
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if transfer else channel_stats(images)
-    return ModelSpec(cfg.model, cfg.model_options(), classes, images.shape[1], images.shape[3], mean, std,
-                     preprocessing=preprocessing, class_prior=prior)
+    return ModelSpec(
+        cfg.model,
+        cfg.model_options(),
+        classes,
+        images.shape[1],
+        images.shape[3],
+        mean,
+        std,
+        preprocessing=preprocessing,
+        class_prior=prior,
+    )
 
 
 def initial_model(spec: ModelSpec, cfg: TrainConfig, root: Path) -> tuple[ImageClassifier, str]:

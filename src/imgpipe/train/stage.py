@@ -15,21 +15,21 @@ import logging
 import subprocess
 import sys
 
+from imgpipe.models.saved import save_model
 from imgpipe.params.base import read_params
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.train import TrainConfig
 from imgpipe.paths import Paths
+from imgpipe.serving.logged_model import log_model
 from imgpipe.store import history
 from imgpipe.tracking.lineage import log_data_inputs
-from imgpipe.serving.logged_model import log_model
 from imgpipe.tracking.runs import log_epoch, log_missing_epochs, mark_killed
 from imgpipe.tracking.stage_run import recorded
 from imgpipe.train.checkpoint import training_lock
 from imgpipe.train.distributed import init_from_env, needs_relaunch, relaunch_command, under_torchrun
-from imgpipe.train.ray_launcher import run_on_ray
 from imgpipe.train.job import TrainingJob
+from imgpipe.train.ray_launcher import run_on_ray
 from imgpipe.train.tune_trial import TrialReporter, tune_tags
-from imgpipe.models.saved import save_model
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,12 @@ def train_and_record(paths: Paths, job: TrainingJob) -> None:
 
         log.info("train: saving the model")
         job.model.cpu().eval()
-        save_model(paths.model_dir, job.model, job.spec, {
-            "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch})
+        save_model(
+            paths.model_dir,
+            job.model,
+            job.spec,
+            {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "best_epoch": result.best_epoch},
+        )
         history.write(paths.train_history, [r.as_dict() for r in result.history])
         record.files([paths.train_history])
         # Logged unless this run holds it already. Evaluate registers it, with its scores and card.
@@ -102,8 +106,10 @@ def resume_note(job: TrainingJob) -> str:
     total = job.cfg.epochs + job.cfg.retrain_head.epochs
     where, done = job.checkpoint.path.parent, f"epoch {len(job.resumed_history())} of {total}"
     if job.saved_before():
-        return (f"train: {where} holds this training, finished ({done}): writing its model out again, "
-                "not retraining (delete checkpoints/ to train afresh)")
+        return (
+            f"train: {where} holds this training, finished ({done}): writing its model out again, "
+            "not retraining (delete checkpoints/ to train afresh)"
+        )
     return f"train: resuming from {where}, {done}" + (
-        " (training had finished: saving its model)" if job.finished_training() else "")
-
+        " (training had finished: saving its model)" if job.finished_training() else ""
+    )

@@ -65,17 +65,28 @@ class TrainState:
         return self.ema.module if self.ema is not None else self.model
 
     @classmethod
-    def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
-               generator: torch.Generator) -> "TrainState":
+    def create(
+        cls, model: nn.Module, cfg: TrainConfig, device: torch.device, steps_per_epoch: int, generator: torch.Generator
+    ) -> TrainState:
         optimizer = create_optimizer(parameter_groups(model, cfg.lr, cfg.backbone_lr_mult), cfg)
         # A loss scaler only for fp16, whose gradients underflow; bf16 and fp32 need none.
         fp16 = device.type == "cuda" and cfg.precision == "fp16"
         # torch's own EMA; use_buffers: batch-norm statistics are averaged too, not left stale.
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True) \
-            if cfg.ema.decay else None
-        return cls(model, optimizer, Schedule(optimizer, cfg, steps_per_epoch),
-                   torch.amp.GradScaler("cuda", enabled=fp16), generator, EarlyStopping(cfg.early_stopping), device,
-                   ema=ema)
+        ema = (
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
+            if cfg.ema.decay
+            else None
+        )
+        return cls(
+            model,
+            optimizer,
+            Schedule(optimizer, cfg, steps_per_epoch),
+            torch.amp.GradScaler("cuda", enabled=fp16),
+            generator,
+            EarlyStopping(cfg.early_stopping),
+            device,
+            ema=ema,
+        )
 
     @property
     def epoch(self) -> int:
@@ -93,11 +104,15 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
-            "history": [r.as_dict() for r in self.history], "stopped_early": self.stopped_early,
+            "history": [r.as_dict() for r in self.history],
+            "stopped_early": self.stopped_early,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             **self.stopper.state_dict(),
         }

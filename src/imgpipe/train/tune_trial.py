@@ -51,7 +51,10 @@ def tune_tags() -> dict[str, str]:
     and marked (its pipeline's run is filed under the study's run: tracking/pipeline.py)."""
     if not os.environ.get(ENV_PARENT_RUN):
         return {}
-    return {"imgpipe.tune.study": os.environ.get(ENV_STUDY, ""), "imgpipe.tune.trial": os.environ.get(ENV_TRIAL_NUMBER, "")}
+    return {
+        "imgpipe.tune.study": os.environ.get(ENV_STUDY, ""),
+        "imgpipe.tune.trial": os.environ.get(ENV_TRIAL_NUMBER, ""),
+    }
 
 
 @dataclass
@@ -60,7 +63,7 @@ class TrialReporter:
     column: str
 
     @classmethod
-    def from_env(cls) -> "TrialReporter | None":
+    def from_env(cls) -> TrialReporter | None:
         """The reporter of the trial this training runs for; None outside ``imgpipe tune``."""
         if not os.environ.get(ENV_TRIAL_ID) or not os.environ.get(ENV_REPORT):
             return None
@@ -82,5 +85,7 @@ class TrialReporter:
             self.trial.set_user_attr(PRUNED_AT_ATTR, epoch)
             if mlflow.active_run():
                 mlflow.set_tag("imgpipe.tune.pruned_at_epoch", str(epoch))
-            raise TrialPruned(f"imgpipe tune pruned this trial after epoch {epoch}: its {self.column} "
-                              f"({value:.4f}) is behind the study's earlier trials at that epoch.")
+            raise TrialPruned(
+                f"imgpipe tune pruned this trial after epoch {epoch}: its {self.column} "
+                f"({value:.4f}) is behind the study's earlier trials at that epoch."
+            )

@@ -26,8 +26,10 @@ def load_tune_config(params_path: Path) -> TuneConfig:
     elif TuneConfig.is_defined(raw):
         section, where = raw["tune"] or {}, params_path
     else:
-        raise ParamsError(f"no search space: add a tune section to {params_path.name}, or a tune.yaml beside it, "
-                          "with at least tune.space (docs/how-to/tune.md).")
+        raise ParamsError(
+            f"no search space: add a tune section to {params_path.name}, or a tune.yaml beside it, "
+            "with at least tune.space (docs/how-to/tune.md)."
+        )
     try:
         return TuneConfig.model_validate(section)
     except ValidationError as exc:
@@ -53,8 +55,9 @@ def read_metric(metrics: dict[str, Any], key: str) -> float:
     node: Any = metrics
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"tune.metric: {key} is not in metrics.json (it has "
-                              f"{', '.join(_keys(metrics))}); name one of those.")
+            raise ParamsError(
+                f"tune.metric: {key} is not in metrics.json (it has {', '.join(_keys(metrics))}); name one of those."
+            )
         node = node[part]
     return float(node)
 

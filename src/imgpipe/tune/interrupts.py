@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 OWN_END_S = 5  # what a process given Ctrl-C has to end on its own before it is sent one
 STOP_S = 60  # then, to end its runs, before it is killed

@@ -12,13 +12,13 @@ import contextlib
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from imgpipe.tracking.store import hide_password
 from imgpipe.tracking.abandoned import end_pipeline
 from imgpipe.tracking.pipeline import KEY_TAG
-from imgpipe.tracking.store import connect
+from imgpipe.tracking.store import connect, hide_password
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,34 @@ def record_best(study: Any, trial: Any) -> None:
     if any(t.state.name == "COMPLETE" for t in study.trials):
         best = study.best_trial
         mlflow.log_metric("best_value", best.value, step=trial.number)
-        mlflow.set_tags({"best.trial": str(best.number), "best.experiment": best.user_attrs.get("dvc_exp", ""),
-                         **{f"best.{k}": str(v) for k, v in best.params.items()}})
-        mlflow.log_dict({"trial": best.number, "value": best.value, "experiment": best.user_attrs.get("dvc_exp"),
-                         "params": best.params}, "tune/best.json")
+        mlflow.set_tags(
+            {
+                "best.trial": str(best.number),
+                "best.experiment": best.user_attrs.get("dvc_exp", ""),
+                **{f"best.{k}": str(v) for k, v in best.params.items()},
+            }
+        )
+        mlflow.log_dict(
+            {
+                "trial": best.number,
+                "value": best.value,
+                "experiment": best.user_attrs.get("dvc_exp"),
+                "params": best.params,
+            },
+            "tune/best.json",
+        )
 
 
 def _cached_child(parent_id: str, study_name: str, trial: Any, exp_name: str, value: float) -> None:
     import mlflow
 
-    tags = {"mlflow.parentRunId": parent_id, "imgpipe.tune.study": study_name,
-            "imgpipe.tune.trial": str(trial.number), "imgpipe.tune.cached": "true", "dvc.exp_name": exp_name}
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "imgpipe.tune.study": study_name,
+        "imgpipe.tune.trial": str(trial.number),
+        "imgpipe.tune.cached": "true",
+        "dvc.exp_name": exp_name,
+    }
     with mlflow.start_run(run_name=exp_name, nested=True, tags=tags):
         mlflow.log_params({k: str(v) for k, v in trial.params.items()})
         mlflow.log_metric("trial_value", value)
@@ -119,9 +136,11 @@ def log_study_plots(study: Any) -> list[str]:
         table = Path(tmp) / "trials.csv"
         study.trials_dataframe().to_csv(table, index=False)
         mlflow.log_artifact(str(table), "tune")
-        for name, plot in (("optimization_history", ovm.plot_optimization_history),
-                           ("param_importances", ovm.plot_param_importances),
-                           ("intermediate_values", ovm.plot_intermediate_values)):
+        for name, plot in (
+            ("optimization_history", ovm.plot_optimization_history),
+            ("param_importances", ovm.plot_param_importances),
+            ("intermediate_values", ovm.plot_intermediate_values),
+        ):
             try:
                 ax = plot(study)
             except Exception as exc:  # e.g. importances need two finished trials that differ
@@ -140,8 +159,11 @@ def mark_pruned(study_name: str, number: int) -> None:
     """End a pruned trial's run as KILLED (stopped on purpose), not FAILED."""
     import mlflow
 
-    found = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
-        f"tags.`imgpipe.tune.study` = '{study_name}' and tags.`imgpipe.tune.trial` = '{number}'"))
+    found = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=(f"tags.`imgpipe.tune.study` = '{study_name}' and tags.`imgpipe.tune.trial` = '{number}'"),
+    )
     client = mlflow.MlflowClient()
     for run in found:
         client.set_terminated(run.info.run_id, status="KILLED")
@@ -157,8 +179,13 @@ def end_trial_runs(parent_id: str, exp_name: str) -> None:
     SIGTERM) or its driver killed, so they would otherwise stay RUNNING, or read FAILED."""
     import mlflow
 
-    found = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
-        f"tags.mlflow.parentRunId = '{parent_id}' and tags.`dvc.exp_name` = '{exp_name}' and tags.`{KEY_TAG}` LIKE '%'"))
+    found = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent_id}' and tags.`dvc.exp_name` = '{exp_name}' and tags.`{KEY_TAG}` LIKE '%'"
+        ),
+    )
     client = mlflow.MlflowClient()
     for run in found:
         end_pipeline(client, run)

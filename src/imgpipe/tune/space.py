@@ -61,9 +61,9 @@ def overrides(params: dict[str, Any], values: dict[str, Any]) -> list[str]:
             out.append(f"{key}={_hydra(value)}")
             continue
         nested: Any = value
-        for part in reversed(parts[depth + 1:]):
+        for part in reversed(parts[depth + 1 :]):
             nested = {part: nested}
-        out.append(f"{'.'.join(parts[:depth + 1])}={_hydra(nested)}")
+        out.append(f"{'.'.join(parts[: depth + 1])}={_hydra(nested)}")
     return out
 
 
@@ -79,10 +79,11 @@ def _hydra(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    raise ParamsError(f"tune.space: cannot pass {value!r} ({type(value).__name__}) to dvc exp run -S; "
-                      "use numbers, strings, true/false or null")
+    raise ParamsError(
+        f"tune.space: cannot pass {value!r} ({type(value).__name__}) to dvc exp run -S; "
+        "use numbers, strings, true/false or null"
+    )
 
 
 def describe(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-

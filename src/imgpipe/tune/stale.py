@@ -16,8 +16,8 @@ import logging
 import warnings
 from typing import Any
 
-from imgpipe.tune import records
 from imgpipe.tracking.owner import is_dead
+from imgpipe.tune import records
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ def heartbeat_storage(url: str) -> Any:
 
     with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          heartbeat_stale_trial_callback=on_stale)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=on_stale
+        )
 
 
 def on_stale(study: Any, trial: Any) -> None:
@@ -46,8 +47,10 @@ def on_stale(study: Any, trial: Any) -> None:
         records.end_trial_runs(parent, exp_name)
     retries = len(trial.system_attrs.get("retry_history", []))
     again = "it runs again with its settings" if retries == 0 else "it was retried once already: not again"
-    log.info(f"tune: trial {trial.number} ({exp_name or 'no experiment yet'}) was left running by a tune process "
-             f"that is gone: marked failed, its MLflow runs KILLED; {again}")
+    log.info(
+        f"tune: trial {trial.number} ({exp_name or 'no experiment yet'}) was left running by a tune process "
+        f"that is gone: marked failed, its MLflow runs KILLED; {again}"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)

@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 
 from imgpipe.errors import ImgpipeError
-from imgpipe.tracking.store import hide_password
-from imgpipe.tracking.store import store_root, tracking_uri
+from imgpipe.tracking.store import hide_password, store_root, tracking_uri
 
 ENV = "IMGPIPE_TUNE_STORAGE"
 
@@ -28,4 +27,5 @@ def study_storage(root: Path, explicit: str | None = None) -> str:
     raise ImgpipeError(
         f"MLflow records runs at {hide_password(uri)}, and imgpipe tune cannot tell which database beside it should "
         f"hold the study: set {ENV} (or --storage) to an Optuna storage URL, e.g. the team PostgreSQL "
-        "database that `imgpipe server` creates, postgresql+psycopg://mlflow:PASSWORD@HOST:5432/mlflow_optuna.")
+        "database that `imgpipe server` creates, postgresql+psycopg://mlflow:PASSWORD@HOST:5432/mlflow_optuna."
+    )

@@ -48,16 +48,28 @@ def run_trial(root: Path, name: str, overrides: list[str], env: dict[str, str], 
     # must be the environment imgpipe runs in, activated or not.
     bin_dir = str(Path(sys.executable).parent)
     env = {**env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(Path(bin_dir) / "dvc") if (Path(bin_dir) / "dvc").exists() else "dvc", "exp", "run", "--temp",
-           "--name", name]
+    cmd = [
+        str(Path(bin_dir) / "dvc") if (Path(bin_dir) / "dvc").exists() else "dvc",
+        "exp",
+        "run",
+        "--temp",
+        "--name",
+        name,
+    ]
     for item in overrides:
         cmd += ["--set-param", item]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                                preexec_fn=ctrl_c_at_default if os.name == "posix" else None)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            preexec_fn=ctrl_c_at_default if os.name == "posix" else None,
+        )
         code = wait_stopping(proc)  # on Ctrl-C, only once the trial's stages have ended their runs
     return TrialRun(name, log, code)
 
@@ -80,8 +92,10 @@ def check_repo(root: Path) -> None:
     try:
         _git(root, "rev-parse", "--verify", "HEAD")
     except ImgpipeError:
-        raise ImgpipeError(f"{root} is not a git repository with a commit, and each trial is a DVC experiment "
-                           "(a git commit): git init, then commit the project (git add -A; git commit).") from None
+        raise ImgpipeError(
+            f"{root} is not a git repository with a commit, and each trial is a DVC experiment "
+            "(a git commit): git init, then commit the project (git add -A; git commit)."
+        ) from None
 
 
 def _git(root: Path, *args: str) -> str:

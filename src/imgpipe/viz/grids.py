@@ -21,7 +21,9 @@ def to_pil(image: np.ndarray, cell: int) -> Image.Image:
     return pil.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
 
 
-def image_grid(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str], cell: int = 96) -> Image.Image:
+def image_grid(
+    rows: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str], cell: int = 96
+) -> Image.Image:
     """A labelled grid: one row per entry in ``rows``, images left to right."""
     label_w, label_h, pad = 70, 18, 4
     ncols = max((len(r) for r in rows), default=0)
@@ -55,8 +57,6 @@ def class_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], pe
     return image_grid(rows, names, [str(k + 1) for k in range(per_class)], cell=64)
 
 
-
-
 def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
     """A small picture that says why there is nothing to show, so a PNG output always exists."""
     canvas = Image.new("RGB", (width, height), "white")
@@ -64,9 +64,13 @@ def text_card(message: str, width: int = 420, height: int = 60) -> Image.Image:
     return canvas
 
 
-
-def pair_grid(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[tuple[str, str]], empty: str,
-              per_row: int = 3, cell: int = 128) -> Image.Image:
+def pair_grid(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    captions: list[tuple[str, str]],
+    empty: str,
+    per_row: int = 3,
+    cell: int = 128,
+) -> Image.Image:
     """Pairs of images side by side, ``per_row`` pairs to a row, each image captioned."""
     if not pairs:
         return text_card(empty)
@@ -74,8 +78,13 @@ def pair_grid(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[tuple[s
     return captioned_grid(images, [c for both in captions for c in both], per_row=2 * per_row, cell=cell)
 
 
-def captioned_grid(images: list[np.ndarray], captions: list[str] | list[list[str]], per_row: int = 8,
-                   cell: int = 96, empty: str = "nothing to show: no misclassified images") -> Image.Image:
+def captioned_grid(
+    images: list[np.ndarray],
+    captions: list[str] | list[list[str]],
+    per_row: int = 8,
+    cell: int = 96,
+    empty: str = "nothing to show: no misclassified images",
+) -> Image.Image:
     """Images in rows of ``per_row``, each under its caption: a line, or a list of lines."""
     if not images:
         return text_card(empty)
