@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench docs docker mlflow-ui mlflow-server clean
+.PHONY: setup run test lint hooks bench docs docker mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ run: setup
 
 test: setup
 	python -m pytest -n auto --maxprocesses 4 --dist loadfile  # a worker per core (pytest-xdist), one file each
+
+# ruff's lint and format checks (pyproject.toml holds the rules); tests/test_lint.py runs them too.
+lint: setup
+	ruff check . && ruff format --check .
+
+# Lint and format the staged files before each commit (.pre-commit-config.yaml).
+hooks: setup
+	pre-commit install
 
 bench: setup
 	python bench/pipeline.py
