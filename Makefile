@@ -1,6 +1,11 @@
 # Two commands for a fresh clone:
 #   make run   set up the virtual environment and run the pipeline (dvc repro)
 #   make test  set up the virtual environment and run the tests
+# The tests come in two tiers:
+#   make test       the whole suite, as CI runs it (.ci/run): the pipeline through dvc, servers, browsers
+#   make test-fast  the unit tier for the edit loop (-m "not slow", under 3 minutes on 2 cores): in-process
+#                   tests only; one that starts dvc, a stage or the imgpipe command is marked slow
+#                   (tests/conftest.py fails it otherwise)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -8,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stages run as `python -m stages.<name>`, so the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test lint hooks bench docs docker mlflow-ui mlflow-server clean
+.PHONY: setup run test test-fast lint hooks bench docs docker mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -25,8 +30,14 @@ $(STAMP): pyproject.toml
 run: setup
 	dvc repro
 
+# A worker per core (pytest-xdist, at most 4), each taking whole files.
+PYTEST := python -m pytest -n auto --maxprocesses 4 --dist loadfile
+
 test: setup
-	python -m pytest -n auto --maxprocesses 4 --dist loadfile  # a worker per core (pytest-xdist), one file each
+	$(PYTEST)
+
+test-fast: setup
+	$(PYTEST) -m "not slow"
 
 # ruff's lint and format checks (pyproject.toml holds the rules); tests/test_lint.py runs them too.
 lint: setup

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import SHARED  # noqa: E402
 from tune import HAND_PICKED, seeded  # noqa: E402
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import copy_project  # noqa: E402
+sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
+from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 
 def hash_distances() -> None:

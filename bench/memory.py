@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import cifar_folder  # noqa: E402
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import copy_project  # noqa: E402
+sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
+from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 PARAMS = {
     "ingest": {"channels": 3, "image_size": 32, "imbalance_ratio": 1},

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import copy_project  # noqa: E402  the tests' project copy: the same files, the same way
+sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
+from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
 

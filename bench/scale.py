@@ -35,8 +35,8 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import copy_project  # noqa: E402
+sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
+from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 STAGES = ["ingest", "balance", "augment", "train", "evaluate"]
 CLASSES = 4

@@ -100,7 +100,7 @@ def measure(model: str, env: dict, requests: list[dict], port: int) -> tuple[int
 
 
 def main() -> None:
-    from helpers import free_port
+    from imgpipe.sandbox import free_port
 
     bomb, scan = scan16(9400), scan16(4000)
     scenarios = {"one 9400x9400 16-bit PNG (167 KB)": [{"inputs": [{"image": bomb}]}],
@@ -119,5 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     main()

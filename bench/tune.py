@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import SHARED  # noqa: E402
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import copy_project  # noqa: E402
+sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
+from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 HAND_PICKED = {"ingest": {"channels": 3, "image_size": 64}, "balance": {"method": "none"},
                "augment": {"mode": "balance", "copies": 2}}

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts the imgpipe command in a project copy
+
 IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
 
 

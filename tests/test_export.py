@@ -40,7 +40,7 @@ SMALL = {"filters": 8, "kernel_size": 3, "dense_units": 16}
 
 
 @pytest.mark.parametrize("fmt, name, options", [("onnx", "simple_cnn", SMALL), ("torchscript", "simple_cnn", SMALL),
-                                                ("onnx", "resnet18", {})])
+                                                pytest.param("onnx", "resnet18", {}, marks=pytest.mark.slow)])
 def test_export_matches_pytorch_on_the_test_split_at_any_batch_size(tmp_path, digits_small, fmt, name, options):
     model, images = write_project(tmp_path, digits_small, name, options)
     done = export_model(tmp_path, None, fmt, tmp_path / "out")

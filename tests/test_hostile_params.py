@@ -66,6 +66,7 @@ def _promoter(uri: str, version: str, pause: float, barrier) -> None:
         barrier.wait()
 
 
+@pytest.mark.slow  # spawned processes, each importing MLflow
 def test_two_promotes_at_once_leave_the_better_version_champion(tmp_path):
     # Real processes in step: each round both check against version 1 before either moves, unless a lock
     # makes them take turns; the worse one pauses longer, so without a lock its stale move lands last.

@@ -198,6 +198,7 @@ def post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.slow
 def test_http_every_json_form_is_answered_row_by_row(server):
     text, pixels = base64.b64encode(DIGIT).decode(), PIXELS.tolist()
     bomb = base64.b64encode(scan16(4000)).decode()
@@ -225,6 +226,7 @@ def test_http_every_json_form_is_answered_row_by_row(server):
         assert status == 200 and [bool(row["error"]) for row in answer["predictions"]] == [False, False, True], answer
 
 
+@pytest.mark.slow
 def test_http_a_request_without_an_image_column_is_a_400_naming_the_columns(server):
     for body in ({"dataframe_records": [{"img": "aGk="}]}, {"dataframe_records": [{}]},
                  {"inputs": [{"photo": "aGk="}]}, {"dataframe_split": {"columns": ["photo"], "data": [["aGk="]]}}):
@@ -234,6 +236,7 @@ def test_http_a_request_without_an_image_column_is_a_400_naming_the_columns(serv
         assert "stack_trace" not in answer
 
 
+@pytest.mark.slow
 def test_predict_with_a_registered_model_fails_in_seconds_when_the_tracking_server_does_not_answer(tmp_path):
     photo = tmp_path / "photo.png"
     photo.write_bytes(DIGIT)

@@ -14,6 +14,8 @@ from PIL import Image
 
 from helpers import write_digit_folder
 
+pytestmark = pytest.mark.slow  # every test runs the ingest stage, or the pipeline, in a project copy
+
 
 def seed_bad_files(folder) -> dict[str, str]:
     """The bad files users really have, with the reason each must be reported under."""
@@ -119,7 +121,6 @@ def test_too_many_bad_files_stop_the_stage_and_keep_old_outputs(folder_project):
     assert out.returncode != 0 and "two" in out.stderr and "no usable training images" in out.stderr
 
 
-@pytest.mark.slow
 def test_raw_data_versioned_with_dvc_push_pull_and_precise_reruns(folder_project, tmp_path):
     """The README walk-through: dvc add the images, repro, push, lose everything, pull.
 
@@ -162,7 +163,6 @@ def test_raw_data_versioned_with_dvc_push_pull_and_precise_reruns(folder_project
     assert "Running stage" not in proj.run("dvc", "repro", "augment").stdout
 
 
-@pytest.mark.slow
 def test_pipeline_completes_on_a_folder_with_bad_files_and_hostile_class_names(folder_project):
     raw = folder_project.root / "raw" / "digits3"
     seed_bad_files(raw)

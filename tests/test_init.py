@@ -239,6 +239,7 @@ def test_the_loss_is_tried_only_when_the_imbalance_is_large(monkeypatch, tmp_pat
     assert best.candidate.name == results[0].candidate.name  # a tie keeps the rule's own
 
 
+@pytest.mark.slow
 def test_init_keeps_every_comment_and_writes_params_that_validate(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "pets", {"cat": 30, "dog": 8}, gray=True)
@@ -256,6 +257,7 @@ def test_init_keeps_every_comment_and_writes_params_that_validate(tmp_path):
     project.run(sys.executable, "-m", "stages.check_params")  # what dvc repro checks first
 
 
+@pytest.mark.slow
 def test_init_turns_off_what_an_earlier_experiment_left_on(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "pets", {"cat": 30, "dog": 8})
@@ -269,6 +271,7 @@ def test_init_turns_off_what_an_earlier_experiment_left_on(tmp_path):
     assert "not part of this recipe; was 1.0" in out.stdout and "train.mix" not in out.stdout  # only what changes
 
 
+@pytest.mark.slow
 def test_init_dry_run_writes_nothing_and_errors_are_one_sentence(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "pets", {"cat": 5, "dog": 5})

@@ -101,6 +101,7 @@ def test_bad_archives_are_one_sentence_naming_the_file(pets, tmp_path):
         scan_shards(shards)
 
 
+@pytest.mark.slow
 def test_ingest_output_is_byte_identical_from_the_folder_its_shards_and_its_tar(project):
     root = project.root
     write_digit_folder(root / "raw" / "digits3", per_class=24)  # enough to decode in worker processes

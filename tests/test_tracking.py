@@ -132,6 +132,7 @@ def _connect_when_all_ready(root: str, barrier) -> None:
     connect(Path(root), "parallel")
 
 
+@pytest.mark.slow  # three spawned processes, each importing MLflow
 def test_parallel_first_runs_create_a_fresh_store_once(tmp_path, monkeypatch):
     # As `dvc queue start -j 2` on a project without mlflow.db: several processes at once.
     import multiprocessing
