@@ -29,7 +29,12 @@ def images(size: int, channels: int, n: int) -> np.ndarray:
     from sklearn.datasets import load_digits
 
     scans = np.clip(load_digits().images[:n] * 16, 0, 255).astype(np.uint8)
-    out = [np.asarray(Image.fromarray(s).resize((size, size), Image.Resampling.BICUBIC).convert("L" if channels == 1 else "RGB")) for s in scans]
+    out = [
+        np.asarray(
+            Image.fromarray(s).resize((size, size), Image.Resampling.BICUBIC).convert("L" if channels == 1 else "RGB")
+        )
+        for s in scans
+    ]
     return np.stack([o[..., None] if o.ndim == 2 else o for o in out])
 
 
@@ -51,10 +56,12 @@ def torchvision_run(batch: np.ndarray) -> float:
     from torchvision.transforms import v2
 
     torch.manual_seed(0)
-    pipeline = v2.Compose([
-        v2.RandomApply([v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1))], p=0.9),
-        v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
-    ])
+    pipeline = v2.Compose(
+        [
+            v2.RandomApply([v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1))], p=0.9),
+            v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
+        ]
+    )
     tensors = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in batch]
     start = time.perf_counter()
     for t in tensors:

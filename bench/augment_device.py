@@ -62,8 +62,9 @@ def sink_rate(variants: np.ndarray) -> float:
         return len(variants) / (time.perf_counter() - start)
 
 
-def one_side(side: str, sizes: list[tuple[int, int]], images_per_size: int, batch_size: int,
-             threads: int) -> dict[str, float]:
+def one_side(
+    side: str, sizes: list[tuple[int, int]], images_per_size: int, batch_size: int, threads: int
+) -> dict[str, float]:
     """In a child process: images/s of one side at each size (and, for albumentations, the sink's)."""
     import cv2
     import torch
@@ -74,6 +75,7 @@ def one_side(side: str, sizes: list[tuple[int, int]], images_per_size: int, batc
         cv2.setNumThreads(threads)
 
     from augment import images  # bench/augment.py's real digit scans
+
     from imgpipe.augment.pipeline import augment_variants, build_pipeline
 
     spec = yaml.safe_load((REPO / "params.yaml").read_text())["augment"]["transforms"]
@@ -97,8 +99,20 @@ def one_side(side: str, sizes: list[tuple[int, int]], images_per_size: int, batc
 
 
 def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--side", side, "--sizes", args.sizes, "--images", str(args.images),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--sizes",
+        args.sizes,
+        "--images",
+        str(args.images),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -108,14 +122,18 @@ def machine_line() -> str:
     import torch
 
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no CUDA GPU"
-    return (f"machine: {os.uname().machine}, {os.cpu_count()} CPUs{gpu}; Python {sys.version.split()[0]}, torch "
-            f"{torch.__version__} ({torch.get_num_threads()} threads), OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)")
+    return (
+        f"machine: {os.uname().machine}, {os.cpu_count()} CPUs{gpu}; Python {sys.version.split()[0]}, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="32x1,128x3,224x3", help="SIDExCHANNELS, comma-separated")
-    parser.add_argument("--images", type=int, default=0, help="images per size, at most 1797 (default 1500, 500, 300 by size)")
+    parser.add_argument(
+        "--images", type=int, default=0, help="images per size, at most 1797 (default 1500, 500, 300 by size)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and OpenCV (default: theirs)")
@@ -134,14 +152,18 @@ def main() -> None:
             runs[side].append(run_side(side, args))
     med = {side: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for side, rs in runs.items()}
     print(machine_line() + (f"; --threads {args.threads}" if args.threads else ""))
-    print("| images | albumentations (cpu) img/s | batched on CPU img/s | batched on CUDA img/s | "
-          "best batched / albumentations | write + hash img/s |")
+    print(
+        "| images | albumentations (cpu) img/s | batched on CPU img/s | batched on CUDA img/s | "
+        "best batched / albumentations | write + hash img/s |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for key in med["cpu"]:
         alb, cpu, cuda = med["albumentations"][key], med["cpu"][key], med.get("cuda", {}).get(key)
         on_cuda = f"{cuda:,.0f}" if cuda else "n/a"
-        print(f"| {key} | {alb:,.0f} | {cpu:,.0f} | {on_cuda} | {max(cpu, cuda or 0) / alb:.2f}x | "
-              f"{med['albumentations'][f'sink {key}']:,.0f} |")
+        print(
+            f"| {key} | {alb:,.0f} | {cpu:,.0f} | {on_cuda} | {max(cpu, cuda or 0) / alb:.2f}x | "
+            f"{med['albumentations'][f'sink {key}']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,14 @@ def gray_textures(out: Path, seed: int = 0, ratio: float = 30) -> Path:
     except ImportError:
         raise SystemExit("gray-textures needs scikit-image: pip install -e '.[bench]'") from None
 
-    sources = {"hubble": rgb2gray(data.hubble_deep_field()) * 255, "cells": data.cell(), "bricks": data.brick(),
-               "grass": data.grass(), "gravel": data.gravel(), "retina": rgb2gray(data.retina()) * 255}
+    sources = {
+        "hubble": rgb2gray(data.hubble_deep_field()) * 255,
+        "cells": data.cell(),
+        "bricks": data.brick(),
+        "grass": data.grass(),
+        "gravel": data.gravel(),
+        "retina": rgb2gray(data.retina()) * 255,
+    }
     rng = np.random.default_rng(seed)
     for (name, image), n in zip(sources.items(), long_tail(150, len(sources), ratio)):
         tiles = _tiles(np.asarray(image, dtype=np.float64))
@@ -76,7 +82,9 @@ def _tiles(image: np.ndarray) -> list[np.ndarray]:
     """Non-overlapping TILE x TILE tiles of ``image`` (no tile shares a pixel with another),
     but for flat ones (the black border around the retina)."""
     h, w = image.shape
-    tiles = [image[y:y + TILE, x:x + TILE] for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)]
+    tiles = [
+        image[y : y + TILE, x : x + TILE] for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)
+    ]
     return [t for t in tiles if t.std() > 4 and (t < 8).mean() < 0.2]
 
 

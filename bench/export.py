@@ -25,19 +25,20 @@ sys.path.insert(0, str(REPO / "src"))
 from imgpipe.models.decision import DecidedClassifier, Decision  # noqa: E402
 from imgpipe.models.factory import create_model  # noqa: E402
 from imgpipe.models.pretrained import initialise  # noqa: E402
+from imgpipe.models.saved import load_model  # noqa: E402
 from imgpipe.models.spec import ModelSpec  # noqa: E402
 from imgpipe.serving.export import _export_onnx, _export_torchscript, runner  # noqa: E402
-from imgpipe.models.saved import load_model
 
 
 def models() -> dict[str, tuple[torch.nn.Module, ModelSpec]]:
-    from imgpipe.store import model_folder
 
     out = {}
     if (REPO / "models" / "model.json").is_file():
         spec, model = load_model(REPO / "models")
     else:
-        spec = ModelSpec("simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128}, [str(i) for i in range(10)], 32, 1)
+        spec = ModelSpec(
+            "simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128}, [str(i) for i in range(10)], 32, 1
+        )
         model = create_model(spec)
     out["simple_cnn, 32 px gray"] = (model, spec)
     lite = ModelSpec("efficientnet_lite0", {}, ["a", "b"], 224, 3)
@@ -48,7 +49,7 @@ def models() -> dict[str, tuple[torch.nn.Module, ModelSpec]]:
 
 
 def images_per_second(run, images: np.ndarray, batch: int, passes: int = 5) -> float:
-    blocks = [np.ascontiguousarray(images[i:i + batch]) for i in range(0, len(images), batch)]
+    blocks = [np.ascontiguousarray(images[i : i + batch]) for i in range(0, len(images), batch)]
     run(blocks[0])  # warm-up
     times = []
     for _ in range(passes):
@@ -65,14 +66,18 @@ def main() -> None:
     for name, (model, spec) in models().items():
         decided = DecidedClassifier(model.eval(), Decision(), len(spec.classes)).eval()
         shape = (spec.image_size, spec.image_size, spec.channels)
-        images = np.random.default_rng(0).integers(0, 256, (128 if spec.image_size < 100 else 64, *shape), dtype=np.uint8)
+        images = np.random.default_rng(0).integers(
+            0, 256, (128 if spec.image_size < 100 else 64, *shape), dtype=np.uint8
+        )
         example = torch.from_numpy(images[:2])
         with tempfile.TemporaryDirectory() as tmp:
             _export_onnx(decided, example, Path(tmp) / "m.onnx")
             _export_torchscript(decided, example, Path(tmp) / "m.pt")
-            runs = {"PyTorch eager": lambda b: decided(torch.from_numpy(b)).numpy(),
-                    "TorchScript": runner(Path(tmp) / "m.pt", "torchscript"),
-                    "onnxruntime": runner(Path(tmp) / "m.onnx", "onnx")}
+            runs = {
+                "PyTorch eager": lambda b: decided(torch.from_numpy(b)).numpy(),
+                "TorchScript": runner(Path(tmp) / "m.pt", "torchscript"),
+                "onnxruntime": runner(Path(tmp) / "m.onnx", "onnx"),
+            }
             with torch.no_grad():
                 for runtime, run in runs.items():
                     one = images_per_second(run, images[:16], 1)

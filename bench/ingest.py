@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import CIFAR_ARCHIVE, SHARED, cifar_folder  # noqa: E402
+
 VARIANTS = ["torchvision", "torchvision-dl2", "imgpipe-1", "imgpipe"]
 
 

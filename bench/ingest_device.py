@@ -91,8 +91,19 @@ def closeness(variant: str, root: Path, args) -> dict:
 
 def child(mode: str, variant: str, root: Path, args) -> dict:
     env = dict(os.environ, TQDM_DISABLE="1")
-    cmd = [sys.executable, __file__, mode, variant, str(root), "--size", str(args.size),
-           "--channels", str(args.channels), "--resize", args.resize]
+    cmd = [
+        sys.executable,
+        __file__,
+        mode,
+        variant,
+        str(root),
+        "--size",
+        str(args.size),
+        "--channels",
+        str(args.channels),
+        "--resize",
+        args.resize,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
@@ -130,10 +141,16 @@ def bench(root: Path, name: str, args) -> None:
         per_s = statistics.median(r["per_s"] for r in runs[variant])
         path, _, device = variant.partition("-")
         device = {"": f"cpu, {len(os.sched_getaffinity(0))} processes", "1": "cpu, 1 process"}.get(device, device)
-        close = "0 (itself) | 0" if path == "pillow" else "{mean:.2f} ({worst_mean:.2f}) | {max}".format(
-            **child("_close", variant, root, args))
-        print(f"| {name} | {args.size} {args.resize} x{args.channels} | {path} | {device} | {runs[variant][0]['images']} "
-              f"| {per_s:,.0f} | {per_s / base:.2f}x | {close} |", flush=True)
+        close = (
+            "0 (itself) | 0"
+            if path == "pillow"
+            else "{mean:.2f} ({worst_mean:.2f}) | {max}".format(**child("_close", variant, root, args))
+        )
+        print(
+            f"| {name} | {args.size} {args.resize} x{args.channels} | {path} | {device} | {runs[variant][0]['images']} "
+            f"| {per_s:,.0f} | {per_s / base:.2f}x | {close} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -153,7 +170,9 @@ def main() -> None:
     import torch
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
-    print(f"machine: {len(os.sched_getaffinity(0))} CPUs, {gpu}; torch {torch.__version__}, Python {sys.version.split()[0]}")
+    print(
+        f"machine: {len(os.sched_getaffinity(0))} CPUs, {gpu}; torch {torch.__version__}, Python {sys.version.split()[0]}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         found = HYMENOPTERA.is_dir()
         root = HYMENOPTERA if found else generate(Path(tmp) / "generated")

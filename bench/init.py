@@ -30,24 +30,45 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from collections_offline import BUILDERS, build  # noqa: E402
 from shared_data import SHARED  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 # The README's "Transfer learning" command, on top of the shipped params.
-TRANSFER = {"ingest": {"channels": 3, "image_size": 224},
-            "train": {"model": "efficientnet_lite0", "pretrained": True, "freeze": {"unfreeze_last": 2},
-                      "backbone_lr_mult": 0.1}}
+TRANSFER = {
+    "ingest": {"channels": 3, "image_size": 224},
+    "train": {
+        "model": "efficientnet_lite0",
+        "pretrained": True,
+        "freeze": {"unfreeze_last": 2},
+        "backbone_lr_mult": 0.1,
+    },
+}
 # The best row of earlier hand-tuning on each set: brain-mri, issue #4's best balance
 # (balance-mode augmentation, simple_cnn at 64 px); hymenoptera, issue #5's transfer run.
 HAND_TUNED = {
-    "brain-mri": {"ingest": {"channels": 3, "image_size": 64}, "balance": {"method": "none"},
-                  "augment": {"mode": "balance", "copies": 2}},
-    "hymenoptera": {"ingest": {"channels": 3, "image_size": 224, "resize": "center_crop"},
-                    "balance": {"method": "none"}, "augment": {"copies": 0},
-                    "train": {"model": "efficientnet_lite0", "pretrained": True, "freeze": {"unfreeze_last": 2},
-                              "backbone_lr_mult": 0.1, "optimizer": "adamw", "lr": 0.001, "epochs": 5,
-                              "batch_size": 16, "scheduler": {"name": "cosine"},
-                              "device_augment": {"hflip": True}}},
+    "brain-mri": {
+        "ingest": {"channels": 3, "image_size": 64},
+        "balance": {"method": "none"},
+        "augment": {"mode": "balance", "copies": 2},
+    },
+    "hymenoptera": {
+        "ingest": {"channels": 3, "image_size": 224, "resize": "center_crop"},
+        "balance": {"method": "none"},
+        "augment": {"copies": 0},
+        "train": {
+            "model": "efficientnet_lite0",
+            "pretrained": True,
+            "freeze": {"unfreeze_last": 2},
+            "backbone_lr_mult": 0.1,
+            "optimizer": "adamw",
+            "lr": 0.001,
+            "epochs": 5,
+            "batch_size": 16,
+            "scheduler": {"name": "cosine"},
+            "device_augment": {"hflip": True},
+        },
+    },
 }
 ROWS = ("digits defaults", "README transfer recipe", "hand-tuned", "init", "init --no-trial", "probes")
 # "probes": two baselines outside the pipeline on the split init's params make (ingest only):
@@ -65,16 +86,27 @@ def run_row(root: Path, folder: Path, dataset: str, row: str, seed: int, budget:
         how = ["--no-trial"] if row == "init --no-trial" else ["--budget-minutes", str(budget)]
         out = project.run(sys.executable, "-m", "imgpipe.cli", "init", str(folder), *how).stdout
         print(out, flush=True)
-        chose = next((line.split(": ", 2)[1].removeprefix("chose ") for line in out.splitlines()
-                      if line.startswith("init: chose ")), None)
+        chose = next(
+            (
+                line.split(": ", 2)[1].removeprefix("chose ")
+                for line in out.splitlines()
+                if line.startswith("init: chose ")
+            ),
+            None,
+        )
     else:
         project.set_params({"ingest": {"source": str(folder)}})
-        project.set_params(TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset]
-                           if row == "hand-tuned" else {})
+        project.set_params(
+            TRANSFER if row == "README transfer recipe" else HAND_TUNED[dataset] if row == "hand-tuned" else {}
+        )
     project.run("dvc", "repro", timeout=None)
     metrics = json.loads((project.root / "metrics.json").read_text())
-    return {**metrics["test"], "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
-            "seconds": time.perf_counter() - began, "chose": chose}
+    return {
+        **metrics["test"],
+        "val_balanced_accuracy": metrics["val"]["balanced_accuracy"],
+        "seconds": time.perf_counter() - began,
+        "chose": chose,
+    }
 
 
 def run_probes(root: Path, folder: Path, seed: int) -> dict[str, dict]:
@@ -86,10 +118,13 @@ def run_probes(root: Path, folder: Path, seed: int) -> dict[str, dict]:
     import torch
 
     from imgpipe.store.ingested import read_split
+
     splits = {name: read_split(project.root / "data" / "ingest", name, mmap=False) for name in ("train", "val", "test")}
     x = {name: torch.from_numpy(np.asarray(s.images)).permute(0, 3, 1, 2).float() / 255 for name, s in splits.items()}
     y = {name: s.labels for name, s in splits.items()}
-    pixels = {name: torch.nn.functional.interpolate(v, size=32, mode="area").flatten(1).numpy() for name, v in x.items()}
+    pixels = {
+        name: torch.nn.functional.interpolate(v, size=32, mode="area").flatten(1).numpy() for name, v in x.items()
+    }
     features = {name: lite0_features(v) for name, v in x.items()}
     return {PROBES[0]: fit_probe(pixels, y), PROBES[1]: fit_probe(features, y)}
 
@@ -101,12 +136,13 @@ def lite0_features(x):
     from imgpipe.models.architectures import timm_efficientnet_lite0
     from imgpipe.models.classifier import ImageClassifier
     from imgpipe.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, initialise
+
     model = ImageClassifier(timm_efficientnet_lite0(2), IMAGENET_MEAN, IMAGENET_STD, 3)
     initialise(model, "efficientnet_lite0", True, None)
     model.eval()
     mean, std = model.mean, model.std
     with torch.no_grad():
-        batches = [x[i:i + 64].expand(-1, 3, -1, -1) for i in range(0, len(x), 64)]
+        batches = [x[i : i + 64].expand(-1, 3, -1, -1) for i in range(0, len(x), 64)]
         return torch.cat([model.net.head[0](model.net.blocks((b - mean) / std)) for b in batches]).numpy()
 
 
@@ -120,6 +156,7 @@ def fit_probe(x: dict, y: dict) -> dict:
     def fitted(c: float):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
         return model.fit(x["train"], y["train"])
+
     best = max((0.001, 0.01, 0.1, 1.0), key=lambda c: balanced_accuracy_score(y["val"], fitted(c).predict(x["val"])))
     return {"balanced_accuracy": balanced_accuracy_score(y["test"], fitted(best).predict(x["test"])), "seconds": 0.0}
 
@@ -159,8 +196,14 @@ def main() -> None:
                         label = row + (f" ({args.budget_minutes:g} min)" if row == "init" else "")
                         if (dataset, label, seed) in done:
                             continue
-                        for entry in run(Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"), folder, dataset,
-                                         row, seed, args.budget_minutes):
+                        for entry in run(
+                            Path(tmp) / f"{dataset}-{row}-{seed}".replace(" ", "_"),
+                            folder,
+                            dataset,
+                            row,
+                            seed,
+                            args.budget_minutes,
+                        ):
                             with args.log.open("a") as log:
                                 log.write(json.dumps(entry) + "\n")
     report(logged(args.log))
@@ -176,11 +219,16 @@ def run(root: Path, folder: Path, dataset: str, row: str, seed: int, budget: flo
         runs = run_probes(root, folder, seed).items()
     else:
         runs = [(row, run_row(root, folder, dataset, row, seed, budget))]
-    entries = [{"dataset": dataset, "row": name + (f" ({budget:g} min)" if name == "init" else ""), "seed": seed,
-                **result} for name, result in runs]
+    entries = [
+        {"dataset": dataset, "row": name + (f" ({budget:g} min)" if name == "init" else ""), "seed": seed, **result}
+        for name, result in runs
+    ]
     for e in entries:
-        print(f"{dataset} | {e['row']} | seed {seed}: balanced accuracy {e['balanced_accuracy']:.3f} "
-              f"({e.get('seconds', 0):.0f} s{', chose ' + e['chose'] if e.get('chose') else ''})", flush=True)
+        print(
+            f"{dataset} | {e['row']} | seed {seed}: balanced accuracy {e['balanced_accuracy']:.3f} "
+            f"({e.get('seconds', 0):.0f} s{', chose ' + e['chose'] if e.get('chose') else ''})",
+            flush=True,
+        )
     return entries
 
 
@@ -197,9 +245,11 @@ def report(entries: list[dict]) -> None:
         sd = f"{statistics.stdev(scores):.3f}" if len(scores) > 1 else "-"
         minutes = statistics.mean(r.get("seconds", 0.0) for r in runs) / 60
         chose = "; ".join(sorted({r["chose"] for r in runs if r.get("chose")}))
-        print(f"| {dataset} | {row} | {statistics.mean(scores):.3f} | {sd} | "
-              f"{', '.join(f'{s:.3f}' for s in scores)} (seeds {', '.join(str(s) for s in sorted(by_seed))}) | "
-              f"{f'{minutes:.1f}' if minutes else '-'} | {chose} |")
+        print(
+            f"| {dataset} | {row} | {statistics.mean(scores):.3f} | {sd} | "
+            f"{', '.join(f'{s:.3f}' for s in scores)} (seeds {', '.join(str(s) for s in sorted(by_seed))}) | "
+            f"{f'{minutes:.1f}' if minutes else '-'} | {chose} |"
+        )
 
 
 if __name__ == "__main__":

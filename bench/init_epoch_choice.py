@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from collections_offline import BUILDERS, build  # noqa: E402
 from shared_data import SHARED  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
@@ -36,8 +37,9 @@ def first_best(history: list[dict], key: str, sign: float) -> int:
 RULES = {
     "best val balanced accuracy, first of ties (init today)": lambda h: first_best(h, "val_bal", 1),
     "best val balanced accuracy, last of ties": lambda h: max(range(len(h)), key=lambda i: (h[i]["val_bal"], i)),
-    "best val balanced accuracy, ties by val loss": lambda h: max(range(len(h)),
-                                                                  key=lambda i: (h[i]["val_bal"], -h[i]["val_loss"])),
+    "best val balanced accuracy, ties by val loss": lambda h: max(
+        range(len(h)), key=lambda i: (h[i]["val_bal"], -h[i]["val_loss"])
+    ),
     "best val loss (the README's recipe)": lambda h: first_best(h, "val_loss", -1),
     "the last epoch": lambda h: len(h) - 1,
 }
@@ -67,10 +69,19 @@ def trajectory(root: Path, folder: Path, seed: int) -> list[dict]:
 
     def score(result, seconds):
         loss, _, bal = evaluate(job.model, x, y, job.cfg.batch_size * 4)
-        rows.append({"epoch": result.epoch, "val_loss": result.val_loss, "val_bal": result.val_balanced_accuracy,
-                     "test_bal": bal, "test_loss": loss})
-        print(f"  epoch {result.epoch}: val {result.val_balanced_accuracy:.3f} ({result.val_loss:.3f}) "
-              f"test {bal:.3f}", flush=True)
+        rows.append(
+            {
+                "epoch": result.epoch,
+                "val_loss": result.val_loss,
+                "val_bal": result.val_balanced_accuracy,
+                "test_bal": bal,
+                "test_loss": loss,
+            }
+        )
+        print(
+            f"  epoch {result.epoch}: val {result.val_balanced_accuracy:.3f} ({result.val_loss:.3f}) test {bal:.3f}",
+            flush=True,
+        )
 
     job.fit(on_epoch=score)
     return rows
@@ -81,11 +92,15 @@ def report(runs: dict[str, dict[int, list[dict]]]) -> None:
     print("|---|---|---:|---|---|")
     for dataset, by_seed in runs.items():
         for rule, pick in {**RULES, "best test epoch (hindsight, no rule)": None}.items():
-            picked = [max(range(len(h)), key=lambda i: h[i]["test_bal"]) if pick is None else pick(h)
-                      for h in by_seed.values()]
+            picked = [
+                max(range(len(h)), key=lambda i: h[i]["test_bal"]) if pick is None else pick(h)
+                for h in by_seed.values()
+            ]
             scores = [h[i]["test_bal"] for h, i in zip(by_seed.values(), picked)]
-            print(f"| {dataset} | {rule} | {statistics.mean(scores):.3f} | "
-                  f"{', '.join(f'{s:.3f}' for s in scores)} | {', '.join(str(i + 1) for i in picked)} |")
+            print(
+                f"| {dataset} | {rule} | {statistics.mean(scores):.3f} | "
+                f"{', '.join(f'{s:.3f}' for s in scores)} | {', '.join(str(i + 1) for i in picked)} |"
+            )
 
 
 def main() -> None:

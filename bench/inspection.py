@@ -31,13 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import SHARED  # noqa: E402
 from tune import HAND_PICKED, seeded  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
 
 def hash_distances() -> None:
     """Bits between a picture and its altered copy, and to the nearest other picture."""
-    import io
 
     import numpy as np
     from PIL import Image
@@ -52,14 +52,19 @@ def hash_distances() -> None:
     originals = hashed(photos)
     for name, alter in ALTERATIONS.items():
         dist = nearest(hashed([alter(im) for im in photos]), originals)[1]
-        print(f"hashes: {name}: bits from its original, median {np.median(dist):.0f}, 90th percentile "
-              f"{np.percentile(dist, 90):.0f}, max {dist.max()} ({(dist <= 4).mean():.0%} within 4)")
+        print(
+            f"hashes: {name}: bits from its original, median {np.median(dist):.0f}, 90th percentile "
+            f"{np.percentile(dist, 90):.0f}, max {dist.max()} ({(dist <= 4).mean():.0%} within 4)"
+        )
     digits = np.clip(load_digits().images * 16, 0, 255).astype(np.uint8)
-    sets = {"digits (8x8, at 32 px)": [Image.fromarray(d).resize((32, 32), Image.Resampling.BICUBIC) for d in digits],
-            "hymenoptera": photos, "brain-mri": [Image.open(p) for p in sorted((SHARED / "brain-mri").rglob("*.*"))]}
+    sets = {
+        "digits (8x8, at 32 px)": [Image.fromarray(d).resize((32, 32), Image.Resampling.BICUBIC) for d in digits],
+        "hymenoptera": photos,
+        "brain-mri": [Image.open(p) for p in sorted((SHARED / "brain-mri").rglob("*.*"))],
+    }
     for name, images in sets.items():
         h = hashed(images)
-        dist = np.array([nearest(h[i:i + 1], np.delete(h, i, axis=0))[1][0] for i in range(len(h))])
+        dist = np.array([nearest(h[i : i + 1], np.delete(h, i, axis=0))[1][0] for i in range(len(h))])
         counts = ", ".join(f"{d}: {c}" for d, c in zip(*np.unique(np.minimum(dist, 10), return_counts=True)))
         print(f"hashes: {name}, {len(h)} images: bits to the nearest other image (10 = 10 or more): {counts}")
 
@@ -75,13 +80,18 @@ def _jpeg(image):
 
 
 def _crop(left: float, top: float, right: float, bottom: float):
-    return lambda im: im.crop((int(im.width * left), int(im.height * top), int(im.width * (1 - right)),
-                               int(im.height * (1 - bottom))))
+    return lambda im: im.crop(
+        (int(im.width * left), int(im.height * top), int(im.width * (1 - right)), int(im.height * (1 - bottom)))
+    )
 
 
-ALTERATIONS = {"half size, JPEG quality 40": _jpeg, "5% off each side": _crop(.05, .05, .05, .05),
-               "10% off each side": _crop(.1, .1, .1, .1), "10% off the top and left": _crop(.1, .1, 0, 0),
-               "15% off the left": _crop(.15, 0, 0, 0)}
+ALTERATIONS = {
+    "half size, JPEG quality 40": _jpeg,
+    "5% off each side": _crop(0.05, 0.05, 0.05, 0.05),
+    "10% off each side": _crop(0.1, 0.1, 0.1, 0.1),
+    "10% off the top and left": _crop(0.1, 0.1, 0, 0),
+    "15% off the left": _crop(0.15, 0, 0, 0),
+}
 
 
 def run_row(root: Path, folder: Path, near_duplicates: str, seed: int):
@@ -93,11 +103,15 @@ def run_row(root: Path, folder: Path, near_duplicates: str, seed: int):
     metrics = json.loads((project.root / "metrics.json").read_text())
     report = json.loads((project.root / "reports" / "ingest.json").read_text())
     leaks = pd.read_csv(project.root / "reports" / "near_duplicates.csv")
-    return project, {"test": metrics["test"]["balanced_accuracy"], "test_images": report["total"]["test"],
-                     "val_images": report["total"]["val"], "leaks_val": int((leaks["split"] == "val").sum()),
-                     "leaks_test": int((leaks["split"] == "test").sum()),
-                     "exact_duplicates": report["summary"]["duplicates_removed"],
-                     "distances": leaks["distance"].value_counts().sort_index().to_dict()}
+    return project, {
+        "test": metrics["test"]["balanced_accuracy"],
+        "test_images": report["total"]["test"],
+        "val_images": report["total"]["val"],
+        "leaks_val": int((leaks["split"] == "val").sum()),
+        "leaks_test": int((leaks["split"] == "test").sum()),
+        "exact_duplicates": report["summary"]["duplicates_removed"],
+        "distances": leaks["distance"].value_counts().sort_index().to_dict(),
+    }
 
 
 def inspect(project, out: Path) -> dict:
@@ -105,8 +119,10 @@ def inspect(project, out: Path) -> dict:
     found = {}
     reports = project.root / "reports"
     for features in ("model", "imagenet"):
-        print(project.run(sys.executable, "-m", "imgpipe.cli", "inspect", "--features", features,
-                          timeout=None).stdout, flush=True)
+        print(
+            project.run(sys.executable, "-m", "imgpipe.cli", "inspect", "--features", features, timeout=None).stdout,
+            flush=True,
+        )
         table = pd.read_csv(reports / "label_issues.csv")
         found[features] = {"total": len(table), **table["split"].value_counts().to_dict()}
         shutil.copy(reports / "label_issues.csv", out / f"label_issues-{features}.csv")
@@ -138,15 +154,19 @@ def main() -> None:
                 if mode == "drop" and seed == args.seeds[0]:
                     issues = inspect(project, args.out)
     print(f"\nlabel issues (seed {args.seeds[0]}): {json.dumps(issues)}; pictures in {args.out}")
-    print("\n| ingest.near_duplicates | val/test images that copy an earlier split's (val + test) | test images "
-          "| test balanced accuracy, mean | sd | each seed |")
+    print(
+        "\n| ingest.near_duplicates | val/test images that copy an earlier split's (val + test) | test images "
+        "| test balanced accuracy, mean | sd | each seed |"
+    )
     print("|---|---|---:|---:|---:|---|")
     for mode, runs in rows.items():
         scores = [r["test"] for r in runs]
         leaks = ", ".join(f"{r['leaks_val']} + {r['leaks_test']}" for r in runs)
-        print(f"| {mode} | {leaks} | {', '.join(str(r['test_images']) for r in runs)} | "
-              f"{statistics.mean(scores):.3f} | {statistics.stdev(scores) if len(scores) > 1 else 0:.3f} | "
-              f"{', '.join(f'{s:.3f}' for s in scores)} |")
+        print(
+            f"| {mode} | {leaks} | {', '.join(str(r['test_images']) for r in runs)} | "
+            f"{statistics.mean(scores):.3f} | {statistics.stdev(scores) if len(scores) > 1 else 0:.3f} | "
+            f"{', '.join(f'{s:.3f}' for s in scores)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import cifar_folder  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
@@ -57,17 +58,31 @@ ROWS = {
 # The budget of the data-remedy table (its best row: 10 epochs of 127,500 images, 1.27M seen),
 # with a stronger recipe: the base_cnn of BENCHMARKS.md's "time to 80%" run, flips and crops on
 # the device. Epochs are fixed per row so that every row sees about 1.27M images.
-RECIPE = {"model": "base_cnn", "dropout": 0.3, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.05,
-          "batch_size": 128, "scheduler": {"name": "onecycle"}, "device_augment": {"hflip": True, "crop_padding": 4},
-          "base_cnn": {"filters": [32, 64, 128], "kernel_size": 3, "padding": "same", "dense_units": 256,
-                       "batch_norm": True}}
+RECIPE = {
+    "model": "base_cnn",
+    "dropout": 0.3,
+    "optimizer": "adamw",
+    "lr": 0.003,
+    "weight_decay": 0.05,
+    "batch_size": 128,
+    "scheduler": {"name": "onecycle"},
+    "device_augment": {"hflip": True, "crop_padding": 4},
+    "base_cnn": {"filters": [32, 64, 128], "kernel_size": 3, "padding": "same", "dense_units": 256, "batch_norm": True},
+}
 BUDGET_ROWS = {
     "cross-entropy, no remedy (120 epochs x 10,546)": {"train": {**RECIPE, "epochs": 120}},
     "cross-entropy, random_over + 2 augmented copies (10 epochs x 127,500)": {
-        "balance": {"method": "random_over"}, "augment": {"copies": 2}, "train": {**RECIPE, "epochs": 10}},
+        "balance": {"method": "random_over"},
+        "augment": {"copies": 2},
+        "train": {**RECIPE, "epochs": 10},
+    },
     "balanced softmax + 2 augmented copies (40 epochs x 31,638)": {
-        "augment": {"copies": 2}, "train": {**RECIPE, "epochs": 40, "loss": "balanced_softmax"}},
-    "balanced softmax, no copies (120 epochs x 10,546)": {"train": {**RECIPE, "epochs": 120, "loss": "balanced_softmax"}},
+        "augment": {"copies": 2},
+        "train": {**RECIPE, "epochs": 40, "loss": "balanced_softmax"},
+    },
+    "balanced softmax, no copies (120 epochs x 10,546)": {
+        "train": {**RECIPE, "epochs": 120, "loss": "balanced_softmax"}
+    },
 }
 
 
@@ -91,8 +106,9 @@ def main() -> None:
     parser.add_argument("--cifar", type=Path, help="unpacked CIFAR-10 JPEGs (train/, test/); default: unpack ../shared")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--budget", action="store_true",
-                        help="the rows at the data-remedy table's budget (1.27M images seen) instead")
+    parser.add_argument(
+        "--budget", action="store_true", help="the rows at the data-remedy table's budget (1.27M images seen) instead"
+    )
     parser.add_argument("--rows", nargs="+", help="row names to run (default: all of the set)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,8 +125,12 @@ def main() -> None:
                 runs.append(run_row(project, rows[name], args.epochs, seed))
                 print(f"{name}, seed {seed}: balanced accuracy {runs[-1]['balanced_accuracy']:.3f}", flush=True)
             results[name] = runs
-    report(results, "about 1.27M images seen per row (epochs x training images, in each row's name)" if args.budget
-           else f"{args.epochs} epochs of the 10,546 long-tailed training images each ({args.epochs * 10546:,} images seen)")
+    report(
+        results,
+        "about 1.27M images seen per row (epochs x training images, in each row's name)"
+        if args.budget
+        else f"{args.epochs} epochs of the 10,546 long-tailed training images each ({args.epochs * 10546:,} images seen)",
+    )
 
 
 def report(results: dict, budget: str) -> None:

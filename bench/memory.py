@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import cifar_folder  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
@@ -38,9 +39,11 @@ PARAMS = {
 STATS = {
     "before: one float64 copy": (
         "import numpy as np; x = np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images);"
-        "p = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1]) / 255.0; p.mean(axis=0); p.std(axis=0)"),
+        "p = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1]) / 255.0; p.mean(axis=0); p.std(axis=0)"
+    ),
     "now: in chunks": (
-        "import numpy as np; from imgpipe.train.data import channel_stats; channel_stats(np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images))"),
+        "import numpy as np; from imgpipe.train.data import channel_stats; channel_stats(np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images))"
+    ),
     "loading the array alone": "import numpy as np; np.asarray(__import__('imgpipe.store.augmented', fromlist=['x']).read_train('{npy}').images)",
 }
 # What the train stage's process holds before it reads any data: Python, torch (with its
@@ -50,9 +53,11 @@ BASELINE = "import stages.train"
 
 def peak_rss_mb(cmd: list[str], cwd: Path) -> float:
     """Run ``cmd`` in a child (with a helper parent of its own) and return the child's peak RSS."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=cwd, check=True, capture_output=True, text=True)
     return int(out.stdout.strip()) / 1024  # Linux reports kilobytes
 
@@ -81,9 +86,13 @@ def measure_train(source: Path, root: Path) -> dict[str, float]:
     train = read_train(project.root / "data" / "augment").images
     val = np.load(project.root / "data" / "ingest" / "val.npy", mmap_mode="r")
     peak = peak_rss_mb([sys.executable, "-m", "stages.train"], project.root)
-    return {"images": len(train), "input": (train.nbytes + val.nbytes) / 2**20, "peak": peak,
-            "model": (project.root / "models" / "model.pt").stat().st_size / 2**20,
-            "npy": str(project.root / "data" / "augment")}
+    return {
+        "images": len(train),
+        "input": (train.nbytes + val.nbytes) / 2**20,
+        "peak": peak,
+        "model": (project.root / "models" / "model.pt").stat().st_size / 2**20,
+        "npy": str(project.root / "data" / "augment"),
+    }
 
 
 def main() -> None:
@@ -94,22 +103,28 @@ def main() -> None:
         cifar = cifar_folder(args.cifar, Path(tmp))
         small = measure_train(tenth_of(cifar, Path(tmp) / "tenth"), Path(tmp) / "small")
         full = measure_train(cifar, Path(tmp) / "full")
-        stats = {name: peak_rss_mb([sys.executable, "-c", code.format(npy=full["npy"])], REPO)
-                 for name, code in STATS.items()}
+        stats = {
+            name: peak_rss_mb([sys.executable, "-c", code.format(npy=full["npy"])], REPO)
+            for name, code in STATS.items()
+        }
         baseline = peak_rss_mb([sys.executable, "-c", BASELINE], REPO)
     report(small, full, stats, baseline)
 
 
 def report(small: dict, full: dict, stats: dict, baseline: float) -> None:
     print(f"train's imports alone (Python, torch, mlflow, ...): {baseline:,.0f} MiB; model {full['model']:.1f} MiB")
-    print("\n| train stage, 1 epoch | training images | input, train + val (MiB) | peak RSS (MiB) |\n|---|---:|---:|---:|")
+    print(
+        "\n| train stage, 1 epoch | training images | input, train + val (MiB) | peak RSS (MiB) |\n|---|---:|---:|---:|"
+    )
     for name, run in (("a tenth of CIFAR-10", small), ("all of CIFAR-10", full)):
         print(f"| {name} | {run['images']:,} | {run['input']:,.0f} | {run['peak']:,.0f} |")
     grew, data = full["peak"] - small["peak"], full["input"] - small["input"]
     fixed = small["peak"] - small["input"]
-    print(f"\nwhat the data costs: {grew:,.0f} MiB more peak for {data:,.0f} MiB more input: "
-          f"{grew / data:.2f}x; all of CIFAR-10 over the fixed cost ({fixed:,.0f} MiB): "
-          f"{(full['peak'] - fixed) / (full['input'] + full['model']):.2f}x its input plus the model")
+    print(
+        f"\nwhat the data costs: {grew:,.0f} MiB more peak for {data:,.0f} MiB more input: "
+        f"{grew / data:.2f}x; all of CIFAR-10 over the fixed cost ({fixed:,.0f} MiB): "
+        f"{(full['peak'] - fixed) / (full['input'] + full['model']):.2f}x its input plus the model"
+    )
     print("\n| statistics of the full array, in a fresh process | peak RSS (MiB) |\n|---|---:|")
     for name, mb in stats.items():
         print(f"| {name} | {mb:,.0f} |")

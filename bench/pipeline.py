@@ -45,8 +45,10 @@ def main() -> None:
     for stage, seconds in rows:
         print(f"| {stage} | {seconds:.1f} |")
     print(f"| **total** | **{sum(s for _, s in rows):.1f}** |")
-    print(f"\nno-op `dvc repro`: median {statistics.median(noop):.2f} s over {len(noop)} runs "
-          f"(min {min(noop):.2f}, max {max(noop):.2f})")
+    print(
+        f"\nno-op `dvc repro`: median {statistics.median(noop):.2f} s over {len(noop)} runs "
+        f"(min {min(noop):.2f}, max {max(noop):.2f})"
+    )
 
 
 if __name__ == "__main__":

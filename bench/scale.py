@@ -49,7 +49,9 @@ def write_shards(folder: Path, shards: int, base: int, size: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    patterns = [np.stack([np.sin((k + 1) * np.pi * xx), np.cos((k + 1) * np.pi * yy), xx * yy], -1) for k in range(CLASSES)]
+    patterns = [
+        np.stack([np.sin((k + 1) * np.pi * xx), np.cos((k + 1) * np.pi * yy), xx * yy], -1) for k in range(CLASSES)
+    ]
     # Classes 2:1: class 0 twice as often as the last.
     weights = np.linspace(2, 1, CLASSES) / np.linspace(2, 1, CLASSES).sum()
     for s in range(shards):
@@ -67,13 +69,20 @@ def write_shards(folder: Path, shards: int, base: int, size: int) -> None:
 
 def run_stage(project: Path, stage: str) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the stage's process tree, and its output."""
-    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-             "sys.stderr.write(p.stdout + p.stderr); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    probe = (
+        "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stderr.write(p.stdout + p.stderr); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)"
+    )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", f"stages.{stage}"], cwd=project,
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, sys.executable, "-m", f"stages.{stage}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{stage} failed in {project}:\n{done.stderr[-4000:]}")
@@ -94,8 +103,13 @@ def training_rate(project: Path) -> float:
 
 def counted(stage: str, project: Path) -> int:
     """Images the stage handled: what it read or wrote, whichever is more."""
-    manifest = {"ingest": "ingest", "balance": "balance", "augment": "augment", "train": "augment",
-                "evaluate": "ingest"}[stage]
+    manifest = {
+        "ingest": "ingest",
+        "balance": "balance",
+        "augment": "augment",
+        "train": "augment",
+        "evaluate": "ingest",
+    }[stage]
     import pandas as pd
 
     table = pd.read_csv(project / "data" / manifest / "manifest.csv", usecols=["split"])
@@ -123,8 +137,15 @@ def run_scale(scratch: Path, shards: Path, scale: int, size: int, extra_disk_row
         (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         seconds, rss, out = run_stage(project.root, "train")
         assert "data read from disk batch by batch" in out, out[-2000:]
-        rows.append({"scale": f"{scale}x", "stage": "train, from disk", "seconds": seconds,
-                     "images/s": training_rate(project.root), "peak RSS MiB": rss})
+        rows.append(
+            {
+                "scale": f"{scale}x",
+                "stage": "train, from disk",
+                "seconds": seconds,
+                "images/s": training_rate(project.root),
+                "peak RSS MiB": rss,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     data_bytes = sum(p.stat().st_size for p in (project.root / "data").rglob("*") if p.is_file())
     print(f"{scale}x: data/ holds {data_bytes / 2**30:.2f} GiB", flush=True)
@@ -142,8 +163,11 @@ def main() -> None:
         shards = Path(tmp) / "shards"
         write_shards(shards, max(args.scales), args.base, args.size)
         gib = max(args.scales) * args.base * args.size * args.size * 3 / 2**30
-        print(f"wrote {max(args.scales)} shards of {args.base} images ({gib:.2f} GiB decoded at {max(args.scales)}x) "
-              f"in {time.perf_counter() - began:.0f} s", flush=True)
+        print(
+            f"wrote {max(args.scales)} shards of {args.base} images ({gib:.2f} GiB decoded at {max(args.scales)}x) "
+            f"in {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
         rows = [row for scale in args.scales for row in run_scale(Path(tmp), shards, scale, args.size, scale == 1)]
     print(f"\nwhole bench: {(time.perf_counter() - began) / 60:.1f} min\n")
     print("| stage | " + " | ".join(f"{s}x: s, img/s, peak RSS MiB" for s in args.scales) + " |")

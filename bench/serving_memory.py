@@ -26,11 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from imgpipe.models.saved import save_model
 
 BIN = Path(sys.executable).parent
-LIFTED = {name: str(2**20) for name in ("IMGPIPE_SERVE_MAX_IMAGE_MB", "IMGPIPE_SERVE_MAX_REQUEST_MB",
-                                        "IMGPIPE_SERVE_MAX_DECODING_MB")}
+LIFTED = {
+    name: str(2**20)
+    for name in ("IMGPIPE_SERVE_MAX_IMAGE_MB", "IMGPIPE_SERVE_MAX_REQUEST_MB", "IMGPIPE_SERVE_MAX_DECODING_MB")
+}
 
 
 def scan16(side: int) -> str:
@@ -48,11 +51,15 @@ def log_tiny_model(root: Path) -> str:
 
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
     from imgpipe.serving.logged_model import log_model
 
-    spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},
-                     classes=["a", "b", "c"], image_size=16, channels=1)
+    spec = ModelSpec(
+        name="simple_cnn",
+        options={"filters": 4, "kernel_size": 3, "dense_units": 8},
+        classes=["a", "b", "c"],
+        image_size=16,
+        channels=1,
+    )
     torch.manual_seed(0)
     save_model(root / "models", create_model(spec), spec, {"run_id": "none"})
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
@@ -72,9 +79,25 @@ def measure(model: str, env: dict, requests: list[dict], port: int) -> tuple[int
     """(ready MB, peak MB, each row's error) of a fresh server that answers ``requests`` at once."""
     import psutil
 
-    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -86,8 +109,11 @@ def measure(model: str, env: dict, requests: list[dict], port: int) -> tuple[int
         ready = worker.memory_info().rss // 2**20
 
         def post(body: dict) -> list[str]:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             answer = json.loads(urllib.request.urlopen(request, timeout=600).read())
             return [row["error"][:60] for row in answer["predictions"]]
 
@@ -103,9 +129,11 @@ def main() -> None:
     from imgpipe.sandbox import free_port
 
     bomb, scan = scan16(9400), scan16(4000)
-    scenarios = {"one 9400x9400 16-bit PNG (167 KB)": [{"inputs": [{"image": bomb}]}],
-                 "two of them at once": [{"inputs": [{"image": bomb}]}] * 2,
-                 "four 4000x4000 16-bit PNGs at once": [{"inputs": [{"image": scan}]}] * 4}
+    scenarios = {
+        "one 9400x9400 16-bit PNG (167 KB)": [{"inputs": [{"image": bomb}]}],
+        "two of them at once": [{"inputs": [{"image": bomb}]}] * 2,
+        "four 4000x4000 16-bit PNGs at once": [{"inputs": [{"image": scan}]}] * 4,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         model = log_tiny_model(Path(tmp))
         base = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -114,8 +142,10 @@ def main() -> None:
             for label, extra in (("lifted (as before)", LIFTED), ("defaults", {})):
                 env = {k: v for k, v in base.items() if not k.startswith("IMGPIPE_SERVE_")} | extra
                 ready, peak, errors = measure(model, env, requests, free_port())
-                print(f"| {name} | {label} | {ready} MB | {peak} MB | {sum(bool(e) for e in errors)} of {len(errors)} |",
-                      flush=True)
+                print(
+                    f"| {name} | {label} | {ready} MB | {peak} MB | {sum(bool(e) for e in errors)} of {len(errors)} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

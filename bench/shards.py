@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,9 +60,12 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 def fresh_repo(path: Path) -> Path:
     path.mkdir(parents=True)
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"],
-                ["dvc", "remote", "add", "-d", "local", str(path / "remote")],
-                ["dvc", "config", "core.analytics", "false"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "remote", "add", "-d", "local", str(path / "remote")],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
         subprocess.run(cmd, cwd=path, check=True, capture_output=True)
     (path / "raw").mkdir()
     return path
@@ -94,8 +96,10 @@ def main() -> None:
         start = time.perf_counter()
         written = pack(folder / "raw" / "small", shards / "raw" / "small-shards", shard_size=args.shard_size)
         packed = time.perf_counter() - start
-        rows = {f"{args.files} files": measure(folder, "raw/small"),
-                f"{len(written)} shards": measure(shards, "raw/small-shards")}
+        rows = {
+            f"{args.files} files": measure(folder, "raw/small"),
+            f"{len(written)} shards": measure(shards, "raw/small-shards"),
+        }
     print(f"\nimgpipe pack: {packed:.1f} s\n")
     names = list(rows)
     print(f"| command | {' | '.join(names)} | ratio |")

@@ -55,8 +55,13 @@ def main() -> None:
         times: dict[str, dict[str, list[float]]] = {}
         for _ in range(args.repeats + 1):  # the first makes the store: not counted
             for stage in ("ingest", "balance", "augment"):
-                out = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "src"), stage], cwd=tmp,
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(REPO / "src"), stage],
+                    cwd=tmp,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 for part, seconds in json.loads(out.stdout.splitlines()[-1]).items():
                     times.setdefault(stage, {}).setdefault(part, []).append(seconds)
     parts = list(next(iter(times.values())))

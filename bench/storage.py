@@ -42,8 +42,11 @@ def project_at(rev: str, root: Path) -> Path:
     root.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", rev]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", rev],
+    ):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
     return root
 
@@ -53,8 +56,11 @@ def measure(rev: str, ingest: dict, scratch: Path) -> dict[str, int]:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["ingest"].update(ingest)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(root / "src"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     done = subprocess.run(["dvc", "repro", "augment"], cwd=root, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{rev}: dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

@@ -30,6 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import cifar_folder  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))
 
 from imgpipe.device import select_device  # noqa: E402
@@ -62,19 +63,36 @@ def train_cfg(name: str, batch_size: int) -> TrainConfig:
     import yaml
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    return TrainConfig(**{**base, "model": name, "base_cnn": OPTIONS["base_cnn"], "epochs": 1, "batch_size": batch_size,
-                          "device_augment": {"hflip": True, "crop_padding": 0}, "early_stopping": {"metric": "val_loss", "patience": 0, "restore_best": False}})
+    return TrainConfig(
+        **{
+            **base,
+            "model": name,
+            "base_cnn": OPTIONS["base_cnn"],
+            "epochs": 1,
+            "batch_size": batch_size,
+            "device_augment": {"hflip": True, "crop_padding": 0},
+            "early_stopping": {"metric": "val_loss", "patience": 0, "restore_best": False},
+        }
+    )
 
 
 def tutorial(name, files, labels, classes, mean, std, batch_size, device) -> float:
     from torchvision import datasets, transforms
 
-    transform = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(mean, std)])
+    transform = transforms.Compose(
+        [transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
     dataset = datasets.ImageFolder(str(files[0].parents[1]), transform=transform)
     keep = {str(f) for f in files}
     indices = [i for i, (path, _) in enumerate(dataset.samples) if path in keep]
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, shuffle=True,
-                                         num_workers=2, pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, indices),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=2,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     net = make_model(name, classes, mean, std).net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     criterion = torch.nn.CrossEntropyLoss()
@@ -126,7 +144,9 @@ def _sync(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cifar", help="an unpacked CIFAR-10 JPEG folder (train/<class>/...); default: unpack ../shared")
+    parser.add_argument(
+        "--cifar", help="an unpacked CIFAR-10 JPEG folder (train/<class>/...); default: unpack ../shared"
+    )
     parser.add_argument("--images", type=int, default=10000, help="training images per pass (default 10000)")
     parser.add_argument("--resnet-images", type=int, default=1280, help="images per pass for resnet18 (slow on CPU)")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -143,7 +163,9 @@ def main() -> None:
     for name in args.models:
         n = args.images if name == "base_cnn" or device.type == "cuda" else args.resnet_images
         files, labels, classes = subset(folder, n)
-        images = np.stack([d.pixels for d in decode_files(files, DecodeSettings(32, 3, "squash", DEFAULT_MAX_PIXELS), workers=0)])
+        images = np.stack(
+            [d.pixels for d in decode_files(files, DecodeSettings(32, 3, "squash", DEFAULT_MAX_PIXELS), workers=0)]
+        )
         mean, std = channel_stats(images)
         results = {"tutorial": [], "imgpipe": [], "compute": []}
         for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit all three
@@ -154,11 +176,15 @@ def main() -> None:
         rows.append((name, len(files), best))
         print(name, {k: [round(x) for x in v] for k, v in results.items()})
 
-    print("\n| model | images | tutorial (img/s) | imgpipe (img/s) | compute only (img/s) | imgpipe / tutorial | imgpipe / compute |")
+    print(
+        "\n| model | images | tutorial (img/s) | imgpipe (img/s) | compute only (img/s) | imgpipe / tutorial | imgpipe / compute |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, n, b in rows:
-        print(f"| {name} | {n} | {b['tutorial']:,.0f} | {b['imgpipe']:,.0f} | {b['compute']:,.0f} | "
-              f"{b['imgpipe'] / b['tutorial']:.2f}x | {b['imgpipe'] / b['compute']:.2f} |")
+        print(
+            f"| {name} | {n} | {b['tutorial']:,.0f} | {b['imgpipe']:,.0f} | {b['compute']:,.0f} | "
+            f"{b['imgpipe'] / b['tutorial']:.2f}x | {b['imgpipe'] / b['compute']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -24,11 +24,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from shared_data import SHARED  # noqa: E402
+
 sys.path.insert(0, str(REPO / "src"))  # this checkout's imgpipe, so the sandbox copies this checkout
 from imgpipe.sandbox import copy_project  # noqa: E402  the same project copy the tests make
 
-HAND_PICKED = {"ingest": {"channels": 3, "image_size": 64}, "balance": {"method": "none"},
-               "augment": {"mode": "balance", "copies": 2}}
+HAND_PICKED = {
+    "ingest": {"channels": 3, "image_size": 64},
+    "balance": {"method": "none"},
+    "augment": {"mode": "balance", "copies": 2},
+}
 SPACE = {
     "train.optimizer": ["adam", "adamw", "sgd"],
     "train.lr": {"log_uniform": [3.0e-4, 3.0e-2]},
@@ -54,8 +58,16 @@ def run_study(root: Path, folder: Path, trials: int) -> dict:
     project.set_params({"ingest": {"source": str(folder)}})
     project.set_params(seeded(0))
     project.set_params({"tune": {"space": None}})  # replaced, not merged with the shipped space
-    project.set_params({"tune": {"study": "bench", "trials": trials, "space": SPACE,
-                                 "pruner": {"name": "median", "startup_trials": 5, "warmup_epochs": 3}}})
+    project.set_params(
+        {
+            "tune": {
+                "study": "bench",
+                "trials": trials,
+                "space": SPACE,
+                "pruner": {"name": "median", "startup_trials": 5, "warmup_epochs": 3},
+            }
+        }
+    )
     project.run("dvc", "repro", timeout=None)
     project.commit("hand-picked baseline")
     began = time.perf_counter()
@@ -63,9 +75,15 @@ def run_study(root: Path, folder: Path, trials: int) -> dict:
     print(out, flush=True)
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{project.root / 'optuna.db'}")
     states = [t.state.name for t in study.trials]
-    return {"best_params": study.best_trial.params, "best_val": study.best_value, "minutes": (time.perf_counter() - began) / 60,
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
-            "baseline_val": json.loads((project.root / "metrics.json").read_text())["val"]["balanced_accuracy"]}
+    return {
+        "best_params": study.best_trial.params,
+        "best_val": study.best_value,
+        "minutes": (time.perf_counter() - began) / 60,
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
+        "baseline_val": json.loads((project.root / "metrics.json").read_text())["val"]["balanced_accuracy"],
+    }
 
 
 def nested(flat: dict) -> dict:
@@ -104,18 +122,24 @@ def main() -> None:
         study = run_study(Path(tmp) / "study", folder, args.trials)
         print(json.dumps(study, indent=2), flush=True)
         rows = {"hand-picked (issue #4's best)": {}, "imgpipe tune's best": nested(study["best_params"])}
-        results = {name: [run_row(Path(tmp) / f"{i}-{seed}", folder, changes, seed) for seed in args.seeds]
-                   for i, (name, changes) in enumerate(rows.items())}
-    print(f"\nstudy: {args.trials} trials in {study['minutes']:.1f} min ({study['complete']} complete, "
-          f"{study['pruned']} pruned, {study['failed']} failed); val balanced accuracy on seed 0: hand-picked "
-          f"{study['baseline_val']:.3f}, tune's best {study['best_val']:.3f}")
+        results = {
+            name: [run_row(Path(tmp) / f"{i}-{seed}", folder, changes, seed) for seed in args.seeds]
+            for i, (name, changes) in enumerate(rows.items())
+        }
+    print(
+        f"\nstudy: {args.trials} trials in {study['minutes']:.1f} min ({study['complete']} complete, "
+        f"{study['pruned']} pruned, {study['failed']} failed); val balanced accuracy on seed 0: hand-picked "
+        f"{study['baseline_val']:.3f}, tune's best {study['best_val']:.3f}"
+    )
     print("\n| row | test balanced accuracy, mean | sd | each seed | val, mean |")
     print("|---|---:|---:|---|---:|")
     for name, runs in results.items():
         test = [r["test"] for r in runs]
         sd = f"{statistics.stdev(test):.3f}" if len(test) > 1 else "-"
-        print(f"| {name} | {statistics.mean(test):.3f} | {sd} | {', '.join(f'{t:.3f}' for t in test)} | "
-              f"{statistics.mean(r['val'] for r in runs):.3f} |")
+        print(
+            f"| {name} | {statistics.mean(test):.3f} | {sd} | {', '.join(f'{t:.3f}' for t in test)} | "
+            f"{statistics.mean(r['val'] for r in runs):.3f} |"
+        )
 
 
 if __name__ == "__main__":

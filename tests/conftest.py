@@ -11,7 +11,9 @@ from pathlib import Path
 # share the cores with the others': a torch with a thread per core in every one of them
 # oversubscribes the machine and runs many times slower. Set before anything imports torch.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
 
 import contextlib
 import subprocess
@@ -48,9 +50,11 @@ def kept_to_the_fast_tier(item):
         def __init__(self, args, *rest, **options):
             cmd = args.split() if isinstance(args, str) else [str(a) for a in args]
             if starts_the_pipeline(cmd):
-                pytest.fail(f"{item.nodeid} starts `{' '.join(cmd[:3])}` in a process of its own: mark it "
-                            "@pytest.mark.slow (make test-fast runs the tests without that mark, in-process ones)",
-                            pytrace=False)
+                pytest.fail(
+                    f"{item.nodeid} starts `{' '.join(cmd[:3])}` in a process of its own: mark it "
+                    "@pytest.mark.slow (make test-fast runs the tests without that mark, in-process ones)",
+                    pytrace=False,
+                )
             super().__init__(args, *rest, **options)
 
     subprocess.Popen = Guarded

@@ -28,7 +28,22 @@ def make_project(root: Path) -> Project:
     return proj
 
 
-def write_digit_folder(root: Path, per_class: int = 12, classes: tuple[str, ...] = ("zero", "one", "two")) -> dict[str, list[Path]]:
+def decoded_png(path: Path) -> tuple[int, int]:
+    """The width and height of the PNG at ``path`` once every pixel has decoded. Fails on
+    a truncated file, another format, or one colour throughout (a canvas nothing was drawn on)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG", f"{path} is {image.format}, not a PNG"
+        colours = image.convert("RGB").getcolors(maxcolors=image.width * image.height)
+        assert len(colours) > 1, f"{path} is one colour throughout: nothing was drawn"
+        return image.size
+
+
+def write_digit_folder(
+    root: Path, per_class: int = 12, classes: tuple[str, ...] = ("zero", "one", "two")
+) -> dict[str, list[Path]]:
     """An ImageFolder tree of real digit scans in mixed formats, modes and sizes.
 
     Class ``k`` holds scans of digit ``k``, upscaled, so a model can learn them. Formats
@@ -40,15 +55,25 @@ def write_digit_folder(root: Path, per_class: int = 12, classes: tuple[str, ...]
 
     bunch = load_digits()
     written: dict[str, list[Path]] = {}
-    kinds = [("JPEG", ".jpg", "RGB"), ("PNG", ".png", "L"), ("PNG", ".jpg", "RGBA"), ("BMP", ".BMP", "RGB"),
-             ("WEBP", ".webp", "RGB"), ("GIF", ".gif", "P"), ("TIFF", ".tif", "RGB"), ("JPEG", ".JPEG", "L")]
+    kinds = [
+        ("JPEG", ".jpg", "RGB"),
+        ("PNG", ".png", "L"),
+        ("PNG", ".jpg", "RGBA"),
+        ("BMP", ".BMP", "RGB"),
+        ("WEBP", ".webp", "RGB"),
+        ("GIF", ".gif", "P"),
+        ("TIFF", ".tif", "RGB"),
+        ("JPEG", ".JPEG", "L"),
+    ]
     for label, name in enumerate(classes):
         scans = bunch.images[bunch.target == label][:per_class]
         for i, scan in enumerate(scans):
             fmt, ext, mode = kinds[i % len(kinds)]
             pixels = np.clip(scan * 16, 0, 255).astype(np.uint8)
             size = 40 + 7 * (i % 5)
-            image = Image.fromarray(pixels, "L").resize((size, size + 3 * (i % 3)), Image.Resampling.BICUBIC).convert(mode)
+            image = (
+                Image.fromarray(pixels, "L").resize((size, size + 3 * (i % 3)), Image.Resampling.BICUBIC).convert(mode)
+            )
             folder = root / name / ("more" if i % 4 == 3 else "")
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{name}_{i:03d}{ext}"

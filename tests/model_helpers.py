@@ -16,14 +16,24 @@ CPU = torch.device("cpu")
 
 
 def spec(name: str, options: dict, channels: int = 1, size: int = 32, classes: int = 3) -> ModelSpec:
-    return ModelSpec(name=name, options=options, classes=[f"c{i}" for i in range(classes)], image_size=size, channels=channels)
+    return ModelSpec(
+        name=name, options=options, classes=[f"c{i}" for i in range(classes)], image_size=size, channels=channels
+    )
 
 
 def train_cfg(**changes) -> TrainConfig:
     """The shipped params.yaml train section, with test-sized changes."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    base.update(simple_cnn={"filters": 8, "kernel_size": 3, "dense_units": 32}, base_cnn={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
-                lr=0.003, epochs=4, batch_size=32, seed=0, device="cpu", workers=0)
+    base.update(
+        simple_cnn={"filters": 8, "kernel_size": 3, "dense_units": 32},
+        base_cnn={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
+        lr=0.003,
+        epochs=4,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        workers=0,
+    )
     return TrainConfig(**{**base, **changes})
 
 

@@ -13,19 +13,23 @@ from imgpipe.params.augment import BATCHED_TRANSFORMS, AugmentConfig
 
 torch = pytest.importorskip("torch")
 import imgpipe.device  # noqa: E402
+from helpers import REPO  # noqa: E402
 from imgpipe.augment import batched  # noqa: E402  (after torch: the batched path needs it)
 from imgpipe.augment.batched import batched_steps, batched_variants  # noqa: E402
 from imgpipe.augment.device import variant_maker  # noqa: E402
 
-from helpers import REPO  # noqa: E402
-
 CPU = torch.device("cpu")
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())["augment"]
 # Every batched transform, each with a chance to act.
-EVERY = [{"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "shear": [-5, 5], "p": 0.8}},
-         {"RandomBrightnessContrast": {"p": 0.5}}, {"GaussNoise": {"std_range": [0.02, 0.06], "p": 0.5}},
-         {"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.2}},
-         {"PadIfNeeded": {"min_height": 40, "min_width": 40}}, {"RandomCrop": {"height": 32, "width": 32}}]
+EVERY = [
+    {"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "shear": [-5, 5], "p": 0.8}},
+    {"RandomBrightnessContrast": {"p": 0.5}},
+    {"GaussNoise": {"std_range": [0.02, 0.06], "p": 0.5}},
+    {"HorizontalFlip": {"p": 0.5}},
+    {"VerticalFlip": {"p": 0.2}},
+    {"PadIfNeeded": {"min_height": 40, "min_width": 40}},
+    {"RandomCrop": {"height": 32, "width": 32}},
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +74,36 @@ def test_batched_variants_are_image_major_with_uneven_counts(images):
     assert np.array_equal(out, np.repeat(images[:5], per_image, axis=0)[:, :, ::-1])
 
 
-@pytest.mark.parametrize("spec", [
-    [{"Affine": {"rotate": 20, "p": 0}}, {"RandomBrightnessContrast": {"p": 0}}, {"GaussNoise": {"p": 0}},
-     {"HorizontalFlip": {"p": 0}}, {"VerticalFlip": {"p": 0}}],
-    [{"HorizontalFlip": {"p": 1}}, {"VerticalFlip": {"p": 1}}],
-    [{"RandomBrightnessContrast": {"brightness_limit": [0.1, 0.1], "contrast_limit": [-0.25, -0.25], "p": 1}}],
-    [{"RandomBrightnessContrast": {"brightness_limit": [0.2, 0.2], "contrast_limit": [0.3, 0.3],
-                                   "brightness_by_max": False, "p": 1}}],
-    [{"PadIfNeeded": {"min_height": 40, "min_width": 38, "border_mode": 4}}, {"RandomCrop": {"height": 40, "width": 38}}],
-    [{"PadIfNeeded": {"min_height": 36, "min_width": 36, "fill": 9, "position": "top_left"}}],
-], ids=["p0", "flips", "brightness-contrast", "brightness-by-mean", "pad-reflect-crop", "pad-fill"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [
+            {"Affine": {"rotate": 20, "p": 0}},
+            {"RandomBrightnessContrast": {"p": 0}},
+            {"GaussNoise": {"p": 0}},
+            {"HorizontalFlip": {"p": 0}},
+            {"VerticalFlip": {"p": 0}},
+        ],
+        [{"HorizontalFlip": {"p": 1}}, {"VerticalFlip": {"p": 1}}],
+        [{"RandomBrightnessContrast": {"brightness_limit": [0.1, 0.1], "contrast_limit": [-0.25, -0.25], "p": 1}}],
+        [
+            {
+                "RandomBrightnessContrast": {
+                    "brightness_limit": [0.2, 0.2],
+                    "contrast_limit": [0.3, 0.3],
+                    "brightness_by_max": False,
+                    "p": 1,
+                }
+            }
+        ],
+        [
+            {"PadIfNeeded": {"min_height": 40, "min_width": 38, "border_mode": 4}},
+            {"RandomCrop": {"height": 40, "width": 38}},
+        ],
+        [{"PadIfNeeded": {"min_height": 36, "min_width": 36, "fill": 9, "position": "top_left"}}],
+    ],
+    ids=["p0", "flips", "brightness-contrast", "brightness-by-mean", "pad-reflect-crop", "pad-fill"],
+)
 def test_with_the_draws_pinned_both_paths_give_the_same_pixels(images, spec):
     a, b = _albumentations(spec, images[:40]), batched_path(spec, images[:40])
     assert a.shape == b.shape and np.array_equal(a, b)
@@ -92,11 +116,15 @@ def _albumentations(spec, images):
     return np.stack([o.reshape(*o.shape[:2], -1) for o in out])
 
 
-@pytest.mark.parametrize("args", [
-    {"rotate": [10, 10], "scale": [1.05, 1.05], "translate_percent": [0.05, 0.05]},
-    {"rotate": [-17, -17], "scale": {"x": [0.9, 0.9], "y": [1.1, 1.1]}, "translate_px": [2, 2], "shear": [5, 5]},
-    {"rotate": [30, 30], "border_mode": 1}, {"rotate": [30, 30], "interpolation": 0, "fill": 77},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"rotate": [10, 10], "scale": [1.05, 1.05], "translate_percent": [0.05, 0.05]},
+        {"rotate": [-17, -17], "scale": {"x": [0.9, 0.9], "y": [1.1, 1.1]}, "translate_px": [2, 2], "shear": [5, 5]},
+        {"rotate": [30, 30], "border_mode": 1},
+        {"rotate": [30, 30], "interpolation": 0, "fill": 77},
+    ],
+)
 def test_a_pinned_affine_matches_opencv_to_a_gray_level(images, args):
     spec = [{"Affine": {**args, "p": 1}}]
     diff = np.abs(cpu_path(spec, images[:60]).astype(int) - batched_path(spec, images[:60]).astype(int))
@@ -104,16 +132,21 @@ def test_a_pinned_affine_matches_opencv_to_a_gray_level(images, args):
     assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
 
 
-@pytest.mark.parametrize("spec", [SHIPPED["transforms"], [{"GaussNoise": {"std_range": [0.05, 0.1], "p": 0.7}}],
-                                  EVERY[3:]], ids=["shipped", "noise", "flip-pad-crop"])
+@pytest.mark.parametrize(
+    "spec",
+    [SHIPPED["transforms"], [{"GaussNoise": {"std_range": [0.05, 0.1], "p": 0.7}}], EVERY[3:]],
+    ids=["shipped", "noise", "flip-pad-crop"],
+)
 def test_random_variants_change_images_as_albumentations_does(images, spec):
     from scipy.stats import ks_2samp
 
     originals = np.repeat(images, 6, axis=0).astype(float)
     a, b = (x.astype(float) for x in (cpu_path(spec, images, 6), batched_path(spec, images, 6)))
-    changes = {"mean": lambda x: x.mean(axis=(1, 2, 3)) - originals.mean(axis=(1, 2, 3)),
-               "std": lambda x: x.std(axis=(1, 2, 3)) - originals.std(axis=(1, 2, 3)),
-               "mean absolute difference": lambda x: np.abs(x - originals).mean(axis=(1, 2, 3))}
+    changes = {
+        "mean": lambda x: x.mean(axis=(1, 2, 3)) - originals.mean(axis=(1, 2, 3)),
+        "std": lambda x: x.std(axis=(1, 2, 3)) - originals.std(axis=(1, 2, 3)),
+        "mean absolute difference": lambda x: np.abs(x - originals).mean(axis=(1, 2, 3)),
+    }
     for name, change in changes.items():
         # 1,800 variants a side. Kolmogorov-Smirnov distance measured 0.02 to 0.05; Affine at
         # p 0.7 instead of 0.9, or half its shift, gives 0.11 and 0.22 (the pinned tests check details).
@@ -138,21 +171,28 @@ def _params(tmp_path, **augment):
 @pytest.mark.parametrize("device", ["cuda", "auto"])
 def test_a_transform_without_a_batched_equivalent_is_named_when_params_load(tmp_path, device):
     transforms = [{"HorizontalFlip": {"p": 0.5}}, {"HueSaturationValue": {"p": 0.5}}]
-    with pytest.raises(ParamsError, match=r"augment\.transforms\[1\]: HueSaturationValue .*use augment\.device: cpu") as err:
+    with pytest.raises(
+        ParamsError, match=r"augment\.transforms\[1\]: HueSaturationValue .*use augment\.device: cpu"
+    ) as err:
         AugmentConfig.load(_params(tmp_path, device=device, transforms=transforms))
     assert len(str(err.value).splitlines()) == 1
     assert AugmentConfig.load(_params(tmp_path, device="cpu", transforms=transforms)).device == "cpu"
 
 
-@pytest.mark.parametrize("entry, hint", [
-    ({"Affine": {"fit_output": True}}, "fit_output"),
-    ({"Affine": {"interpolation": 2}}, "interpolation"),
-    ({"RandomCrop": {"height": 30, "width": 30, "p": 0.5}}, "p must be 1"),
-    ({"GaussNoise": {"noise_scale_factor": 0.5}}, "noise_scale_factor"),
-])
+@pytest.mark.parametrize(
+    "entry, hint",
+    [
+        ({"Affine": {"fit_output": True}}, "fit_output"),
+        ({"Affine": {"interpolation": 2}}, "interpolation"),
+        ({"RandomCrop": {"height": 30, "width": 30, "p": 0.5}}, "p must be 1"),
+        ({"GaussNoise": {"noise_scale_factor": 0.5}}, "noise_scale_factor"),
+    ],
+)
 def test_an_argument_without_a_batched_equivalent_is_named(entry, hint):
     spec = [{"HorizontalFlip": {}}, entry]
-    with pytest.raises(ParamsError, match=rf"augment\.transforms\[1\] \({next(iter(entry))}\): .*augment\.device: cpu") as err:
+    with pytest.raises(
+        ParamsError, match=rf"augment\.transforms\[1\] \({next(iter(entry))}\): .*augment\.device: cpu"
+    ) as err:
         variant_maker("auto", build_pipeline(spec, 0), spec, 0)  # checked before the device is chosen
     assert hint in str(err.value)
 

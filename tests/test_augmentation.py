@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 
 from imgpipe.augment.pipeline import augment_variants, build_pipeline, pipeline_dict, variants_per_image
-from imgpipe.store import augmented
 from imgpipe.errors import ParamsError
+from imgpipe.store import augmented
 
-SPEC = [{"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "p": 1.0}},
-        {"RandomBrightnessContrast": {"p": 0.5}}]
+SPEC = [
+    {"Affine": {"rotate": [-15, 15], "translate_percent": [-0.1, 0.1], "p": 1.0}},
+    {"RandomBrightnessContrast": {"p": 0.5}},
+]
 
 
 @pytest.fixture
@@ -72,16 +74,21 @@ def test_saved_pipeline_loads_back_seeded(images, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], a[1])
 
 
-@pytest.mark.parametrize("entry, hint", [
-    ({"Resize": {"height": 20, "width": 20}}, "must keep the size"),
-    ({"BasicTransform": {}}, "abstract base"),
-    ({"Lambda": {}}, "cannot be saved"),
-])
+@pytest.mark.parametrize(
+    "entry, hint",
+    [
+        ({"Resize": {"height": 20, "width": 20}}, "must keep the size"),
+        ({"BasicTransform": {}}, "abstract base"),
+        ({"Lambda": {}}, "cannot be saved"),
+    ],
+)
 def test_a_transform_that_would_fail_later_is_named_before_any_work(images, entry, hint):
     from imgpipe.augment.pipeline import check_pipeline
 
     entries = [{"HorizontalFlip": {"p": 0.5}}, entry]
-    with pytest.raises(ParamsError, match=rf"augment\.transforms\[1\] \({next(iter(entry))}\)|augment\.transforms: ") as err:
+    with pytest.raises(
+        ParamsError, match=rf"augment\.transforms\[1\] \({next(iter(entry))}\)|augment\.transforms: "
+    ) as err:
         check_pipeline(build_pipeline(entries, seed=0), entries, images[0])  # build or check: before any work
     assert hint in str(err.value)
     check_pipeline(build_pipeline(SPEC, seed=0), SPEC, images[0])  # the shipped kind passes

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from imgpipe.balance.resampling import class_weights, make_sampler, resample
-from imgpipe.params.balance import BalanceConfig
 from imgpipe.errors import ParamsError
+from imgpipe.params.balance import BalanceConfig
 
 CLASSES = ["zero", "one", "two"]
 
@@ -20,11 +20,17 @@ def imbalanced(digits_small):
     return images[keep], labels[keep]
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("random_over", [30, 30, 30]), ("random_under", [6, 6, 6]), ("smote", [30, 30, 30]),
-    ("none", [30, 12, 6]), ("class_weight", [30, 12, 6]),
-    ("weighted_sampler", [30, 12, 6]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("random_over", [30, 30, 30]),
+        ("random_under", [6, 6, 6]),
+        ("smote", [30, 30, 30]),
+        ("none", [30, 12, 6]),
+        ("class_weight", [30, 12, 6]),
+        ("weighted_sampler", [30, 12, 6]),
+    ],
+)
 def test_methods_reach_their_counts(imbalanced, method, expected):
     images, labels = imbalanced
     out = resample(images, labels, make_sampler(cfg(method=method), CLASSES, labels))
@@ -105,6 +111,8 @@ def test_a_resampling_that_would_write_too_many_images_is_refused_first(imbalanc
     with pytest.raises(ParamsError, match="balance.max_images"):
         check_size(huge, planned_total(huge, classes, labels))
     auto = cfg(method="random_over")
-    assert planned_total(auto, classes, labels) == len(resample(images, labels, make_sampler(auto, classes, labels)).labels)
+    assert planned_total(auto, classes, labels) == len(
+        resample(images, labels, make_sampler(auto, classes, labels)).labels
+    )
     assert planned_total(cfg(method="random_under"), classes, labels) == len(labels)
     check_size(cfg(method="none", max_images=10), len(labels))  # a large source kept as it is is fine

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import run
 from imgpipe.cli import main
@@ -55,6 +56,7 @@ def in_project(monkeypatch):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.chdir(root)
         return root
+
     return enter
 
 
@@ -99,7 +101,8 @@ def test_no_build_writes_the_dockerfile_and_the_model(registry, in_project, caps
     dockerfile = (context / "Dockerfile").read_text()
     assert "ENTRYPOINT" in dockerfile and "C._serve('local')" in dockerfile  # MLflow's scoring server
     assert "COPY model_dir /opt/ml/model" in dockerfile
-    assert (context / "model_dir" / "MLmodel").is_file() and (context / "model_dir" / "requirements.txt").is_file()
+    assert "python_function" in yaml.safe_load((context / "model_dir" / "MLmodel").read_text())["flavors"]
+    assert "mlflow" in (context / "model_dir" / "requirements.txt").read_text().split()  # as logged
     assert f"docker build -t imgpipe-tiny:latest '{context}'" in out  # the folder's name has a space
     assert "docker run --rm -p 8080:8080 imgpipe-tiny:latest" in out
     assert [p.name for p in context.parent.iterdir()] == ["docker"]  # no temporary left beside it
@@ -114,7 +117,7 @@ def test_without_docker_the_context_is_kept_and_named(registry, in_project, monk
     assert imgpipe("--model", "models:/tiny/1", "-o", str(out), "-t", "tiny:test") == 2
     err = one_error(capsys)
     assert "docker is not installed" in err and str(out) in err and f"docker build -t tiny:test {out}" in err
-    assert (out / "Dockerfile").is_file()
+    assert "COPY model_dir /opt/ml/model" in (out / "Dockerfile").read_text()
 
 
 def docker_daemon_state() -> str | None:
@@ -136,7 +139,7 @@ def test_without_a_daemon_the_error_says_so(registry, in_project, tmp_path, caps
     assert imgpipe("-o", str(out)) == 2
     err = one_error(capsys)
     assert "Docker daemon is not running or not reachable" in err and str(out) in err
-    assert (out / "Dockerfile").is_file()
+    assert "COPY model_dir /opt/ml/model" in (out / "Dockerfile").read_text()
 
 
 @pytest.mark.slow

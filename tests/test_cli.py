@@ -50,4 +50,8 @@ def test_predict_without_a_trained_model_names_both_ways_out(project, tmp_path):
     Image.new("L", (8, 8)).save(tmp_path / "digit.png")
     out = project.run(IMGPIPE, "predict", "--model", "models", str(tmp_path / "digit.png"), check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "holds no trained model" in out.stderr and "dvc repro" in out.stderr and "models:/<name>/<version>" in out.stderr
+    assert (
+        "holds no trained model" in out.stderr
+        and "dvc repro" in out.stderr
+        and "models:/<name>/<version>" in out.stderr
+    )

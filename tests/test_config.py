@@ -4,6 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from imgpipe.errors import ParamsError
 from imgpipe.params.augment import AugmentConfig
 from imgpipe.params.balance import BalanceConfig
 from imgpipe.params.base import SECTION_NAMES
@@ -12,7 +13,6 @@ from imgpipe.params.sections import OPTIONAL, SECTIONS
 from imgpipe.params.tracking import MlflowConfig
 from imgpipe.params.train import TrainConfig
 from imgpipe.paths import find_project_root
-from imgpipe.errors import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,4 +91,3 @@ def test_project_root_found_from_a_subfolder(tmp_path, monkeypatch):
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.delenv("IMGPIPE_ROOT", raising=False)
     assert find_project_root(tmp_path / "a" / "b") == tmp_path.resolve()
-

@@ -12,8 +12,8 @@ from imgpipe.errors import ImgpipeError, ParamsError
 from imgpipe.evaluate.decide import choose_threshold, fit_decision, fit_temperature
 from imgpipe.models.decision import DecidedClassifier, Decision
 from imgpipe.models.factory import create_model
-from imgpipe.params.evaluate import EvaluateConfig, ThresholdConfig
 from imgpipe.models.saved import save_model
+from imgpipe.params.evaluate import EvaluateConfig, ThresholdConfig
 from model_helpers import digits_spec
 
 RNG = np.random.default_rng(0)
@@ -69,11 +69,14 @@ def test_the_model_mlflow_serves_decides_as_evaluate_scored():
     assert np.allclose(served, decision.apply(raw), atol=1e-5)
 
 
-@pytest.mark.parametrize("changes, key", [
-    ({"threshold": {"optimize": "recall", "class": "nobody"}}, "evaluate.threshold.class"),
-    ({"threshold": {"optimize": "balanced_accuracy"}, "classes": list("abc")}, "evaluate.threshold"),
-    ({"logit_adjustment": 1.0, "prior": []}, "evaluate.logit_adjustment"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"threshold": {"optimize": "recall", "class": "nobody"}}, "evaluate.threshold.class"),
+        ({"threshold": {"optimize": "balanced_accuracy"}, "classes": list("abc")}, "evaluate.threshold"),
+        ({"logit_adjustment": 1.0, "prior": []}, "evaluate.logit_adjustment"),
+    ],
+)
 def test_a_decision_that_cannot_be_fitted_names_the_key(changes, key):
     classes, prior = changes.pop("classes", ["a", "b"]), changes.pop("prior", [0.5, 0.5])
     proba = softmax(RNG.normal(size=(20, len(classes))), axis=1)
@@ -83,7 +86,6 @@ def test_a_decision_that_cannot_be_fitted_names_the_key(changes, key):
 
 def test_predict_applies_the_decision_fitted_for_its_model_and_no_other(tmp_path):
     from imgpipe.paths import Paths
-    from imgpipe.store import model_folder
     from imgpipe.serving.predict import load_predictor
 
     spec = digits_spec()

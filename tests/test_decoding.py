@@ -110,7 +110,9 @@ def test_draft_decoding_of_big_jpegs_matches_a_full_decode():
     smooth = np.kron(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), np.ones((100, 100, 1), dtype=np.uint8))
     data = encode(Image.fromarray(smooth), "JPEG", quality=95)  # 1600x1200
     fast = decode_bytes(data, DecodeSettings(32, 3, "squash", 10**8)).pixels.astype(int)
-    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)).astype(int)
+    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)).astype(
+        int
+    )
     assert np.abs(fast - full).mean() < 6
 
 

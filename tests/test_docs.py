@@ -35,8 +35,14 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     return out
@@ -53,7 +59,7 @@ def section_html(site: Path, page: str, anchor: str) -> str:
     raw = (site / page / "index.html").read_text()
     start = raw.index(f'id="{anchor}"')
     end = raw.find("<h2", start)
-    return raw[start:end if end != -1 else len(raw)]
+    return raw[start : end if end != -1 else len(raw)]
 
 
 def visible(fragment: str) -> str:

@@ -57,8 +57,13 @@ def test_the_committed_dvc_lock_matches_each_stages_code(stage):
     import hashlib
 
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
-    stale = [dep["path"] for dep in lock[stage]["deps"] if dep["path"].startswith(CODE)
-             and (REPO / dep["path"]).is_file()
-             and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]]
-    assert not stale, (f"dvc.lock: stage {stage}'s {', '.join(stale)} changed since it ran; "
-                       "run `dvc repro` and commit dvc.lock")
+    stale = [
+        dep["path"]
+        for dep in lock[stage]["deps"]
+        if dep["path"].startswith(CODE)
+        and (REPO / dep["path"]).is_file()
+        and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    ]
+    assert not stale, (
+        f"dvc.lock: stage {stage}'s {', '.join(stale)} changed since it ran; run `dvc repro` and commit dvc.lock"
+    )

@@ -12,7 +12,12 @@ def test_metrics_weigh_rare_classes():
     assert m["accuracy"] == 0.9
     assert m["balanced_accuracy"] == 0.5
     rare = m["per_class"]["rare"]
-    assert {k: rare[k] for k in ("precision", "recall", "f1", "support")} == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 10}
+    assert {k: rare[k] for k in ("precision", "recall", "f1", "support")} == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 10,
+    }
     # 0 of 10: Wilson's interval reaches up to about 0.28, not a certain 0.
     assert rare["recall_ci95_low"] == 0.0 and rare["recall_ci95_high"] == pytest.approx(0.2775, abs=1e-3)
     assert m["per_class"]["common"]["recall"] == 1.0
@@ -25,7 +30,16 @@ def test_every_metric_is_reported_and_perfect_scores_are_perfect():
     y_true = np.array([0, 1, 2, 2, 1, 0])
     proba = np.eye(3)[y_true] * 0.97 + 0.01
     m = classification_metrics(y_true, proba, ["a", "b", "c"])
-    assert set(m) == {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr", "log_loss", "ece", "per_class"}
+    assert set(m) == {
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "roc_auc_ovr",
+        "log_loss",
+        "ece",
+        "per_class",
+    }
     assert m["accuracy"] == m["f1_macro"] == m["f1_weighted"] == m["roc_auc_ovr"] == 1.0
     assert m["ece"] == pytest.approx(0.02, abs=1e-6)
 

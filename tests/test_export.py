@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from imgpipe.cli import main
 from imgpipe.errors import ImgpipeError
 from imgpipe.models.decision import DecidedClassifier, Decision
-from imgpipe.store import ingested, model_folder
-from imgpipe.store.dataset import Split, make_manifest, pixel_hash
-from imgpipe.cli import main
-from imgpipe.serving.export import FILES, SPEC_FILE, export_model, runner
 from imgpipe.models.saved import save_model
+from imgpipe.serving.export import FILES, SPEC_FILE, export_model, runner
+from imgpipe.store import ingested
+from imgpipe.store.dataset import Split, make_manifest, pixel_hash
 from model_helpers import seeded_model, spec
 
 CLASSES = ["c0", "c1", "c2"]
@@ -25,10 +25,20 @@ def write_project(root, digits_small, name: str, options: dict) -> tuple:
     """data/ingest with a 100-image test split of real digits, and an (untrained) model."""
     images, labels = digits_small
     images, labels = images[:100], labels[:100] % 3
-    manifest = make_manifest(ids=[f"d{i}" for i in range(100)], labels=labels, classes=CLASSES, split="test",
-                             sha256=[pixel_hash(im) for im in images], origin="original")
-    ingested.write(root / "data" / "ingest", CLASSES, {"test": Split(images, manifest)},
-                   preprocessing={"image_size": 8, "channels": 1, "resize": "squash"})
+    manifest = make_manifest(
+        ids=[f"d{i}" for i in range(100)],
+        labels=labels,
+        classes=CLASSES,
+        split="test",
+        sha256=[pixel_hash(im) for im in images],
+        origin="original",
+    )
+    ingested.write(
+        root / "data" / "ingest",
+        CLASSES,
+        {"test": Split(images, manifest)},
+        preprocessing={"image_size": 8, "channels": 1, "resize": "squash"},
+    )
     model_spec = spec(name, options, channels=1, size=8, classes=3)
     model = seeded_model(model_spec).eval()
     save_model(root / "models", model, model_spec, {"run_id": "r1"})
@@ -39,8 +49,14 @@ def write_project(root, digits_small, name: str, options: dict) -> tuple:
 SMALL = {"filters": 8, "kernel_size": 3, "dense_units": 16}
 
 
-@pytest.mark.parametrize("fmt, name, options", [("onnx", "simple_cnn", SMALL), ("torchscript", "simple_cnn", SMALL),
-                                                pytest.param("onnx", "resnet18", {}, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "fmt, name, options",
+    [
+        ("onnx", "simple_cnn", SMALL),
+        ("torchscript", "simple_cnn", SMALL),
+        pytest.param("onnx", "resnet18", {}, marks=pytest.mark.slow),
+    ],
+)
 def test_export_matches_pytorch_on_the_test_split_at_any_batch_size(tmp_path, digits_small, fmt, name, options):
     model, images = write_project(tmp_path, digits_small, name, options)
     done = export_model(tmp_path, None, fmt, tmp_path / "out")
@@ -67,10 +83,11 @@ def test_the_decision_evaluate_fitted_is_inside(tmp_path, digits_small):
 
 
 def test_cli_writes_the_default_folder_and_a_missing_model_is_one_sentence(tmp_path, digits_small, monkeypatch, capsys):
-    write_project(tmp_path, digits_small, "simple_cnn", SMALL)
+    _, images = write_project(tmp_path, digits_small, "simple_cnn", SMALL)
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--format", "torchscript"]) == 0
-    assert (tmp_path / "exports" / "torchscript" / FILES["torchscript"]).is_file()
+    log_proba = runner(tmp_path / "exports" / "torchscript" / FILES["torchscript"], "torchscript")(images[:4])
+    assert log_proba.shape == (4, len(CLASSES)) and np.allclose(np.exp(log_proba).sum(axis=1), 1, atol=1e-5)
     assert "matches PyTorch" in capsys.readouterr().out
     with pytest.raises(ImgpipeError, match="run `dvc repro` first"):
         export_model(tmp_path, "elsewhere", "onnx", tmp_path / "x")

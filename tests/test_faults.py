@@ -1,9 +1,9 @@
 """Faults a user meets (issue #13): each is one sentence or handled, never lost work."""
 
 import pytest
-from imgpipe.models.saved import save_model, load_model
 
 from helpers import REPO
+from imgpipe.models.saved import load_model, save_model
 
 
 def test_a_stage_reports_ctrl_c_and_a_full_disk_in_one_sentence(capsys):
@@ -21,7 +21,9 @@ def test_a_stage_reports_ctrl_c_and_a_full_disk_in_one_sentence(capsys):
         with pytest.raises(SystemExit) as stop:
             run_stage(main)
         err = capsys.readouterr().err
-        assert stop.value.code == code and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert (
+            stop.value.code == code and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        )
 
 
 def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_path):
@@ -32,7 +34,6 @@ def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_p
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
 
     spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1)
     save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
@@ -46,22 +47,36 @@ def test_a_model_file_that_is_no_plain_state_dict_is_refused_in_a_sentence(tmp_p
         load_model(tmp_path / "models")
 
 
-@pytest.mark.parametrize("key, value, named", [
-    ("preprocessing", {"image_size": 15000, "channels": 1, "resize": "squash", "max_pixels": 100}, "preprocessing.image_size"),
-    ("name", "os.system", "name"),
-    ("classes", ["only"], "classes"),
-    ("std", [0.0], "std.0"),
-])
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        (
+            "preprocessing",
+            {"image_size": 15000, "channels": 1, "resize": "squash", "max_pixels": 100},
+            "preprocessing.image_size",
+        ),
+        ("name", "os.system", "name"),
+        ("classes", ["only"], "classes"),
+        ("std", [0.0], "std.0"),
+    ],
+)
 def test_a_tampered_model_spec_is_refused_naming_the_key(tmp_path, key, value, named):
     import json
 
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
 
-    spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8}, ["a", "b"], 16, 1, [0.5], [0.5],
-                     {"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 1000})
+    spec = ModelSpec(
+        "simple_cnn",
+        {"filters": 4, "kernel_size": 3, "dense_units": 8},
+        ["a", "b"],
+        16,
+        1,
+        [0.5],
+        [0.5],
+        {"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 1000},
+    )
     save_model(tmp_path / "models", create_model(spec), spec, {"run_id": "r"})
     path = tmp_path / "models" / "model.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
@@ -120,7 +135,6 @@ def test_a_truncated_checkpoint_or_model_file_is_named_not_a_traceback(tmp_path,
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
     from imgpipe.train.checkpoint import Checkpoint
 
     checkpoint = Checkpoint(tmp_path / "checkpoints", "fp")

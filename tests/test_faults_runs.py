@@ -19,16 +19,20 @@ from pathlib import Path
 import pytest
 
 from helpers import make_project
-from imgpipe.tune import records, stale
 from imgpipe.tracking.abandoned import end_abandoned_pipelines
 from imgpipe.tracking.owner import OWNER_TAG, is_dead, this_process
 from imgpipe.tracking.pipeline import KEY_TAG
+from imgpipe.tune import records, stale
 
 
 def dead_owner() -> str:
     """The owner string of a real process on this machine that has ended."""
-    out = subprocess.run([sys.executable, "-c", "from imgpipe.tracking.owner import this_process; "
-                          "print(this_process())"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from imgpipe.tracking.owner import this_process; print(this_process())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -98,8 +102,11 @@ def test_trials_of_a_dead_tune_are_failed_retried_once_and_their_runs_killed(tmp
     rdb = stale.heartbeat_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     study = optuna.create_study(study_name="s", storage=rdb)
     study.set_user_attr(records.RUN_ATTR, study_run)
-    owners = {"killed here": dead_owner(), "alive elsewhere": "another-host:1:1.00",
-              "silent elsewhere": "another-host:2:1.00"}
+    owners = {
+        "killed here": dead_owner(),
+        "alive elsewhere": "another-host:1:1.00",
+        "silent elsewhere": "another-host:2:1.00",
+    }
     trials = {}
     for n, (case, owner) in enumerate(owners.items()):
         trial = study.ask()
@@ -110,16 +117,19 @@ def test_trials_of_a_dead_tune_are_failed_retried_once_and_their_runs_killed(tmp
         trials[case] = (trial, trial_runs(client, experiment, study_run, f"tune-s-{n}"))
     # The machine of the third one went away two minutes ago: its heartbeat stopped then.
     with contextlib.closing(sqlite3.connect(tmp_path / "optuna.db")) as db, db:
-        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-120 seconds') WHERE trial_id = ?",
-                   (trials["silent elsewhere"][0]._trial_id,))
+        db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = datetime('now', '-120 seconds') WHERE trial_id = ?",
+            (trials["silent elsewhere"][0]._trial_id,),
+        )
     stale.fail_dead(study, rdb)
     state = {t.number: t.state for t in study.get_trials()}
     assert [state[trials[case][0].number] for case in owners] == [TrialState.FAIL, TrialState.RUNNING, TrialState.FAIL]
     assert statuses(client, *trials["killed here"][1], *trials["silent elsewhere"][1]) == ["KILLED"] * 4
     assert statuses(client, *trials["alive elsewhere"][1]) == ["RUNNING"] * 2
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert sorted(t.params["x"] for t in waiting) == sorted(trials[c][0].params["x"] for c in ("killed here",
-                                                                                              "silent elsewhere"))
+    assert sorted(t.params["x"] for t in waiting) == sorted(
+        trials[c][0].params["x"] for c in ("killed here", "silent elsewhere")
+    )
     assert "trial 0 (tune-s-0) was left running by a tune process that is gone" in caplog.text
     # A retried trial killed in turn is not retried again.
     retry = study.ask()
@@ -145,6 +155,7 @@ def test_the_study_run_ends_killed_on_ctrl_c_and_finished_otherwise(tmp_path, cl
 
 # --- The real thing: processes killed mid-training on a tiny project.
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A committed tiny project after `dvc repro`, with a one-key search space."""
@@ -152,8 +163,7 @@ def tiny(tmp_path_factory):
     # An epoch here takes a tenth of a second: enough of them (10 s) that a kill sent after
     # the first lands mid-training even when the poll and the signal take seconds on a loaded machine.
     proj.set_params({"evaluate": {"bootstrap_resamples": 0}, "train": {"epochs": 100}, "tune": {"space": None}})
-    proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
-                              "pruner": {"name": "none"}}})
+    proj.set_params({"tune": {"space": {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}}, "pruner": {"name": "none"}}})
     proj.run("dvc", "repro")
     proj.commit("tiny project")
     return proj
@@ -163,8 +173,15 @@ def start(proj, *cmd: str) -> subprocess.Popen:
     """``cmd`` in its own process group, as a terminal starts a command."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
     env.update(PYTHONUNBUFFERED="1", PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}")
-    return subprocess.Popen(list(cmd), cwd=proj.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        list(cmd),
+        cwd=proj.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def stop_when(proc: subprocess.Popen, log: Path | None, line, stop) -> str:
@@ -177,8 +194,14 @@ def stop_when(proc: subprocess.Popen, log: Path | None, line, stop) -> str:
     reader = threading.Thread(target=lambda: printed.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        while not (line() if callable(line) else any(text.startswith(line) for text in (
-                log.read_text().splitlines() if log and log.exists() else "".join(printed).splitlines()))):
+        while not (
+            line()
+            if callable(line)
+            else any(
+                text.startswith(line)
+                for text in (log.read_text().splitlines() if log and log.exists() else "".join(printed).splitlines())
+            )
+        ):
             assert proc.poll() is None, f"ended before {line!r}:\n{''.join(printed)}"
             time.sleep(0.05)
         stop()
@@ -215,8 +238,12 @@ def trial_pipeline(runs: dict[str, list], exp_name: str) -> dict[str, str]:
     """``{run name: status}`` of the trial's pipeline run and its stage runs."""
     every = [r for group in runs.values() for r in group]
     parent = next(r for r in every if r.data.tags.get("dvc.exp_name") == exp_name and KEY_TAG in r.data.tags)
-    return {"pipeline": parent.info.status, **{r.info.run_name: r.info.status for r in every
-                                               if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}}
+    return {
+        "pipeline": parent.info.status,
+        **{
+            r.info.run_name: r.info.status for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        },
+    }
 
 
 @pytest.mark.slow
@@ -261,6 +288,7 @@ def test_a_pipeline_run_killed_before_a_params_change_ends_killed(tiny):
     runs = runs_by_status(tiny)
     assert "RUNNING" not in runs
     assert killed[0].info.run_id in {r.info.run_id for r in runs["KILLED"]}
-    newest = max((r for group in runs.values() for r in group if KEY_TAG in r.data.tags),
-                 key=lambda r: r.info.start_time)
+    newest = max(
+        (r for group in runs.values() for r in group if KEY_TAG in r.data.tags), key=lambda r: r.info.start_time
+    )
     assert newest.info.run_id != killed[0].info.run_id and newest.info.status == "FINISHED"

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_export import SMALL, write_project
 
+from imgpipe.cli import main
 from imgpipe.errors import ImgpipeError
-from imgpipe.store import model_folder
+from imgpipe.models.saved import load_model, save_model
+from imgpipe.serving.export import FILES, SPEC_FILE, export_model
 from imgpipe.store.atomic import atomic_path
 from imgpipe.store.dataset import Split, write_dataset
-from imgpipe.cli import main
-from imgpipe.serving.export import FILES, SPEC_FILE, export_model
-from imgpipe.models.saved import save_model, load_model
-from test_export import SMALL, write_project
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -48,9 +47,16 @@ def project(tmp_path, digits_small, monkeypatch) -> Path:
 # ------------------------------------------------------------------ export -o
 
 
-@pytest.mark.parametrize("out, says", [(".", "is the project root"), ("models", "is the model folder"),
-                                       ("..", "holds the project root"), ("ABS", "is the project root"),
-                                       ("models/..", "is the project root")])
+@pytest.mark.parametrize(
+    "out, says",
+    [
+        (".", "is the project root"),
+        ("models", "is the model folder"),
+        ("..", "holds the project root"),
+        ("ABS", "is the project root"),
+        ("models/..", "is the project root"),
+    ],
+)
 def test_export_over_the_project_or_the_model_is_refused_and_removes_nothing(project, capsys, out, says):
     before = snapshot(project)
     assert main(["export", "-o", str(project) if out == "ABS" else out]) == 2
@@ -143,8 +149,15 @@ def test_pack_to_an_unwritable_path_is_one_sentence(tmp_path, capsys):
     assert "a-file is a file, not a folder" in one_error(capsys)
 
 
-@pytest.mark.parametrize("argv", [["inspect", "--seed", "-1"], ["embed", "--seed", "4294967296"],
-                                  ["pack", "a", "b", "--seed", "-1"], ["inspect", "--seed", "one"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "--seed", "-1"],
+        ["embed", "--seed", "4294967296"],
+        ["pack", "a", "b", "--seed", "-1"],
+        ["inspect", "--seed", "one"],
+    ],
+)
 def test_a_bad_seed_is_argparses_usage_error(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit:
@@ -155,7 +168,8 @@ def test_a_bad_seed_is_argparses_usage_error(tmp_path, capsys, monkeypatch, argv
 
 
 def test_build_docker_over_the_project_or_a_users_folder_is_refused_and_its_own_context_replaced(
-        project, capsys, monkeypatch):
+    project, capsys, monkeypatch
+):
     from imgpipe.serving import docker as build_docker
 
     def generate(root, uri, out):  # MLflow's generate-dockerfile, without its minute of work
@@ -192,7 +206,7 @@ def test_a_markdown_reports_files_folder_replaces_only_pictures(tmp_path, monkey
     (tmp_path / "report_files").mkdir()
     (tmp_path / "report_files" / "confusion.png").write_bytes(b"a previous report's")
     report.write_report(tmp_path, tmp_path / "report.md")
-    assert (tmp_path / "report.md").is_file() and list((tmp_path / "report_files").iterdir()) == []
+    assert "abc123" in (tmp_path / "report.md").read_text() and list((tmp_path / "report_files").iterdir()) == []
 
 
 # ------------------------------------------------------------------ atomic_path itself
@@ -226,8 +240,14 @@ def test_stage_outputs_replace_their_previous_selves_but_not_a_users_folder(tmp_
     images, labels = digits_small
     from imgpipe.store.dataset import make_manifest, pixel_hash
 
-    manifest = make_manifest(ids=[f"d{i}" for i in range(4)], labels=labels[:4] % 2, classes=["a", "b"],
-                             split="train", sha256=[pixel_hash(im) for im in images[:4]], origin="original")
+    manifest = make_manifest(
+        ids=[f"d{i}" for i in range(4)],
+        labels=labels[:4] % 2,
+        classes=["a", "b"],
+        split="train",
+        sha256=[pixel_hash(im) for im in images[:4]],
+        origin="original",
+    )
     split = {"train": Split(images[:4], manifest)}
     for folder in (tmp_path / "data", tmp_path / "models"):
         folder.mkdir()
@@ -239,7 +259,7 @@ def test_stage_outputs_replace_their_previous_selves_but_not_a_users_folder(tmp_
     model_spec = spec("simple_cnn", SMALL, channels=1, size=8, classes=2)
     with pytest.raises(ImgpipeError, match="already holds files"):
         save_model(tmp_path / "models", seeded_model(model_spec), model_spec, {"run_id": "r"})
-    assert (tmp_path / "data" / "users.txt").is_file() and (tmp_path / "models" / "users.txt").is_file()
+    assert (tmp_path / "data" / "users.txt").read_text() == (tmp_path / "models" / "users.txt").read_text() == "mine"
     for _ in range(2):  # the stage's next run replaces its own output
         write_dataset(tmp_path / "ingest", ["a", "b"], split)
         save_model(tmp_path / "model", seeded_model(model_spec), model_spec, {"run_id": "r"})

@@ -14,9 +14,9 @@ import yaml
 
 from helpers import REPO, write_digit_folder
 from imgpipe.ingest.sources import load_source
+from imgpipe.ops.pack import pack
 from imgpipe.params.ingest import IngestConfig
 from imgpipe.paths import Paths
-from imgpipe.ops.pack import pack
 
 
 def ingest_config(**changes) -> IngestConfig:
@@ -111,7 +111,8 @@ def test_class_names_as_long_as_a_folder_name_make_valid_distinct_mlflow_keys():
     per_class = {name: i for i, name in enumerate(names)}
     logged = {  # what ingest, balance and evaluate log per class
         "count": {"train": per_class, "test": per_class},
-        "before": per_class, "after": per_class,
+        "before": per_class,
+        "after": per_class,
         "test": {"class": {name: {"recall": 0.5, "recall_ci95_high": 0.9} for name in names}},
     }
     flat = flatten(logged)
@@ -144,7 +145,8 @@ def test_init_and_ingest_read_a_folder_reachable_twice_once(tmp_path, caplog):
     assert profile_folder(raw, sample=5).counts == {"a": 8, "b": 8, "c": 4}
     found = scan_folder(raw)
     assert sorted(c.id for c in found if c.class_name == "b") == sorted(
-        p.relative_to(raw).as_posix() for p in (raw / "b").rglob("*.*"))
+        p.relative_to(raw).as_posix() for p in (raw / "b").rglob("*.*")
+    )
     assert len(found) == 20 and {c.class_name for c in found} == {"a", "b", "c"}
     out = caplog.text
     assert f"{raw / 'a' / 'also'} leads to {raw / 'b' / 'more'}" in out and f"{raw / 'd'} leads to {raw / 'c'}" in out

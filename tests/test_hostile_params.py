@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+
 from imgpipe.models.saved import save_model
 
 # Each round resets the champion to version 1 and promotes 2 and 3 at once, under the lock a
@@ -25,8 +26,9 @@ def _store(tmp_path: Path) -> str:
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     client.create_registered_model("pets")
     for score in ("0.5", "0.9", "0.7"):
-        client.create_model_version("pets", (tmp_path / "m").as_uri(),
-                                    tags={VAL_SCORE_TAG: score, VAL_DATA_TAG: "same"})
+        client.create_model_version(
+            "pets", (tmp_path / "m").as_uri(), tags={VAL_SCORE_TAG: score, VAL_DATA_TAG: "same"}
+        )
     client.set_registered_model_alias("pets", "champion", "1")
     return uri
 
@@ -76,8 +78,10 @@ def test_two_promotes_at_once_leave_the_better_version_champion(tmp_path):
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     spawn = multiprocessing.get_context("spawn")  # no sqlite connection is inherited
     barrier = spawn.Barrier(3, timeout=120)
-    children = [spawn.Process(target=_promoter, args=(uri, version, pause, barrier))
-                for version, pause in (("2", 0.1), ("3", 0.6))]  # the worse one moves last
+    children = [
+        spawn.Process(target=_promoter, args=(uri, version, pause, barrier))
+        for version, pause in (("2", 0.1), ("3", 0.6))
+    ]  # the worse one moves last
     for child in children:
         child.start()
     champions = []
@@ -191,7 +195,11 @@ def test_no_integer_param_is_unbounded():
     params = _params()
     unbounded = []
     for path, value in _leaves(params):
-        if not isinstance(value, int) or path[0] == "mlflow" or path[:2] in (("augment", "transforms"), ("tune", "space")):
+        if (
+            not isinstance(value, int)
+            or path[0] == "mlflow"
+            or path[:2] in (("augment", "transforms"), ("tune", "space"))
+        ):
             continue  # transform arguments: albumentations checks them; the space: below
         message = _refusal(_set(params, path, 10**12), path[0])
         if _key(path) not in message:
@@ -216,10 +224,21 @@ def test_a_model_json_with_a_non_finite_number_is_refused():
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.spec import ModelSpec
 
-    spec = {"name": "simple_cnn", "options": {"filters": 8, "kernel_size": 3, "dense_units": 8, "dropout": 0.0},
-            "classes": ["a", "b"], "image_size": 16, "channels": 1, "mean": [0.5], "std": [0.2]}
+    spec = {
+        "name": "simple_cnn",
+        "options": {"filters": 8, "kernel_size": 3, "dense_units": 8, "dropout": 0.0},
+        "classes": ["a", "b"],
+        "image_size": 16,
+        "channels": 1,
+        "mean": [0.5],
+        "std": [0.2],
+    }
     ModelSpec.from_dict(spec, "models/model.json")
-    for key, bad in (("mean", [float("nan")]), ("std", [float("inf")]), ("options", {**spec["options"], "dropout": float("nan")})):
+    for key, bad in (
+        ("mean", [float("nan")]),
+        ("std", [float("inf")]),
+        ("options", {**spec["options"], "dropout": float("nan")}),
+    ):
         with pytest.raises(ImgpipeError, match=f"models/model.json: {key}"):
             ModelSpec.from_dict({**spec, key: bad}, "models/model.json")
 
@@ -230,10 +249,16 @@ def test_a_model_with_non_finite_weights_is_not_saved(tmp_path):
     from imgpipe.errors import ImgpipeError
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
 
-    spec = ModelSpec("simple_cnn", {"filters": 4, "kernel_size": 3, "dense_units": 8, "dropout": 0.0},
-                     ["a", "b"], 16, 1, [0.5], [0.2])
+    spec = ModelSpec(
+        "simple_cnn",
+        {"filters": 4, "kernel_size": 3, "dense_units": 8, "dropout": 0.0},
+        ["a", "b"],
+        16,
+        1,
+        [0.5],
+        [0.2],
+    )
     model = create_model(spec)
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
@@ -249,9 +274,11 @@ def test_params_nested_20000_deep_are_one_sentence_naming_the_file(tmp_path):
     from imgpipe.tune.config import load_tune_config
 
     base = (REPO / "params.yaml").read_text()
-    for name, text in (("params.yaml", base + "\n" + "x: " + "[" * 20_000 + "]" * 20_000 + "\n"),
-                       ("params.yaml", base.replace("train:\n", "train:\n" + "".join("  " * i + "a:\n" for i in range(1, 2000)), 1)),
-                       ("tune.yaml", "space:\n  train.lr: " + "[" * 2000 + "]" * 2000 + "\n")):
+    for name, text in (
+        ("params.yaml", base + "\n" + "x: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+        ("params.yaml", base.replace("train:\n", "train:\n" + "".join("  " * i + "a:\n" for i in range(1, 2000)), 1)),
+        ("tune.yaml", "space:\n  train.lr: " + "[" * 2000 + "]" * 2000 + "\n"),
+    ):
         (tmp_path / "params.yaml").write_text(base.split("\ntune:")[0] if name == "tune.yaml" else text)
         (tmp_path / "tune.yaml").unlink(missing_ok=True)
         if name == "tune.yaml":

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from imgpipe.models.saved import save_model
 
 from helpers import free_port, run, wait_for_server
+from imgpipe.models.saved import save_model
 
 BIN = Path(sys.executable).parent
 SIZE = 16
@@ -60,12 +60,16 @@ def served(tmp_path_factory):
 
     from imgpipe.models.factory import create_model
     from imgpipe.models.spec import ModelSpec
-    from imgpipe.store import model_folder
     from imgpipe.serving.logged_model import log_model
 
     root = tmp_path_factory.mktemp("served")
-    spec = ModelSpec(name="simple_cnn", options={"filters": 4, "kernel_size": 3, "dense_units": 8},
-                     classes=["zero", "one", "two"], image_size=SIZE, channels=1)
+    spec = ModelSpec(
+        name="simple_cnn",
+        options={"filters": 4, "kernel_size": 3, "dense_units": 8},
+        classes=["zero", "one", "two"],
+        image_size=SIZE,
+        channels=1,
+    )
     torch.manual_seed(0)
     save_model(root / "models", create_model(spec), spec, {"run_id": "none"})
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
@@ -100,12 +104,20 @@ def test_a_request_without_an_image_column_is_refused_naming_the_columns(served,
 
 def test_each_row_is_answered_on_its_own_in_process(served, monkeypatch):
     model = load(served[1], monkeypatch)
-    rows = pd.DataFrame({"image": [DIGIT, b"not an image", None, None, "not base64!", base64.b64encode(DIGIT).decode(), 7],
-                         "pixels": [None, None, RAGGED, PIXELS, None, None, None]})
+    rows = pd.DataFrame(
+        {
+            "image": [DIGIT, b"not an image", None, None, "not base64!", base64.b64encode(DIGIT).decode(), 7],
+            "pixels": [None, None, RAGGED, PIXELS, None, None, None],
+        }
+    )
     answer = model.predict(rows)
     assert len(answer) == 7
     assert [bool(e) for e in answer["error"]] == [False, True, True, False, True, False, True]
-    assert "uneven lengths" in answer["error"][2] and "not base64" in answer["error"][4] and "not int" in answer["error"][6]
+    assert (
+        "uneven lengths" in answer["error"][2]
+        and "not base64" in answer["error"][4]
+        and "not int" in answer["error"][6]
+    )
     assert answer["class"][0] == answer["class"][5]  # the same file, as bytes and as base64 text
     assert (answer["class"] == "").tolist() == [bool(e) for e in answer["error"]]
 
@@ -133,8 +145,10 @@ def test_concurrent_requests_decode_within_the_process_bound(served, monkeypatch
     budget = model.unwrap_python_model().budget
     scan = scan16(1600)  # about 70 MB each: two at once would be 140
     answers = []
-    threads = [threading.Thread(target=lambda: answers.append(model.predict(pd.DataFrame({"image": [scan]}))))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(model.predict(pd.DataFrame({"image": [scan]}))))
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -178,9 +192,26 @@ def server(served):
     # mlflow starts uvicorn from PATH: the venv's, even when the venv is not activated.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "IMGPIPE_SERVE_MAX_IMAGE_MB": "100"}
     # Its own process group: uvicorn, mlflow's child, is stopped with it.
-    process = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", local, "--env-manager", "local",
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=root, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            local,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_server(process, port)
         yield f"http://127.0.0.1:{port}/invocations"
@@ -204,12 +235,18 @@ def test_http_every_json_form_is_answered_row_by_row(server):
     bomb = base64.b64encode(scan16(4000)).decode()
     records = [{"image": text}, {"image": "not base64!"}, {"image": bomb}, {"pixels": pixels}, {"pixels": RAGGED}]
     bad = [False, True, True, False, True]
-    forms = {"dataframe_records": {"dataframe_records": records},
-             "dataframe_split": {"dataframe_split": {"columns": ["image", "pixels"],
-                                                     "data": [[r.get("image"), r.get("pixels")] for r in records]}},
-             "inputs": {"inputs": records},
-             # MLflow makes one numpy array of each column of instances: files and pixels apart.
-             "instances": {"instances": records[:3]}}
+    forms = {
+        "dataframe_records": {"dataframe_records": records},
+        "dataframe_split": {
+            "dataframe_split": {
+                "columns": ["image", "pixels"],
+                "data": [[r.get("image"), r.get("pixels")] for r in records],
+            }
+        },
+        "inputs": {"inputs": records},
+        # MLflow makes one numpy array of each column of instances: files and pixels apart.
+        "instances": {"instances": records[:3]},
+    }
     for form, body in forms.items():
         status, answer = post(server, body)
         assert status == 200, (form, answer)
@@ -228,8 +265,12 @@ def test_http_every_json_form_is_answered_row_by_row(server):
 
 @pytest.mark.slow
 def test_http_a_request_without_an_image_column_is_a_400_naming_the_columns(server):
-    for body in ({"dataframe_records": [{"img": "aGk="}]}, {"dataframe_records": [{}]},
-                 {"inputs": [{"photo": "aGk="}]}, {"dataframe_split": {"columns": ["photo"], "data": [["aGk="]]}}):
+    for body in (
+        {"dataframe_records": [{"img": "aGk="}]},
+        {"dataframe_records": [{}]},
+        {"inputs": [{"photo": "aGk="}]},
+        {"dataframe_split": {"columns": ["photo"], "data": [["aGk="]]}},
+    ):
         status, answer = post(server, body)
         assert status == 400, (body, answer)
         assert "no image column" in answer["message"] and "no pixels column" in answer["message"]
@@ -243,7 +284,12 @@ def test_predict_with_a_registered_model_fails_in_seconds_when_the_tracking_serv
     uri = f"http://127.0.0.1:{free_port()}"
     start = time.time()
     # Before: MLflow's client retried for 254 s, silent; the timeout turns that into a failure here.
-    failed = run([str(BIN / "imgpipe"), "predict", "--model", "models:/pets/1", str(photo)], tmp_path, check=False,
-                 env={"MLFLOW_TRACKING_URI": uri}, timeout=60)
+    failed = run(
+        [str(BIN / "imgpipe"), "predict", "--model", "models:/pets/1", str(photo)],
+        tmp_path,
+        check=False,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=60,
+    )
     assert failed.returncode == 2 and f"the MLflow tracking server at {uri} does not answer" in failed.stderr
     assert "Traceback" not in failed.stderr and time.time() - start < 30

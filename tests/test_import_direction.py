@@ -44,7 +44,7 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = "open"
         for other in sorted(graph.get(node, ())):
             if state.get(other) == "open":
-                return trail[trail.index(other):] + [other] if other in trail else [node, other]
+                return trail[trail.index(other) :] + [other] if other in trail else [node, other]
             if other not in state and (found := visit(other, trail + [other])):
                 return found
         state[node] = "done"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import write_digit_folder
+from helpers import decoded_png, write_digit_folder
 
 pytestmark = pytest.mark.slow  # every test runs the ingest stage, or the pipeline, in a project copy
 
@@ -68,7 +68,7 @@ def test_bad_files_are_skipped_with_reasons_and_duplicates_reported(folder_proje
     summary = report["summary"]
     assert summary["scanned"] == 48 + 6 and summary["skipped"] == 4 and summary["kept"] == 47
     assert sum(sum(c.values()) for c in report["counts"].values()) == 47
-    assert (root / "reports" / "ingest_samples.png").stat().st_size > 1000
+    assert decoded_png(root / "reports" / "ingest_samples.png") == (618, 226)  # 3 classes by 8 samples, 64 px each
 
     manifest = pd.read_csv(root / "data" / "ingest" / "manifest.csv")
     assert manifest["sha256"].is_unique  # no image in two splits, or twice in one
@@ -76,7 +76,12 @@ def test_bad_files_are_skipped_with_reasons_and_duplicates_reported(folder_proje
     train = np.load(root / "data" / "ingest" / "train.npy", mmap_mode="r")
     assert train.dtype == np.uint8 and train.shape[1:] == (16, 16, 3)
     assert sorted(p.name for p in (root / "data" / "ingest").iterdir()) == [
-        "classes.json", "manifest.csv", "preprocessing.json", "test.npy", "train.npy", "val.npy"
+        "classes.json",
+        "manifest.csv",
+        "preprocessing.json",
+        "test.npy",
+        "train.npy",
+        "val.npy",
     ]
 
 
@@ -152,12 +157,13 @@ def test_raw_data_versioned_with_dvc_push_pull_and_precise_reruns(folder_project
 
     proj.run("dvc", "push")
     lock = (root / "dvc.lock").read_text()
+    train = hashlib.sha256((root / "data" / "ingest" / "train.npy").read_bytes()).hexdigest()
     shutil.rmtree(root / "raw" / "digits3")
     shutil.rmtree(root / "data")
     shutil.rmtree(root / ".dvc" / "cache")
     proj.run("dvc", "pull", "--with-deps", "augment")
-    assert (root / "raw" / "digits3" / "one" / "new.png").is_file()
-    assert (root / "data" / "ingest" / "train.npy").is_file()
+    assert np.array_equal(np.asarray(Image.open(root / "raw" / "digits3" / "one" / "new.png")), np.asarray(extra))
+    assert hashlib.sha256((root / "data" / "ingest" / "train.npy").read_bytes()).hexdigest() == train
     assert (root / "dvc.lock").read_text() == lock
     assert "up to date" in proj.run("dvc", "status", "--with-deps", "augment").stdout
     assert "Running stage" not in proj.run("dvc", "repro", "augment").stdout

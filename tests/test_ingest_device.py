@@ -15,8 +15,8 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import REPO, write_digit_folder
 import imgpipe.device
+from helpers import REPO, write_digit_folder
 from imgpipe.errors import ImgpipeError, ParamsError
 from imgpipe.ingest import device_decoding, sources
 from imgpipe.ingest.decoding import DecodeSettings, decode_bytes
@@ -47,16 +47,29 @@ def scene(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Im
 def jpegs() -> list[bytes]:
     """Small JPEGs of every shape the resize modes treat differently, RGB and grey, one
     smaller than the targets below."""
-    return [encode(scene(40, 30, 1)), encode(scene(24, 44, 2)), encode(scene(31, 31, 3)),
-            encode(scene(50, 20, 4, "L")), encode(scene(30, 40, 5), progressive=True), encode(scene(10, 13, 6))]
+    return [
+        encode(scene(40, 30, 1)),
+        encode(scene(24, 44, 2)),
+        encode(scene(31, 31, 3)),
+        encode(scene(50, 20, 4, "L")),
+        encode(scene(30, 40, 5), progressive=True),
+        encode(scene(10, 13, 6)),
+    ]
 
 
 def others() -> list[bytes]:
     """Files the device never takes: they must come back from the CPU path unchanged."""
     cmyk = Image.new("CMYK", (24, 24), (0, 255, 255, 0))
     good = encode(scene(200, 150, 6))
-    return [encode(scene(30, 20, 7), "PNG"), encode(scene(20, 30, 8).convert("P"), "GIF"), encode(cmyk),
-            good[: len(good) // 2], b"", b"not an image at all\n" * 4, encode(scene(18, 18, 9, "RGBA"), "PNG")]
+    return [
+        encode(scene(30, 20, 7), "PNG"),
+        encode(scene(20, 30, 8).convert("P"), "GIF"),
+        encode(cmyk),
+        good[: len(good) // 2],
+        b"",
+        b"not an image at all\n" * 4,
+        encode(scene(18, 18, 9, "RGBA"), "PNG"),
+    ]
 
 
 def differences(batched, reference) -> list[tuple[float, int]]:
@@ -113,7 +126,7 @@ def test_exif_orientation_is_honoured_on_the_device(orientation, mode):
     data = encode(scene(44, 28, orientation), exif=exif.tobytes())
     settings = DecodeSettings(16, 3, mode, 10**7)  # no draft: 28 < 2 * 16
     assert plan_jpeg(data, settings).orientation == orientation
-    (_, worst), = differences(decode_batch([data], settings, CPU), [decode_bytes(data, settings)])
+    ((_, worst),) = differences(decode_batch([data], settings, CPU), [decode_bytes(data, settings)])
     assert worst <= 1
 
 
@@ -137,7 +150,9 @@ def test_resize_groups_split_big_batches_without_changing_results(monkeypatch):
         assert np.abs(a.pixels.astype(int) - b.pixels.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("shape", [(50, 33, 22, 22), (33, 50, 22, 22), (30, 41, 20, 20), (30, 40, 20, 20), (20, 70, 24, 24)])
+@pytest.mark.parametrize(
+    "shape", [(50, 33, 22, 22), (33, 50, 22, 22), (30, 41, 20, 20), (30, 40, 20, 20), (20, 70, 24, 24)]
+)
 def test_the_pass_order_is_the_one_this_pillow_picks(shape):
     # The order shows in the rounding between the passes; a Pillow that changes its rule fails here first.
     width, height, out_w, out_h = shape
@@ -167,7 +182,9 @@ def test_a_bad_device_names_the_key(tmp_path, changes):
 def test_cuda_without_a_gpu_is_refused_and_auto_falls_back(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="imgpipe")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ImgpipeError, match=r"ingest\.device: cuda, but torch finds no CUDA GPU.*ingest\.device: auto") as err:
+    with pytest.raises(
+        ImgpipeError, match=r"ingest\.device: cuda, but torch finds no CUDA GPU.*ingest\.device: auto"
+    ) as err:
         sources.decode_device(ingest_config(device="cuda"))
     assert str(err.value).count(". ") == 0  # one sentence
     assert sources.decode_device(ingest_config(device="auto")) is None
@@ -180,7 +197,9 @@ def test_a_folder_through_the_batched_path_matches_the_cpu_path(tmp_path, monkey
     write_digit_folder(tmp_path / "imgs", per_class=8)  # JPEG, PNG, BMP, WebP, GIF, TIFF, grey and colour
     (tmp_path / "imgs" / "one" / "cut.jpg").write_bytes(encode(scene(60, 60))[:300])
     cpu = sources.load_source(ingest_config(source="imgs", channels=3, image_size=16, workers=2), tmp_path)
-    monkeypatch.setattr(imgpipe.device, "batch_accelerator", lambda setting, key: CPU)  # "cuda" with the CPU standing in
+    monkeypatch.setattr(
+        imgpipe.device, "batch_accelerator", lambda setting, key: CPU
+    )  # "cuda" with the CPU standing in
     batched = sources.load_source(ingest_config(source="imgs", channels=3, image_size=16, device="cuda"), tmp_path)
     assert batched.ids == cpu.ids and batched.sha256 == cpu.sha256 and batched.skipped == cpu.skipped
     assert len(cpu.skipped) == 1 and "truncated" in cpu.skipped[0]["reason"]

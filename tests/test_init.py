@@ -14,9 +14,9 @@ from PIL import Image
 
 from helpers import copy_project, write_digit_folder
 from imgpipe.errors import ImgpipeError
+from imgpipe.init.candidates import architectures, losses
 from imgpipe.init.profile import profile_folder
 from imgpipe.init.recipe import choose
-from imgpipe.init.candidates import architectures, losses
 
 IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
 
@@ -101,16 +101,23 @@ def test_the_trial_compares_four_ways_of_learning_and_three_ways_to_meet_the_imb
     profile = profile_folder(tmp_path / "photos")
     ways = architectures(profile)
     learned = [(c.value("train.pretrained"), c.value("train.freeze"), c.image_size) for c in ways]
-    assert learned == [(True, {"unfreeze_last": 2}, 224), (False, "none", 64), (True, "none", 224),
-                       (True, "backbone", 224)]
+    assert learned == [
+        (True, {"unfreeze_last": 2}, 224),
+        (False, "none", 64),
+        (True, "none", 224),
+        (True, "backbone", 224),
+    ]
     assert [c.kind for c in ways] == ["transfer", "scratch", "transfer", "transfer"]
     assert ways[1].value("train.model") == "base_cnn" and ways[1].value("train.device_augment")["crop_padding"]
     assert architectures(profile_folder(tmp_path / "photos"), image_size=160)[0].image_size == 160
     write_digit_folder(tmp_path / "digits", per_class=8)
     assert architectures(profile_folder(tmp_path / "digits"))[0].kind == "scratch"  # the rule's own first
     imbalance = [(c.value("balance.method"), c.value("train.loss"), c.posthoc_tau) for c in losses(ways[3], profile)]
-    assert imbalance == [("none", "balanced_softmax", 0.0), ("weighted_sampler", "cross_entropy", 0.0),
-                         ("none", "cross_entropy", 1.0)]
+    assert imbalance == [
+        ("none", "balanced_softmax", 0.0),
+        ("weighted_sampler", "cross_entropy", 0.0),
+        ("none", "cross_entropy", 1.0),
+    ]
     assert losses(ways[3], profile)[0].name == ways[3].name
 
 
@@ -143,12 +150,14 @@ def fake_trial(monkeypatch, tmp_path, counts: dict[str, int], scores: dict[tuple
 
 def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_time(monkeypatch, tmp_path):
     lite = "efficientnet_lite0"
-    scores = {("base_cnn", "none", "balanced_softmax", False, 0.0): [0.9, 0.6, 0.9],  # best on two folds of three
-              (lite, "unfreeze_last=2", "balanced_softmax", False, 0.0): [0.8, 0.8, 0.8],
-              (lite, "none", "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5],
-              (lite, "backbone", "balanced_softmax", False, 0.0): [0.7, 0.7, 0.7],
-              (lite, "unfreeze_last=2", "cross_entropy", True, 0.0): [0.7, 0.7, 0.7],
-              (lite, "unfreeze_last=2", "cross_entropy", False, 1.0): [0.85, 0.85, 0.9]}
+    scores = {
+        ("base_cnn", "none", "balanced_softmax", False, 0.0): [0.9, 0.6, 0.9],  # best on two folds of three
+        (lite, "unfreeze_last=2", "balanced_softmax", False, 0.0): [0.8, 0.8, 0.8],
+        (lite, "none", "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5],
+        (lite, "backbone", "balanced_softmax", False, 0.0): [0.7, 0.7, 0.7],
+        (lite, "unfreeze_last=2", "cross_entropy", True, 0.0): [0.7, 0.7, 0.7],
+        (lite, "unfreeze_last=2", "cross_entropy", False, 1.0): [0.85, 0.85, 0.9],
+    }
     measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 60, "b": 6}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=4)
     assert len(results) == 6 and len(calls) == 18  # 4 ways and 2 more losses (ratio 10), on 3 folds each
@@ -167,9 +176,12 @@ def test_the_best_mean_over_folds_wins_and_every_candidate_trains_for_the_same_t
 def test_a_lead_within_one_standard_error_keeps_the_default(monkeypatch, tmp_path):
     lite, loss = "efficientnet_lite0", ("balanced_softmax", False, 0.0)
     # brain-mri seed 0's folds: the probe 0.004 ahead of the rule's own last 2 blocks, fold sd 0.023.
-    scores = {(lite, "unfreeze_last=2", *loss): [0.848, 0.887, 0.828],
-              (lite, "backbone", *loss): [0.840, 0.884, 0.850],
-              ("base_cnn", "none", *loss): [0.768, 0.722, 0.762], (lite, "none", *loss): [0.551, 0.603, 0.542]}
+    scores = {
+        (lite, "unfreeze_last=2", *loss): [0.848, 0.887, 0.828],
+        (lite, "backbone", *loss): [0.840, 0.884, 0.850],
+        ("base_cnn", "none", *loss): [0.768, 0.722, 0.762],
+        (lite, "none", *loss): [0.551, 0.603, 0.542],
+    }
     measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 25}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     assert best.candidate.value("train.freeze") == {"unfreeze_last": 2} and best.folds == results[0].folds
@@ -186,8 +198,10 @@ def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(mon
     from imgpipe.init.features import FeatureCache
 
     lite = "efficientnet_lite0"
-    scores = {(m, f, "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5] for m, f in
-              [("base_cnn", "none"), (lite, "none"), (lite, "unfreeze_last=2"), (lite, "backbone")]}
+    scores = {
+        (m, f, "balanced_softmax", False, 0.0): [0.5, 0.5, 0.5]
+        for m, f in [("base_cnn", "none"), (lite, "none"), (lite, "unfreeze_last=2"), (lite, "backbone")]
+    }
     measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
     cost = {"backbone": 1.0, "2": 3000.0}  # seconds to cache: the probe's is cheap, the fine-tune's more than its time
     caches = []
@@ -200,8 +214,9 @@ def test_frozen_blocks_are_paid_for_once_and_buy_their_candidate_more_epochs(mon
 
     monkeypatch.setattr(measure, "feature_cache", feature_cache)
     # On cached features, training is ten times as fast as on images.
-    monkeypatch.setattr(measure, "images_per_second", lambda cfg, *_, cache=None: 200.0 if cache or cfg.model ==
-                        "base_cnn" else 20.0)
+    monkeypatch.setattr(
+        measure, "images_per_second", lambda cfg, *_, cache=None: 200.0 if cache or cfg.model == "base_cnn" else 20.0
+    )
     results, _, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     epochs = {str(m.candidate.value("train.freeze")): m.epochs for m in results if m.candidate.kind == "transfer"}
     assert sorted(map(str, caches)) == ["2", "backbone"]  # each once, though used on three folds
@@ -214,10 +229,22 @@ def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, t
     import pandas as pd
 
     from imgpipe.init.trial_record import save_trial
-    scores = {key: score for key, score in zip(
-        [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
-         ("efficientnet_lite0", "unfreeze_last=2"), ("efficientnet_lite0", "backbone")]],
-        ([0.4, 0.5, 0.6], [0.9, 0.8, 0.7], [0.5, 0.5, 0.5], [0.6, 0.6, 0.6]))}
+
+    scores = {
+        key: score
+        for key, score in zip(
+            [
+                (m, f, "balanced_softmax", False, 0.0)
+                for m, f in [
+                    ("base_cnn", "none"),
+                    ("efficientnet_lite0", "none"),
+                    ("efficientnet_lite0", "unfreeze_last=2"),
+                    ("efficientnet_lite0", "backbone"),
+                ]
+            ],
+            ([0.4, 0.5, 0.6], [0.9, 0.8, 0.7], [0.5, 0.5, 0.5], [0.6, 0.6, 0.6]),
+        )
+    }
     measure, profile, params, _ = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     csv, png = save_trial(tmp_path, results, best)
@@ -230,9 +257,18 @@ def test_the_trial_is_kept_under_reports_as_a_table_and_a_picture(monkeypatch, t
 
 
 def test_the_loss_is_tried_only_when_the_imbalance_is_large(monkeypatch, tmp_path):
-    scores = {key: [0.5, 0.5, 0.5] for key in
-              [(m, f, "balanced_softmax", False, 0.0) for m, f in [("base_cnn", "none"), ("efficientnet_lite0", "none"),
-               ("efficientnet_lite0", "unfreeze_last=2"), ("efficientnet_lite0", "backbone")]]}
+    scores = {
+        key: [0.5, 0.5, 0.5]
+        for key in [
+            (m, f, "balanced_softmax", False, 0.0)
+            for m, f in [
+                ("base_cnn", "none"),
+                ("efficientnet_lite0", "none"),
+                ("efficientnet_lite0", "unfreeze_last=2"),
+                ("efficientnet_lite0", "backbone"),
+            ]
+        ]
+    }
     measure, profile, params, calls = fake_trial(monkeypatch, tmp_path, {"a": 40, "b": 10}, scores)
     results, best, _ = measure.measure(profile, params, tmp_path, budget_minutes=3)
     assert len(results) == 4 and len(calls) == 12
@@ -261,8 +297,13 @@ def test_init_keeps_every_comment_and_writes_params_that_validate(tmp_path):
 def test_init_turns_off_what_an_earlier_experiment_left_on(tmp_path):
     project = copy_project(tmp_path / "proj")
     write_photos(project.root / "raw" / "pets", {"cat": 30, "dog": 8})
-    project.set_params({"ingest": {"long_tail": "all"}, "train": {"loss": "ldam", "drw_epoch": 3, "ema": {"decay": 0.9}},
-                        "evaluate": {"logit_adjustment": 1.0}})
+    project.set_params(
+        {
+            "ingest": {"long_tail": "all"},
+            "train": {"loss": "ldam", "drw_epoch": 3, "ema": {"decay": 0.9}},
+            "evaluate": {"logit_adjustment": 1.0},
+        }
+    )
     out = project.run(IMGPIPE, "init", "raw/pets", "--no-trial")
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     assert params["ingest"]["long_tail"] == "builtin" and params["train"]["drw_epoch"] == 0
@@ -307,8 +348,12 @@ def test_dvc_repro_after_init_fine_tunes_efficientnet_on_photos(tmp_path):
     out = project.run(IMGPIPE, "init", "raw/tints", "--image-size", "64", "--budget-minutes", "1").stdout
     # Four ways of learning were tried on folds of ingest's train and val splits, and the table says so.
     rows = [line for line in out.splitlines() if line.endswith(tuple("0123456789")) or line.endswith("<- chosen")]
-    assert [row.split(",")[0].strip() for row in rows] == ["EfficientNet-Lite0", "CNN from scratch", "EfficientNet-Lite0",
-                                                            "linear probe on EfficientNet-Lite0"], out
+    assert [row.split(",")[0].strip() for row in rows] == [
+        "EfficientNet-Lite0",
+        "CNN from scratch",
+        "EfficientNet-Lite0",
+        "linear probe on EfficientNet-Lite0",
+    ], out
     assert sum(row.endswith("<- chosen") for row in rows) == 1 and "init: chose " in out
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     chosen = next(row for row in rows if row.endswith("<- chosen"))

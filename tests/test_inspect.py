@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
-from imgpipe.models.factory import create_model
-from imgpipe.store import ingested, model_folder
-from imgpipe.store.dataset import Split, make_manifest, pixel_hash
+from helpers import decoded_png
 from imgpipe.cli import main
 from imgpipe.inspection.features import logits_layer, split_features
 from imgpipe.inspection.gradcam import find_target_layer, heat_maps
 from imgpipe.inspection.label_issues import issue_table, out_of_fold_proba, rank_label_issues
 from imgpipe.inspection.outputs import InspectFiles
-from imgpipe.models.saved import save_model, load_model
+from imgpipe.models.factory import create_model
+from imgpipe.models.saved import load_model, save_model
+from imgpipe.store import ingested
+from imgpipe.store.dataset import Split, make_manifest, pixel_hash
 from model_helpers import CPU, spec
 
 CLASSES = ["left", "middle", "right"]
@@ -47,8 +48,14 @@ def as_splits(size: int = 16, seed: int = 0) -> dict[str, Split]:
     for k, (name, per_class) in enumerate(PER_SPLIT.items()):
         images, labels = squares(per_class, size, seed + k)
         ids = [f"synthetic/{name}-{i:03d}.png" for i in range(len(labels))]
-        manifest = make_manifest(ids=ids, labels=labels, classes=CLASSES, split=name,
-                                 sha256=[pixel_hash(im) for im in images], origin="synthetic")
+        manifest = make_manifest(
+            ids=ids,
+            labels=labels,
+            classes=CLASSES,
+            split=name,
+            sha256=[pixel_hash(im) for im in images],
+            origin="synthetic",
+        )
         splits[name] = Split(images, manifest)
     return splits
 
@@ -152,9 +159,8 @@ def test_inspect_writes_its_files_and_summary(in_project, capsys):
     files.near_duplicates_csv.write_text("a,b,distance\nx,y,0.1\nz,w,0.2\n")  # as ingest will write it
     assert main(["inspect", "--top", "6", "--folds", "3"]) == 0
     out = capsys.readouterr().out
-    for path in (files.embeddings.features, files.embeddings.index, files.embeddings.map, files.label_issues_csv,
-                 files.label_issues_png, files.gradcam_png):
-        assert path.is_file(), path
+    for path in (files.embeddings.map, files.label_issues_png, files.gradcam_png):
+        decoded_png(path)  # a whole PNG with something drawn (label issues may be a card saying there are none)
     total = sum(len(CLASSES) * n for n in PER_SPLIT.values())
     assert np.load(files.embeddings.features).shape == (total, SMALL["dense_units"])
     index = pd.read_csv(files.embeddings.index)
@@ -172,13 +178,15 @@ def test_the_report_gains_an_inspection_section(in_project, capsys):
 
     assert main(["inspect", "--top", "4", "--folds", "3"]) == 0
     files = InspectFiles(in_project)
-    files.label_issues_csv.write_text("rank,split,row,id,given,suggested,self_confidence\n"
-                                      "1,train,3,<b>x</b>,left,right,0.01\n")
+    files.label_issues_csv.write_text(
+        "rank,split,row,id,given,suggested,self_confidence\n1,train,3,<b>x</b>,left,right,0.01\n"
+    )
     pictures, rows = inspection_section(in_project)
     assert [p for _, p in pictures] == [files.label_issues_png, files.gradcam_png, files.embeddings.map]
     info = SimpleNamespace(run_id="r", run_name="run", start_time=0, status="FINISHED")
-    run = SimpleNamespace(info=info, data=SimpleNamespace(tags={}, metrics={}, params={}),
-                          inputs=SimpleNamespace(dataset_inputs=[]))
+    run = SimpleNamespace(
+        info=info, data=SimpleNamespace(tags={}, metrics={}, params={}), inputs=SimpleNamespace(dataset_inputs=[])
+    )
     summary = RunSummary(run, "imgpipe", [], inspection=pictures, label_issues=rows)
     page = render_markdown(summary, "files")
     assert "## Inspection" in page and "(files/gradcam.png)" in page and "(files/map.png)" in page
@@ -199,8 +207,14 @@ def test_imagenet_features_come_from_the_pretrained_backbone(digits_small):
     images, labels = digits_small
     keep = labels < 3
     images, labels = images[keep], labels[keep]
-    manifest = make_manifest(ids=[str(i) for i in range(len(labels))], labels=labels, classes=["0", "1", "2"],
-                             split="train", sha256=[""] * len(labels), origin="digits")
+    manifest = make_manifest(
+        ids=[str(i) for i in range(len(labels))],
+        labels=labels,
+        classes=["0", "1", "2"],
+        split="train",
+        sha256=[""] * len(labels),
+        origin="digits",
+    )
     model, layer = imagenet_model(channels=1, image_size=8)
     features = split_features(model, layer, {"train": Split(images, manifest)}, CPU, desc="imagenet")
     assert features.shape == (len(labels), 1280)

@@ -24,16 +24,25 @@ def ruff() -> str:
 @pytest.mark.parametrize("check", [["check", "--no-fix"], ["format", "--check"]], ids=["lint", "format"])
 def test_the_tree_passes_ruff(check):
     done = subprocess.run([ruff(), *check, "."], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, f"`ruff {' '.join(check)} .` failed (fix: ruff check --fix . && ruff format .):\n{done.stdout[-4000:]}"
+    assert done.returncode == 0, (
+        f"`ruff {' '.join(check)} .` failed (fix: ruff check --fix . && ruff format .):\n{done.stdout[-4000:]}"
+    )
 
 
 def test_pre_commit_runs_the_same_ruff():
     import yaml
 
-    done = subprocess.run([sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    hooks = [hook for repo in yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]
-             for hook in repo["hooks"]]
+    hooks = [
+        hook
+        for repo in yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]
+        for hook in repo["hooks"]
+    ]
     assert sorted(hook["entry"].split()[1] for hook in hooks) == ["check", "format"]
     assert all(hook["entry"].startswith("ruff ") and hook["language"] == "system" for hook in hooks)

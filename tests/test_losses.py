@@ -32,7 +32,8 @@ def test_each_loss_is_its_definition(weights):
     log_prior = torch.log(torch.tensor(PRIOR))
     assert loss("balanced_softmax") == pytest.approx(F.cross_entropy(logits + log_prior, y, weight=w).item(), abs=1e-6)
     assert loss("logit_adjusted", logit_tau=0.5) == pytest.approx(
-        F.cross_entropy(logits + 0.5 * log_prior, y, weight=w).item(), abs=1e-6)
+        F.cross_entropy(logits + 0.5 * log_prior, y, weight=w).item(), abs=1e-6
+    )
     # LDAM: the true class's logit minus its margin; margins grow as classes get rarer (n^-1/4).
     margins = torch.tensor(PRIOR) ** -0.25
     margins = 0.5 * margins / margins.max() * COSINE_SCALE
@@ -85,17 +86,24 @@ def test_ldam_trains_a_cosine_head_whose_logits_stay_bounded(digits_small):
 @pytest.mark.parametrize("loss", ["focal", "balanced_softmax", "logit_adjusted"])
 def test_each_long_tail_loss_learns_real_digits(digits_small, loss):
     images, labels = digits_small
-    result = train(create_model(digits_spec()), (images[:240], labels[:240]), (images[240:], labels[240:]),
-                   train_cfg(loss=loss, epochs=4))
+    result = train(
+        create_model(digits_spec()),
+        (images[:240], labels[:240]),
+        (images[240:], labels[240:]),
+        train_cfg(loss=loss, epochs=4),
+    )
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert max(r.val_accuracy for r in result.history) > 0.5
 
 
-@pytest.mark.parametrize("changes, key", [
-    ({"loss": "ldam_drw"}, "train.loss"),
-    ({"drw_epoch": 9, "epochs": 8}, "train.drw_epoch"),
-    ({"focal_gamma": -1}, "train.focal_gamma"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"loss": "ldam_drw"}, "train.loss"),
+        ({"drw_epoch": 9, "epochs": 8}, "train.drw_epoch"),
+        ({"focal_gamma": -1}, "train.focal_gamma"),
+    ],
+)
 def test_bad_loss_params_name_the_key(tmp_path, changes, key):
     import yaml
 

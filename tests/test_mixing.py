@@ -34,7 +34,7 @@ def test_cutmix_pastes_a_box_and_lam_is_the_share_left_as_it_was():
         box = changed.any(0)  # one box, the same for every image
         rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
         if len(rows):
-            assert box[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+            assert box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
         # lam is the share outside the box (a pixel equal in both images may hide inside it).
         assert (1.0 - changed.float().mean(dim=(1, 2)) >= lam - 1e-6).all()
 

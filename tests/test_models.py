@@ -8,18 +8,22 @@ from imgpipe.errors import ImgpipeError
 from imgpipe.models.factory import create_model
 from imgpipe.models.freeze import apply_freeze, parameter_groups
 from imgpipe.models.inference import predict_proba
-from imgpipe.params.model_names import BACKBONES
 from imgpipe.models.pretrained import load_pretrained, load_weights_file
 from imgpipe.models.spec import ModelSpec
+from imgpipe.params.model_names import BACKBONES
 from model_helpers import CPU, digits_spec, spec, train, train_cfg
 
-@pytest.mark.parametrize("name, options", [
-    ("simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128, "dropout": 0.2}),
-    ("base_cnn", {"filters": [4, 8, 16], "kernel_size": 7, "padding": "same"}),
-    ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "valid", "dense_units": 64, "dropout": 0.5}),
-    ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same", "batch_norm": True}),
-    *[(name, {}) for name in BACKBONES],
-])
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("simple_cnn", {"filters": 32, "kernel_size": 3, "dense_units": 128, "dropout": 0.2}),
+        ("base_cnn", {"filters": [4, 8, 16], "kernel_size": 7, "padding": "same"}),
+        ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "valid", "dense_units": 64, "dropout": 0.5}),
+        ("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same", "batch_norm": True}),
+        *[(name, {}) for name in BACKBONES],
+    ],
+)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_take_stored_uint8_images(name, options, channels):
     model = create_model(spec(name, options, channels)).eval()
@@ -32,7 +36,7 @@ def test_simple_cnn_is_the_classic_layout():
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (3, 3))]
-    assert [l.out_features for l in linears] == [128, 3]
+    assert [layer.out_features for layer in linears] == [128, 3]
 
 
 def test_too_many_poolings_for_the_image_size_is_a_clear_error():
@@ -43,7 +47,11 @@ def test_too_many_poolings_for_the_image_size_is_a_clear_error():
 def test_unfreeze_last_trains_only_the_head_and_the_last_block():
     model = create_model(spec("resnet18", {}, channels=3))
     apply_freeze(model, 1)
-    trainable = {name.split(".")[2] if name.startswith("net.blocks") else "head" for name, p in model.named_parameters() if p.requires_grad}
+    trainable = {
+        name.split(".")[2] if name.startswith("net.blocks") else "head"
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
     assert trainable == {"4", "head"}  # blocks: stem, layer1..layer4 -> only layer4 (block 4)
     assert not any(p.requires_grad for p in model.net.blocks[3].parameters())
     apply_freeze(model, "backbone")
@@ -65,10 +73,17 @@ def test_transfer_from_a_backbone_we_trained_ourselves(digits_small, tmp_path):
     """Train a base CNN on digits 0-9, save it, then start a 3-class model from its weights."""
     images, labels = digits_small
     source = create_model(digits_spec("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same"}))
-    train(source, (images[:240], labels[:240]), (images[240:], labels[240:]), train_cfg(model="base_cnn", base_cnn={"filters": [8, 16], "kernel_size": 3, "padding": "same"}))
+    train(
+        source,
+        (images[:240], labels[:240]),
+        (images[240:], labels[240:]),
+        train_cfg(model="base_cnn", base_cnn={"filters": [8, 16], "kernel_size": 3, "padding": "same"}),
+    )
     torch.save(source.state_dict(), tmp_path / "backbone.pt")
 
-    target = create_model(ModelSpec("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same"}, ["a", "b", "c"], 8, 1))
+    target = create_model(
+        ModelSpec("base_cnn", {"filters": [8, 16], "kernel_size": 3, "padding": "same"}, ["a", "b", "c"], 8, 1)
+    )
     load_weights_file(target, tmp_path / "backbone.pt")
     for key, value in target.state_dict().items():
         if key.startswith("net.blocks."):
@@ -79,9 +94,22 @@ def test_transfer_from_a_backbone_we_trained_ourselves(digits_small, tmp_path):
     apply_freeze(target, 1)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     three = np.isin(labels, [0, 1, 2])
-    train(target, (images[three][:60], labels[three][:60]), (images[three][60:], labels[three][60:]),
-          train_cfg(model="base_cnn", base_cnn={"filters": [8, 16], "kernel_size": 3, "padding": "same"}, epochs=1, freeze={"unfreeze_last": 1}))
-    changed = {k.split(".")[1] + "." + k.split(".")[2] for k, v in target.state_dict().items() if k.startswith("net.") and not torch.equal(v, before[k])}
+    train(
+        target,
+        (images[three][:60], labels[three][:60]),
+        (images[three][60:], labels[three][60:]),
+        train_cfg(
+            model="base_cnn",
+            base_cnn={"filters": [8, 16], "kernel_size": 3, "padding": "same"},
+            epochs=1,
+            freeze={"unfreeze_last": 1},
+        ),
+    )
+    changed = {
+        k.split(".")[1] + "." + k.split(".")[2]
+        for k, v in target.state_dict().items()
+        if k.startswith("net.") and not torch.equal(v, before[k])
+    }
     assert changed == {"blocks.1", "head.2"}
 
 
@@ -129,7 +157,9 @@ def test_efficientnet_lite0_imagenet_weights_recognise_a_temple():
 
     info = ImageNetInfo()
     names = [info.index_to_description(i) for i in range(1000)]
-    model = create_model(ModelSpec("efficientnet_lite0", {}, names, 224, 3, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+    model = create_model(
+        ModelSpec("efficientnet_lite0", {}, names, 224, 3, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    )
     load_pretrained(model, "efficientnet_lite0", True)
     image = np.asarray(Image.fromarray(load_sample_image("china.jpg")).resize((224, 224), Image.Resampling.BILINEAR))
     proba = predict_proba(model, image[None], 1, CPU)[0]

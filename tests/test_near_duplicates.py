@@ -36,9 +36,11 @@ def copies(image: Image.Image) -> dict[str, Image.Image]:
     w, h = image.size
     jpeg = io.BytesIO()
     image.resize((w // 2, h // 2)).save(jpeg, format="JPEG", quality=40)
-    return {"resized and recompressed": Image.open(jpeg),
-            "cropped 5% off each side": image.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
-            "cropped 10% off each side": image.crop((w // 10, h // 10, w - w // 10, h - h // 10))}
+    return {
+        "resized and recompressed": Image.open(jpeg),
+        "cropped 5% off each side": image.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
+        "cropped 10% off each side": image.crop((w // 10, h // 10, w - w // 10, h - h // 10)),
+    }
 
 
 def test_the_whole_image_hash_is_imagehash_phash():
@@ -62,8 +64,9 @@ def test_altered_copies_are_found_and_distinct_pictures_are_not(kind):
 
 def test_digits_that_differ_are_not_near_duplicates(digits_small):
     images, _ = digits_small
-    big = np.stack([np.asarray(Image.fromarray(im[:, :, 0]).resize((32, 32), Image.Resampling.BICUBIC))
-                    for im in images])[..., None]
+    big = np.stack(
+        [np.asarray(Image.fromarray(im[:, :, 0]).resize((32, 32), Image.Resampling.BICUBIC)) for im in images]
+    )[..., None]
     hashes = perceptual_hashes(big)
     dist = nearest(hashes[:100], hashes[100:])[1]
     assert (dist > 0).mean() > 0.97  # a handful of scans are near copies at 8x8; most are far
@@ -77,7 +80,9 @@ def test_leaks_leave_val_and_test_and_are_recorded():
     kept, leaks = find_leaks(parts, hashes, ids, max_distance=4, drop=True)
     assert kept["val"].tolist() == [1] and kept["test"].tolist() == [4] and kept["train"].tolist() == [0]
     assert [(x["file"], x["split"], x["copy_of"], x["copy_of_split"], x["distance"]) for x in leaks] == [
-        ("a-copy", "val", "a", "train", 1), ("b-copy", "test", "b", "val", 2)]
+        ("a-copy", "val", "a", "train", 1),
+        ("b-copy", "test", "b", "val", 2),
+    ]
     same, noted = find_leaks(parts, hashes, ids, max_distance=4, drop=False)
     assert {k: v.tolist() for k, v in same.items()} == {k: v.tolist() for k, v in parts.items()}
     assert [x["action"] for x in noted] == ["kept", "kept"]

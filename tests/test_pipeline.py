@@ -10,9 +10,9 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from imgpipe.models.saved import load_model
 
-from helpers import free_port, make_project
+from helpers import decoded_png, free_port, make_project
+from imgpipe.models.saved import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,15 @@ def test_metrics_json_has_every_headline_metric_for_val_and_test(project):
 def test_per_class_table_covers_every_test_image(project):
     per_class = pd.read_csv(project.root / "reports/per_class.csv", dtype={"class": str})
     assert list(per_class["class"]) == [str(d) for d in range(10)]
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support", "recall_ci95_low",
-                                       "recall_ci95_high"]
+    assert list(per_class.columns) == [
+        "class",
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "recall_ci95_low",
+        "recall_ci95_high",
+    ]
     assert (per_class["recall_ci95_low"] <= per_class["recall"]).all()
     assert (per_class["recall"] <= per_class["recall_ci95_high"]).all()
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
@@ -83,16 +90,56 @@ def test_balance_report_starts_from_ingests_counts_and_evens_them(project):
     assert len(set(balance["after"].values())) == 1  # random_over evens the classes
 
 
-@pytest.mark.parametrize("name", ["augment_preview.png", "confusion_matrix.png", "train_history.csv", "confusion.csv",
-                                  "roc.csv", "precision_recall.csv", "misclassified.png", "training_curves.png"])
-def test_report_is_written(project, name):
-    assert (project.root / "reports" / name).stat().st_size > 0
+# Sizes that follow from the figure: 7.5 inches square for ten classes, two panels side by side.
+PICTURES = {
+    "augment_preview.png": None,
+    "misclassified.png": None,
+    "confusion_matrix.png": (750, 750),
+    "training_curves.png": (900, 340),
+}
+
+
+@pytest.mark.parametrize("name", list(PICTURES))
+def test_report_picture_is_drawn(project, name):
+    size, expected = decoded_png(project.root / "reports" / name), PICTURES[name]
+    assert (size == expected) if expected else min(size) >= 64, size  # grids vary with what they show
+
+
+def test_report_tables_hold_every_epoch_and_test_image(project):
+    reports, epochs = project.root / "reports", project.params["train"]["epochs"]
+    history = pd.read_csv(reports / "train_history.csv")
+    assert list(history.columns) == [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_balanced_accuracy",
+        "lr",
+    ]
+    assert len(history) == epochs and history["val_accuracy"].between(0, 1).all()
+    confusion = pd.read_csv(reports / "confusion.csv", dtype=str)
+    ingest = json.loads((reports / "ingest.json").read_text())
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == ingest["total"]["test"]
+    assert set(confusion["actual"]) == {str(d) for d in range(10)}
+    for name, x, y in (("roc.csv", "fpr", "tpr"), ("precision_recall.csv", "recall", "precision")):
+        curve = pd.read_csv(reports / name, dtype={"class": str})
+        assert list(curve.columns) == ["class", x, y] and len(curve) == 10 * 101, name  # the fixed grid, per class
+        assert curve[y].between(0, 1).all(), name
 
 
 def test_dvc_plots_show_renders_every_plot(project):
     shown = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
-    for plot_id in ("Confusion matrix (test)", "Recall by class (test)", "ROC, one-vs-rest (test)", "Precision-recall (test)",
-                    "Loss", "Accuracy", "reports/training_curves.png", "reports/misclassified.png"):
+    for plot_id in (
+        "Confusion matrix (test)",
+        "Recall by class (test)",
+        "ROC, one-vs-rest (test)",
+        "Precision-recall (test)",
+        "Loss",
+        "Accuracy",
+        "reports/training_curves.png",
+        "reports/misclassified.png",
+    ):
         assert shown.get(plot_id), plot_id
     roc = json.dumps(shown["ROC, one-vs-rest (test)"])
     assert '"class": "3"' in roc and '"fpr"' in roc
@@ -111,7 +158,9 @@ def stage_runs(client, pipeline_run):
 
 
 def children(client, parent) -> dict:
-    found = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    found = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     return {r.info.run_name: r for r in found}
 
 
@@ -132,7 +181,9 @@ def test_one_pipeline_run_with_a_child_per_stage(pipeline_run, stage_runs):
 def test_each_stage_run_holds_its_metrics_and_reports(client, project, stage_runs):
     ingest = json.loads((project.root / "reports/ingest.json").read_text())
     metrics = stage_runs["ingest"].data.metrics
-    assert metrics["decoded"] == ingest["summary"]["decoded"] and metrics["imbalance_ratio"] == ingest["imbalance_ratio"]
+    assert (
+        metrics["decoded"] == ingest["summary"]["decoded"] and metrics["imbalance_ratio"] == ingest["imbalance_ratio"]
+    )
     assert {"skipped", "duplicates_removed", "images.train", "count.train.0", "count.test.9"} <= set(metrics)
     balance = json.loads((project.root / "reports/balance.json").read_text())
     metrics = stage_runs["balance"].data.metrics
@@ -140,12 +191,19 @@ def test_each_stage_run_holds_its_metrics_and_reports(client, project, stage_run
     assert metrics["synthetic"] == 0 and metrics["before.0"] == balance["before"]["0"]
     metrics = stage_runs["augment"].data.metrics
     assert metrics["images_written"] > 0 and metrics["images_per_second"] > 0
-    expected = {"ingest": {"reports/ingest.json", "reports/ingest_samples.png", "reports/near_duplicates.csv"},
-                "balance": {"reports/balance.json", "reports/balance_counts.png"},
-                "augment": {"reports/augment_preview.png", "reports/pipeline.json"},
-                "train": {"reports/train_history.csv"},
-                "evaluate": {"evaluation/confusion_matrix.png", "evaluation/misclassified.png", "evaluation/roc.csv",
-                             "evaluation/training_curves.png", "evaluation/model_card.md"}}
+    expected = {
+        "ingest": {"reports/ingest.json", "reports/ingest_samples.png", "reports/near_duplicates.csv"},
+        "balance": {"reports/balance.json", "reports/balance_counts.png"},
+        "augment": {"reports/augment_preview.png", "reports/pipeline.json"},
+        "train": {"reports/train_history.csv"},
+        "evaluate": {
+            "evaluation/confusion_matrix.png",
+            "evaluation/misclassified.png",
+            "evaluation/roc.csv",
+            "evaluation/training_curves.png",
+            "evaluation/model_card.md",
+        },
+    }
     for stage, files in expected.items():
         folder = next(iter(files)).split("/")[0]
         assert files <= {a.path for a in client.list_artifacts(stage_runs[stage].info.run_id, folder)}, stage
@@ -154,16 +212,24 @@ def test_each_stage_run_holds_its_metrics_and_reports(client, project, stage_run
 def test_each_stage_run_names_its_output_by_dvc_hash_and_links_its_inputs(project, stage_runs):
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
     md5 = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
-    for stage, out in (("ingest", "data/ingest"), ("balance", "data/balance"), ("augment", "data/augment"),
-                       ("train", "models"), ("evaluate", "metrics.json")):
+    for stage, out in (
+        ("ingest", "data/ingest"),
+        ("balance", "data/balance"),
+        ("augment", "data/augment"),
+        ("train", "models"),
+        ("evaluate", "metrics.json"),
+    ):
         assert stage_runs[stage].data.tags[f"imgpipe.out.{out}"] == md5[out], stage
     made = {stage: run.info.run_id for stage, run in stage_runs.items()}
     assert stage_runs["balance"].data.tags["imgpipe.in.data/ingest"] == made["ingest"]
     assert stage_runs["augment"].data.tags["imgpipe.in.data/balance"] == made["balance"]
     assert stage_runs["train"].data.tags["imgpipe.in.data/augment"] == made["augment"]
     assert stage_runs["evaluate"].data.tags["imgpipe.in.models"] == made["train"]
-    outputs = {i.dataset.name: i.dataset.digest for i in stage_runs["ingest"].inputs.dataset_inputs
-               if {t.key: t.value for t in i.tags}["mlflow.data.context"] == "output"}
+    outputs = {
+        i.dataset.name: i.dataset.digest
+        for i in stage_runs["ingest"].inputs.dataset_inputs
+        if {t.key: t.value for t in i.tags}["mlflow.data.context"] == "output"
+    }
     assert outputs == {"data/ingest": md5["data/ingest"].removesuffix(".dir")}
 
 
@@ -181,8 +247,11 @@ def test_mlflow_run_has_params_epochs_metrics_and_model(project, client, trainin
 
 def test_mlflow_run_records_the_data_it_saw_by_dvc_hash(project, training_run):
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())["stages"]
-    inputs = {i.dataset.name: i for i in training_run.inputs.dataset_inputs
-              if {t.key: t.value for t in i.tags}["mlflow.data.context"] in ("training", "validation")}
+    inputs = {
+        i.dataset.name: i
+        for i in training_run.inputs.dataset_inputs
+        if {t.key: t.value for t in i.tags}["mlflow.data.context"] in ("training", "validation")
+    }
     assert set(inputs) == {"data/augment", "data/ingest"}
     augment_md5 = next(o["md5"] for o in lock["augment"]["outs"] if o["path"] == "data/augment")
     assert {t.key: t.value for t in inputs["data/augment"].tags}["dvc.md5"] == augment_md5
@@ -213,7 +282,11 @@ def test_second_repro_runs_nothing(project):
 COSMETIC = {
     "a plotting helper only reports use": ("src/imgpipe/balance/pictures.py", 'color="#2f6fbd"', 'color="#1f5fad"'),
     "the shared figure saver": ("src/imgpipe/viz/figure.py", "dpi: int = 100", "dpi: int = 101"),
-    "another stage's schema": ("src/imgpipe/params/evaluate.py", "how many of the most confident", "how many of the surest"),
+    "another stage's schema": (
+        "src/imgpipe/params/evaluate.py",
+        "how many of the most confident",
+        "how many of the surest",
+    ),
     "mlflow.experiment_name": ("params.yaml", "experiment_name: imgpipe", "experiment_name: renamed"),
 }
 
@@ -247,13 +320,19 @@ def test_a_bytecode_cache_in_a_code_folder_reruns_nothing(project):
         (project.root / "src" / "imgpipe" / "viz" / "stray.pyc").unlink()
 
 
-@pytest.mark.parametrize("typo, named", [("\ntrian:\n  lr: 0.1\n", "unknown section(s) trian"),
-                                         ("\ningest:\n  imgae_size: 32\n", "ingest.imgae_size")])
+@pytest.mark.parametrize(
+    "typo, named",
+    [("\ntrian:\n  lr: 0.1\n", "unknown section(s) trian"), ("\ningest:\n  imgae_size: 32\n", "ingest.imgae_size")],
+)
 def test_a_params_typo_fails_repro_even_when_nothing_would_rerun(project, typo, named):
     params = project.root / "params.yaml"
     original = params.read_text()
     # An added, misspelt key: ingest's own params are unchanged, so only the check can catch it.
-    edited = original + typo if "trian" in typo else original.replace("  image_size: 16", "  image_size: 16\n  imgae_size: 32")
+    edited = (
+        original + typo
+        if "trian" in typo
+        else original.replace("  image_size: 16", "  image_size: 16\n  imgae_size: 32")
+    )
     params.write_text(edited)
     try:
         failed = project.run("dvc", "repro", check=False)
@@ -288,13 +367,18 @@ def test_an_evaluate_param_reruns_evaluate_only(tta_experiment):
     assert ran(tta_experiment[0].stdout) == ["evaluate"]
 
 
-def test_a_reevaluation_is_a_pipeline_run_of_one_stage_linking_the_cached_ones(project, client, stage_runs,
-                                                                               tta_experiment):
+def test_a_reevaluation_is_a_pipeline_run_of_one_stage_linking_the_cached_ones(
+    project, client, stage_runs, tta_experiment
+):
     """Only evaluate ran: the experiment's pipeline run has one child, and names the runs
     that made the outputs DVC reused (the lr experiment's model, the first repro's data)."""
     trained_id = tta_experiment[1]
-    (evaluated,) = client.search_runs([stage_runs["train"].info.experiment_id], order_by=["attributes.start_time DESC"],
-                                      max_results=1, filter_string="tags.`imgpipe.stage` = 'evaluate'")
+    (evaluated,) = client.search_runs(
+        [stage_runs["train"].info.experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        filter_string="tags.`imgpipe.stage` = 'evaluate'",
+    )
     parent = client.get_run(evaluated.data.tags["mlflow.parentRunId"])
     assert list(children(client, parent)) == ["evaluate"] and parent.info.run_name == parent.data.tags["dvc.exp_name"]
     tags = parent.data.tags
@@ -303,7 +387,10 @@ def test_a_reevaluation_is_a_pipeline_run_of_one_stage_linking_the_cached_ones(p
         assert tags[f"imgpipe.stage_run.{stage}"] == stage_runs[stage].info.run_id
     assert "cached" in tags["mlflow.note.content"] and evaluated.data.tags["imgpipe.model_run_id"] == trained_id
     assert evaluated.data.params["evaluate.tta"] == "True"
-    assert evaluated.data.metrics["test.accuracy"] == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
+    assert (
+        evaluated.data.metrics["test.accuracy"]
+        == json.loads((project.root / "metrics.json").read_text())["test"]["accuracy"]
+    )
     assert "test.accuracy" not in client.get_run(trained_id).data.metrics  # the training run is left as it was
 
 
@@ -336,8 +423,8 @@ def test_predict_and_the_model_mlflow_serves_decide_as_evaluate_scored(project, 
 
     from imgpipe.models.decision import Decision
     from imgpipe.models.inference import predict_proba
-    from imgpipe.store import ingested, model_folder
     from imgpipe.serving.predict import load_predictor
+    from imgpipe.store import ingested
 
     images = np.array(ingested.read_split(project.root / "data/ingest", "test").images[:64])  # writable, as torch likes
     decision = Decision(**json.loads((project.root / "reports/decision.json").read_text()))
@@ -350,8 +437,9 @@ def test_predict_and_the_model_mlflow_serves_decide_as_evaluate_scored(project, 
     assert np.allclose(load_predictor(f"models:/{served.model_id}", project.root).proba(images), decided, atol=1e-4)
 
 
-@pytest.mark.parametrize("section, value, key", [("train", {"lr": -1}, "train.lr"),
-                                                 ("balance", {"method": "magic"}, "balance.method")])
+@pytest.mark.parametrize(
+    "section, value, key", [("train", {"lr": -1}, "train.lr"), ("balance", {"method": "magic"}, "balance.method")]
+)
 def test_bad_params_stop_the_stage_with_the_key(tmp_path, section, value, key):
     project = make_project(tmp_path / "proj")
     project.set_params({section: value})

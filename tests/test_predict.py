@@ -21,14 +21,18 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny pipeline run on a folder of digit scans, its model registered as 'digits3'."""
     project = make_project(tmp_path_factory.mktemp("predict") / "proj")
     write_digit_folder(project.root / "raw" / "digits3", per_class=30)
-    project.set_params({"ingest": {"source": "raw/digits3", "channels": 1, "image_size": 16},
-                        "train": {"epochs": 6}, "mlflow": {"registered_model": "digits3"}})
+    project.set_params(
+        {
+            "ingest": {"source": "raw/digits3", "channels": 1, "image_size": 16},
+            "train": {"epochs": 6},
+            "mlflow": {"registered_model": "digits3"},
+        }
+    )
     project.run("dvc", "repro")
     return project
 
@@ -50,7 +54,9 @@ def test_predict_prints_one_line_per_image_of_a_folder(trained, tmp_path):
     assert table["probability"].between(0, 1).all()
 
     # The registered model gives the same answers as models/.
-    registry = trained.run(str(BIN / "imgpipe"), "predict", "--csv", "--model", "models:/digits3/1", *[str(p) for p in new["one"]])
+    registry = trained.run(
+        str(BIN / "imgpipe"), "predict", "--csv", "--model", "models:/digits3/1", *[str(p) for p in new["one"]]
+    )
     assert pd.read_csv(io.StringIO(registry.stdout))["class"].tolist() == table["class"].tolist()
 
     missing = trained.run(str(BIN / "imgpipe"), "predict", str(tmp_path / "nowhere"), check=False)
@@ -73,19 +79,50 @@ def a_jpeg(tmp_path: Path) -> Path:
 def test_mlflow_models_serve_answers_a_jpeg_as_imgpipe_predict_does(trained, tmp_path):
     port = free_port()
     # mlflow starts uvicorn from PATH: the venv's, even when the venv is not activated.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained.root}/mlflow.db",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/digits3/1", "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], cwd=trained.root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{trained.root}/mlflow.db",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/digits3/1",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=trained.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_server(server, port)
         photo = a_jpeg(tmp_path)
         body = tmp_path / "request.json"
         body.write_text(json.dumps({"dataframe_records": [{"image": base64.b64encode(photo.read_bytes()).decode()}]}))
-        curl = subprocess.run(["curl", "-sS", "--fail", f"http://127.0.0.1:{port}/invocations", "-H",
-                               "Content-Type: application/json", "--data-binary", f"@{body}"],
-                              capture_output=True, text=True, timeout=60)
+        curl = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--fail",
+                f"http://127.0.0.1:{port}/invocations",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                f"@{body}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert curl.returncode == 0, curl.stderr
         (answer,) = json.loads(curl.stdout)["predictions"]
         local = pd.read_csv(io.StringIO(trained.run(str(BIN / "imgpipe"), "predict", "--csv", str(photo)).stdout))
@@ -96,8 +133,9 @@ def test_mlflow_models_serve_answers_a_jpeg_as_imgpipe_predict_does(trained, tmp
         # Decoded uint8 pixels keep working, a row each.
         images = np.load(trained.root / "data" / "ingest" / "test.npy")[:5]
         rows = json.dumps({"dataframe_split": {"columns": ["pixels"], "data": [[image.tolist()] for image in images]}})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=rows.encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=rows.encode(), headers={"Content-Type": "application/json"}
+        )
         served = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
         assert len(served) == 5 and all(row["error"] == "" for row in served)
     finally:

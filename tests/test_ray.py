@@ -96,9 +96,16 @@ def test_stopping_the_stage_stops_its_ray_workers(cluster, torchrun_result):
     project.set_params({"train": {"launcher": "ray", "epochs": 50}})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
     env.update(cluster, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=project.root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)

@@ -21,8 +21,11 @@ HOSTILE_RUN = "<script>alert(1)</script> & co"
 
 def hostile_summary() -> RunSummary:
     info = SimpleNamespace(run_id="abc123", run_name="<script>alert(1)</script>", start_time=0, status="FINISHED")
-    data = SimpleNamespace(tags={"dvc.exp_name": "a|b *bold*"}, metrics={"test.accuracy": 0.5},
-                           params={"train.model": "<img src=x onerror=alert(1)>"})
+    data = SimpleNamespace(
+        tags={"dvc.exp_name": "a|b *bold*"},
+        metrics={"test.accuracy": 0.5},
+        params={"train.model": "<img src=x onerror=alert(1)>"},
+    )
     run = SimpleNamespace(info=info, data=data, inputs=SimpleNamespace(dataset_inputs=[]))
     return RunSummary(run, "<b>team</b>", pictures=[])
 
@@ -30,8 +33,9 @@ def hostile_summary() -> RunSummary:
 def with_lineage(summary: RunSummary, name: str) -> RunSummary:
     """``summary`` whose run read the dataset ``name`` (as MLflow records a DVC output's hash)."""
     tags = [SimpleNamespace(key="mlflow.data.context", value="train")]
-    summary.run.inputs.dataset_inputs.append(SimpleNamespace(dataset=SimpleNamespace(name=name, digest="d41d8c"),
-                                                             tags=tags))
+    summary.run.inputs.dataset_inputs.append(
+        SimpleNamespace(dataset=SimpleNamespace(name=name, digest="d41d8c"), tags=tags)
+    )
     return summary
 
 
@@ -76,11 +80,16 @@ def test_the_pipeline_table_names_each_stage_run_and_what_was_reused():
         return SimpleNamespace(info=info, data=SimpleNamespace(tags={}, metrics=metrics, params={}))
 
     summary = hostile_summary()
-    summary.stages = [StageRow("ingest", stage_run("i" * 32, {"kept": 737.0, "imbalance_ratio": 9.5}), "repro@abc1234"),
-                      StageRow("evaluate", stage_run("e" * 32, {"test.accuracy": 0.75}))]
+    summary.stages = [
+        StageRow("ingest", stage_run("i" * 32, {"kept": 737.0, "imbalance_ratio": 9.5}), "repro@abc1234"),
+        StageRow("evaluate", stage_run("e" * 32, {"test.accuracy": 0.75})),
+    ]
     page = render_markdown(summary, "files")
     assert "## Pipeline" in page
-    assert f"| ingest | {'i' * 32} | FINISHED, cached: reused from pipeline repro@abc1234 | kept 737, imbalance ratio 9.5 |" in page
+    assert (
+        f"| ingest | {'i' * 32} | FINISHED, cached: reused from pipeline repro@abc1234 | kept 737, imbalance ratio 9.5 |"
+        in page
+    )
     assert f"| evaluate | {'e' * 32} | FINISHED, ran here | test accuracy 0.75 |" in page
     assert "| accuracy |  | 0.7500 |" in page  # the scores are evaluate's
     assert "<h2>Pipeline</h2>" in render_html(summary)
@@ -116,7 +125,7 @@ def test_the_report_of_a_logged_run_holds_its_scores_settings_and_pictures(tmp_p
     assert "<td>train.model</td><td>efficientnet_lite0</td>" in page and "<td>train.lr</td><td>0.003</td>" in page
     assert f"<dd>{run_id} in experiment reports</dd>" in page and "<script>" not in page
     assert "<h1>imgpipe run &lt;script&gt;alert(1)&lt;/script&gt; &amp; co</h1>" in page
-    assert f"base64,{base64.b64encode(picture).decode()}\"><figcaption>Confusion matrix (test)" in page
+    assert f'base64,{base64.b64encode(picture).decode()}"><figcaption>Confusion matrix (test)' in page
 
     assert main(["report", "-o", str(tmp_path / "my report.md"), "--run", run_id]) == 0
     page = (tmp_path / "my report.md").read_text()
@@ -132,11 +141,26 @@ def test_the_templates_ship_in_a_wheel(tmp_path):
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("imgpipe-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     templates = sorted(p.name for p in (REPO / "src" / "imgpipe" / "reporting" / "templates").iterdir())
     assert templates == ["report.html", "report.md"]
     assert [n for n in names if n.startswith("imgpipe/reporting/templates/")] == [
-        f"imgpipe/reporting/templates/{name}" for name in templates]
+        f"imgpipe/reporting/templates/{name}" for name in templates
+    ]

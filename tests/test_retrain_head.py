@@ -35,18 +35,44 @@ def job(digits_small, folder, **changes) -> TrainingJob:
     batches = TrainBatches(train.images, train.labels, CPU, cfg.batch_size)
     first, head = Checkpoint(folder, "fp"), Checkpoint(folder, "fp", CHECKPOINT_FILE)
     head.extra = first.extra
-    return TrainingJob(cfg, Dist(), CPU, train, val, spec, create_model(spec), "random", batches, None, {}, {},
-                       first, first.load(), class_prior(train.labels, 10), head, head.load())
+    return TrainingJob(
+        cfg,
+        Dist(),
+        CPU,
+        train,
+        val,
+        spec,
+        create_model(spec),
+        "random",
+        batches,
+        None,
+        {},
+        {},
+        first,
+        first.load(),
+        class_prior(train.labels, 10),
+        head,
+        head.load(),
+    )
 
 
 def test_the_head_stage_trains_only_a_reset_head_on_balanced_batches(digits_small, tmp_path):
     weights = head_sampler_weights(np.array([0] * 8 + [1] * 2 + [2] * 0), 3, "class_balanced")
     assert weights == [1 / 8, 1 / 2, 0.0]  # each class drawn equally; an empty one never
     assert head_sampler_weights(np.array([0] * 16 + [1] * 4), 2, "square_root") == [0.25, 0.5]
-    cfg = head_config(train_cfg(epochs=9, loss="ldam", drw_epoch=5, mix={"mixup_alpha": 0.2}, ema={"decay": 0.9},
-                                retrain_head={"epochs": 2}))
-    assert (cfg.epochs, cfg.loss, cfg.drw_epoch, cfg.mix.mixup_alpha, cfg.ema.decay, cfg.retrain_head.epochs) == \
-        (2, "cross_entropy", 0, 0.0, 0.0, 0)
+    cfg = head_config(
+        train_cfg(
+            epochs=9, loss="ldam", drw_epoch=5, mix={"mixup_alpha": 0.2}, ema={"decay": 0.9}, retrain_head={"epochs": 2}
+        )
+    )
+    assert (cfg.epochs, cfg.loss, cfg.drw_epoch, cfg.mix.mixup_alpha, cfg.ema.decay, cfg.retrain_head.epochs) == (
+        2,
+        "cross_entropy",
+        0,
+        0.0,
+        0.0,
+        0,
+    )
 
     trained = job(digits_small, tmp_path)
     result = trained.fit()
@@ -56,8 +82,13 @@ def test_the_head_stage_trains_only_a_reset_head_on_balanced_batches(digits_smal
     blocks = trained.model.net.blocks
     assert not any(p.requires_grad for p in blocks.parameters())
     assert all(p.requires_grad for p in trained.model.net.head.parameters())
-    head_key = next(k for k in before if k.startswith("net.head.") and k.endswith("weight") and
-                    before[k].shape == trained.model.net.head[-1].weight.shape)
+    head_key = next(
+        k
+        for k in before
+        if k.startswith("net.head.")
+        and k.endswith("weight")
+        and before[k].shape == trained.model.net.head[-1].weight.shape
+    )
     assert not torch.equal(before[head_key], trained.model.state_dict()[head_key])  # re-initialised
 
 

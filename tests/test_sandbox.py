@@ -19,8 +19,10 @@ def test_a_copy_holds_this_checkouts_pipeline_under_git(tmp_path):
     assert project.params == yaml.safe_load((REPO / "params.yaml").read_text())
     assert (project.root / "src" / "imgpipe" / "sandbox.py").is_file() and not list(project.root.rglob("__pycache__"))
     project.set_params({"train": {"epochs": 1}})
-    assert project.params["train"]["epochs"] == 1 and project.params["train"]["lr"] == yaml.safe_load(
-        (REPO / "params.yaml").read_text())["train"]["lr"]  # merged into its section, not replacing it
+    assert (
+        project.params["train"]["epochs"] == 1
+        and project.params["train"]["lr"] == yaml.safe_load((REPO / "params.yaml").read_text())["train"]["lr"]
+    )  # merged into its section, not replacing it
     project.commit("copy")
     assert project.run("git", "status", "--porcelain").stdout == ""
 

@@ -10,9 +10,9 @@ import yaml
 from PIL import Image
 
 from helpers import REPO, SHARED, write_digit_folder
-from imgpipe.params.ingest import IngestConfig
 from imgpipe.errors import ImgpipeError
 from imgpipe.ingest.sources import load_source, read_manifest_csv, scan_folder
+from imgpipe.params.ingest import IngestConfig
 
 
 def ingest_config(**changes) -> IngestConfig:
@@ -98,7 +98,9 @@ def test_torchvision_mnist_read_from_a_local_root(tmp_path, digits_small):
     write_idx(raw / "train-labels-idx1-ubyte", labels[:200])
     write_idx(raw / "t10k-images-idx3-ubyte", big[200:])
     write_idx(raw / "t10k-labels-idx1-ubyte", labels[200:])
-    source = load_source(ingest_config(source="torchvision:MNIST", torchvision_root="tv", download=False, image_size=16), tmp_path)
+    source = load_source(
+        ingest_config(source="torchvision:MNIST", torchvision_root="tv", download=False, image_size=16), tmp_path
+    )
     assert source.builtin and len(source.ids) == 300
     assert list(source.splits).count("test") == 100 and source.images.shape[1:] == (16, 16, 1)
     assert source.classes[0].startswith("0")
@@ -123,7 +125,9 @@ def test_brain_mri_every_readable_file_is_decoded(tmp_path):
     files = [p for p in (SHARED / "brain-mri").rglob("*") if p.is_file()]
     assert source.scanned == len(files) and not source.skipped
     assert source.classes == ["no", "yes"]
-    assert np.bincount(source.labels).tolist() == [len(list((SHARED / "brain-mri" / c).rglob("*.*"))) for c in ("no", "yes")]
+    assert np.bincount(source.labels).tolist() == [
+        len(list((SHARED / "brain-mri" / c).rglob("*.*"))) for c in ("no", "yes")
+    ]
 
 
 def test_a_one_class_source_is_refused_before_decoding(tmp_path):
@@ -152,8 +156,11 @@ def test_a_huge_non_image_is_judged_by_its_first_bytes(tmp_path, monkeypatch):
         f.write(b"not a picture at all")
         f.truncate(3 * 2**30)
     read_whole = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda p: (_ for _ in ()).throw(AssertionError(f"read {p} whole"))
-                        if p == big else read_whole(p))
+    monkeypatch.setattr(
+        Path,
+        "read_bytes",
+        lambda p: (_ for _ in ()).throw(AssertionError(f"read {p} whole")) if p == big else read_whole(p),
+    )
     result = decode_file(big, DecodeSettings(16, 1, "squash", 10_000))
     assert result.pixels is None and "not an image" in result.reason
 

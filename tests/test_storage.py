@@ -7,8 +7,14 @@ from imgpipe.store.dataset import Split, make_manifest, read_split, write_datase
 
 def _split(n: int, split: str, seed: int = 0) -> Split:
     images = np.random.default_rng(seed).integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
-    manifest = make_manifest(ids=[f"img{i}" for i in range(n)], labels=np.arange(n) % 2, classes=["a", "b"],
-                             split=split, sha256=["x"] * n, origin="original")
+    manifest = make_manifest(
+        ids=[f"img{i}" for i in range(n)],
+        labels=np.arange(n) % 2,
+        classes=["a", "b"],
+        split=split,
+        sha256=["x"] * n,
+        origin="original",
+    )
     return Split(images, manifest)
 
 
@@ -36,7 +42,9 @@ def test_picked_rows_are_stored_as_references_and_only_new_pixels_are_written(tm
     train = read_split(data / "ingest", "train")
     # Balance: rows picked with repeats, nothing copied.
     picked = [5, 0, 0, 3, 5, 5]
-    write_dataset(data / "balance", ["a", "b"], {"train": Split(train.images.take(picked), train.manifest.iloc[picked])})
+    write_dataset(
+        data / "balance", ["a", "b"], {"train": Split(train.images.take(picked), train.manifest.iloc[picked])}
+    )
     assert np.load(data / "balance" / "train.npy").shape == (0, 4, 4, 1)
     balanced = read_split(data / "balance", "train")
     assert np.array_equal(balanced.images, source.images[picked])
@@ -52,7 +60,9 @@ def test_picked_rows_are_stored_as_references_and_only_new_pixels_are_written(tm
     assert set(pd.read_csv(data / "augment" / "manifest.csv")["pixels"]) == {"../ingest/train.npy", "train.npy"}
     # A referenced file gone: one sentence naming it and what to do.
     (data / "ingest" / "train.npy").unlink()
-    with pytest.raises(ImgpipeError, match=r"ingest/train\.npy, which .*augment/manifest\.csv takes pixels from, is missing"):
+    with pytest.raises(
+        ImgpipeError, match=r"ingest/train\.npy, which .*augment/manifest\.csv takes pixels from, is missing"
+    ):
         read_split(data / "augment", "train")
 
 

@@ -6,20 +6,22 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import starts_the_pipeline
 
 
-@pytest.mark.parametrize("cmd, starts", [
-    (["dvc", "repro"], True),
-    (["/venv/bin/imgpipe", "doctor"], True),
-    (["/venv/bin/mlflow", "models", "serve", "-m", "models"], True),
-    (["python", "-m", "stages.ingest"], True),
-    ([sys.executable, "-m", "imgpipe.cli", "init", "raw/pets"], True),
-    (["git", "init", "-q"], False),  # what copying a project runs
-    ([sys.executable, "-c", "print(1)"], False),
-    (["python", "-m"], False),
-])
+@pytest.mark.parametrize(
+    "cmd, starts",
+    [
+        (["dvc", "repro"], True),
+        (["/venv/bin/imgpipe", "doctor"], True),
+        (["/venv/bin/mlflow", "models", "serve", "-m", "models"], True),
+        (["python", "-m", "stages.ingest"], True),
+        ([sys.executable, "-m", "imgpipe.cli", "init", "raw/pets"], True),
+        (["git", "init", "-q"], False),  # what copying a project runs
+        ([sys.executable, "-c", "print(1)"], False),
+        (["python", "-m"], False),
+    ],
+)
 def test_the_pipeline_commands_are_told_apart(cmd, starts):
     assert starts_the_pipeline(cmd) is starts
 

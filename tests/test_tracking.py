@@ -6,24 +6,29 @@ import torch
 
 from helpers import free_port
 from imgpipe.models.factory import create_model
+from imgpipe.models.saved import save_model
 from imgpipe.models.spec import ModelSpec
-from imgpipe.tracking.lineage import dvc_hashes
 from imgpipe.serving.logged_model import log_model
+from imgpipe.tracking.lineage import dvc_hashes
 from imgpipe.tracking.runs import flatten
 from imgpipe.tracking.stage_run import stage_run
 from imgpipe.tracking.store import connect, tracking_uri
-from imgpipe.models.saved import save_model
 
 
 def test_flatten_params():
     assert flatten({"train": {"lr": 0.1, "cnn": {"filters": [4, 8]}}, "x": {}}) == {
-        "train.lr": 0.1, "train.cnn.filters": [4, 8], "x": {}}
+        "train.lr": 0.1,
+        "train.cnn.filters": [4, 8],
+        "x": {},
+    }
 
 
 def test_dvc_hashes_read_from_lock(tmp_path):
     lock = tmp_path / "dvc.lock"
-    lock.write_text("schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingest\n      md5: abc.dir\n"
-                    "    - path: reports/ingest.json\n      md5: def\n")
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingest\n      md5: abc.dir\n"
+        "    - path: reports/ingest.json\n      md5: def\n"
+    )
     assert dvc_hashes(lock, ["data/ingest", "data/augment"]) == {"data/ingest": "abc.dir"}
     assert dvc_hashes(tmp_path / "missing.lock", ["data/ingest"]) == {}
 
@@ -44,12 +49,16 @@ def test_logged_model_takes_image_files_and_pixels_in_batches_of_any_size(tmp_pa
     from PIL import Image
 
     from imgpipe.models.decision import Decision
-    from imgpipe.store import model_folder
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    spec = ModelSpec(name="base_cnn", options={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
-                     classes=list("abc"), image_size=16, channels=1,
-                     preprocessing={"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 10**6})
+    spec = ModelSpec(
+        name="base_cnn",
+        options={"filters": [4, 8], "kernel_size": 3, "padding": "same"},
+        classes=list("abc"),
+        image_size=16,
+        channels=1,
+        preprocessing={"image_size": 16, "channels": 1, "resize": "squash", "max_pixels": 10**6},
+    )
     torch.manual_seed(0)
     model = create_model(spec).eval()
     save_model(tmp_path / "models", model, spec, {"run_id": "r"})
@@ -177,8 +186,10 @@ def test_stages_of_one_execution_share_a_parent_and_a_killed_stage_run_is_ended(
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lark")
     params = {"ingest": {"source": "digits"}, "balance": {"method": "none"}}
     with stage_run(tmp_path, "ingest", params, "exp") as first:
-        killed = mlflow.MlflowClient().create_run(first.parent.info.experiment_id, tags={
-            "mlflow.parentRunId": first.parent.info.run_id, "imgpipe.stage": "balance"})  # left RUNNING, as by SIGKILL
+        killed = mlflow.MlflowClient().create_run(
+            first.parent.info.experiment_id,
+            tags={"mlflow.parentRunId": first.parent.info.run_id, "imgpipe.stage": "balance"},
+        )  # left RUNNING, as by SIGKILL
     with stage_run(tmp_path, "balance", params, "exp") as second:
         second.metrics({"after": {"a/b": 3}, "note": "not a number"})
     client = mlflow.MlflowClient()

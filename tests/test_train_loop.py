@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from imgpipe.models.factory import create_model
 from imgpipe.models.inference import predict_proba
 from imgpipe.params.train import DeviceAugmentConfig
 from imgpipe.train.checkpoint import Checkpoint
 from imgpipe.train.data import augment_batch, epoch_order
-from imgpipe.models.factory import create_model
 from model_helpers import CPU, digits_spec, seeded_model, spec, train, train_cfg
 
 
@@ -17,22 +17,35 @@ def test_training_learns_real_digits(digits_small, optimizer):
     images, labels = digits_small
     lr = 0.05 if optimizer == "sgd" else 0.003
     model = create_model(digits_spec())
-    result = train(model, (images[:240], labels[:240]), (images[240:], labels[240:]),
-                 train_cfg(optimizer=optimizer, lr=lr, epochs=6, nesterov=optimizer == "sgd"))
+    result = train(
+        model,
+        (images[:240], labels[:240]),
+        (images[240:], labels[240:]),
+        train_cfg(optimizer=optimizer, lr=lr, epochs=6, nesterov=optimizer == "sgd"),
+    )
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert max(r.val_accuracy for r in result.history) > 0.5  # chance is 0.1
     probs = predict_proba(model, images[240:], 16, CPU)
     assert probs.shape == (60, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("scheduler", [
-    {"name": "cosine", "warmup_epochs": 1}, {"name": "step", "step_size": 1, "gamma": 0.5},
-    {"name": "onecycle"}, {"name": "plateau", "patience": 0, "gamma": 0.5},
-])
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        {"name": "cosine", "warmup_epochs": 1},
+        {"name": "step", "step_size": 1, "gamma": 0.5},
+        {"name": "onecycle"},
+        {"name": "plateau", "patience": 0, "gamma": 0.5},
+    ],
+)
 def test_schedulers_move_the_learning_rate(digits_small, scheduler):
     images, labels = digits_small
-    result = train(create_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
-                 train_cfg(epochs=3, scheduler=scheduler, label_smoothing=0.1, grad_clip_norm=1.0))
+    result = train(
+        create_model(digits_spec()),
+        (images[:200], labels[:200]),
+        (images[200:], labels[200:]),
+        train_cfg(epochs=3, scheduler=scheduler, label_smoothing=0.1, grad_clip_norm=1.0),
+    )
     lrs = [r.lr for r in result.history]
     assert len(set(lrs)) > 1 or scheduler["name"] == "plateau"
     if scheduler["name"] == "step":
@@ -46,7 +59,9 @@ def test_early_stopping_stops_and_restores_the_best_epoch(digits_small, tmp_path
     data = ((images[:200], labels[:200]), (images[200:], labels[200:]))
     model = seeded_model(digits_spec())
     # A huge learning rate makes val loss worse after the first epochs.
-    cfg = train_cfg(epochs=12, lr=0.3, optimizer="sgd", early_stopping={"metric": "val_loss", "patience": 2, "restore_best": True})
+    cfg = train_cfg(
+        epochs=12, lr=0.3, optimizer="sgd", early_stopping={"metric": "val_loss", "patience": 2, "restore_best": True}
+    )
     result = train(model, *data, cfg, checkpoint=Checkpoint(tmp_path, "fp"))
     losses = [r.val_loss for r in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1
@@ -64,9 +79,15 @@ def test_early_stopping_stops_and_restores_the_best_epoch(digits_small, tmp_path
 def test_same_seed_same_history(digits_small):
     images, labels = digits_small
     opts = {"filters": [4, 8], "kernel_size": 3, "padding": "same"}
-    runs = [train(seeded_model(digits_spec("base_cnn", opts)), (images[:200], labels[:200]), (images[200:], labels[200:]),
-                train_cfg(model="base_cnn", epochs=2, dropout=0.3, device_augment={"hflip": True, "crop_padding": 1})).history
-            for _ in range(2)]
+    runs = [
+        train(
+            seeded_model(digits_spec("base_cnn", opts)),
+            (images[:200], labels[:200]),
+            (images[200:], labels[200:]),
+            train_cfg(model="base_cnn", epochs=2, dropout=0.3, device_augment={"hflip": True, "crop_padding": 1}),
+        ).history
+        for _ in range(2)
+    ]
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
 
 
@@ -76,32 +97,58 @@ def test_training_from_disk_equals_training_from_memory(digits_small, tmp_path, 
 
     images, labels = digits_small
     classes = [str(i) for i in range(10)]
-    splits = {name: Split(images[rows], make_manifest(ids=[str(i) for i in rows], labels=labels[rows], classes=classes,
-                                                      split=name, sha256=["-"] * len(rows), origin="original"))
-              for name, rows in (("train", np.arange(200)), ("val", np.arange(200, 300)))}
+    splits = {
+        name: Split(
+            images[rows],
+            make_manifest(
+                ids=[str(i) for i in rows],
+                labels=labels[rows],
+                classes=classes,
+                split=name,
+                sha256=["-"] * len(rows),
+                origin="original",
+            ),
+        )
+        for name, rows in (("train", np.arange(200)), ("val", np.arange(200, 300)))
+    }
     write_dataset(tmp_path / "data", classes, splits)
     on_disk = {name: read_split(tmp_path / "data", name) for name in splits}
     assert not isinstance(on_disk["train"].images, np.ndarray)  # read batch by batch, never whole
-    cfg = train_cfg(model="base_cnn", epochs=2, mix={"mixup_alpha": 0.4, "p": 0.5}, workers=0,
-                    device_augment={"hflip": True, "crop_padding": 1})
+    cfg = train_cfg(
+        model="base_cnn",
+        epochs=2,
+        mix={"mixup_alpha": 0.4, "p": 0.5},
+        workers=0,
+        device_augment={"hflip": True, "crop_padding": 1},
+    )
     pipeline = None
     if online:
         from imgpipe.augment.pipeline import build_pipeline
+
         pipeline = build_pipeline([{"HorizontalFlip": {"p": 0.5}}], seed=0)
     opts = {"filters": [4, 8], "kernel_size": 3, "padding": "same"}
     runs = []
     for source in (splits, on_disk):
         model = seeded_model(digits_spec("base_cnn", opts))
-        result = train(model, (source["train"].images, source["train"].labels),
-                       (source["val"].images, source["val"].labels), cfg, augment=pipeline)
+        result = train(
+            model,
+            (source["train"].images, source["train"].labels),
+            (source["val"].images, source["val"].labels),
+            cfg,
+            augment=pipeline,
+        )
         runs.append(([r.as_dict() for r in result.history], {k: v.tolist() for k, v in model.state_dict().items()}))
     assert runs[0] == runs[1]
 
 
 # regularised: Mixup and CutMix, a weight average, focal loss and re-weighting from epoch 3,
 # each with state or random draws a resumed run must get back exactly.
-REGULARISED = {"mix": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "p": 0.8}, "ema": {"decay": 0.9}, "loss": "focal",
-               "drw_epoch": 3}
+REGULARISED = {
+    "mix": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "p": 0.8},
+    "ema": {"decay": 0.9},
+    "loss": "focal",
+    "drw_epoch": 3,
+}
 
 
 @pytest.mark.parametrize("online, regularised", [(False, False), (True, False), (False, True)])
@@ -109,8 +156,13 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_
     from imgpipe.augment.pipeline import build_pipeline
 
     images, labels = digits_small
-    cfg = train_cfg(epochs=4, dropout=0.3, scheduler={"name": "cosine", "warmup_epochs": 1},
-                    device_augment={"hflip": True, "crop_padding": 1}, **(REGULARISED if regularised else {}))
+    cfg = train_cfg(
+        epochs=4,
+        dropout=0.3,
+        scheduler={"name": "cosine", "warmup_epochs": 1},
+        device_augment={"hflip": True, "crop_padding": 1},
+        **(REGULARISED if regularised else {}),
+    )
     data = dict(train_split=(images[:200], labels[:200]), val_split=(images[200:], labels[200:]), cfg=cfg)
     pipeline = lambda: build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0) if online else None  # noqa: E731
 
@@ -144,7 +196,9 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits_
     assert saved["complete"] and saved["history"] == finished["history"]
     kept_model = create_model(digits_spec())
     kept = train(kept_model, **data, augment=pipeline(), checkpoint=checkpoint, resume=saved)
-    assert kept.epoch_seconds == [] and all(torch.equal(v, kept_model.state_dict()[k]) for k, v in whole.state_dict().items())
+    assert kept.epoch_seconds == [] and all(
+        torch.equal(v, kept_model.state_dict()[k]) for k, v in whole.state_dict().items()
+    )
     assert Checkpoint(tmp_path, "other params").load() is None
 
 
@@ -183,8 +237,16 @@ def test_online_augmentation_and_class_weights_train_reproducibly(digits_small, 
     runs = []
     for _ in range(2):
         pipeline = build_pipeline([{"Affine": {"rotate": [-10, 10], "p": 1.0}}], seed=0)
-        runs.append(train(seeded_model(digits_spec()), (images[:200], labels[:200]), (images[200:], labels[200:]),
-                        train_cfg(epochs=2, workers=workers), augment=pipeline, loss_weights=[1.0] * 9 + [3.0]).history)
+        runs.append(
+            train(
+                seeded_model(digits_spec()),
+                (images[:200], labels[:200]),
+                (images[200:], labels[200:]),
+                train_cfg(epochs=2, workers=workers),
+                augment=pipeline,
+                loss_weights=[1.0] * 9 + [3.0],
+            ).history
+        )
     assert [r.as_dict() for r in runs[0]] == [r.as_dict() for r in runs[1]]
     assert runs[0][-1].train_loss < runs[0][0].train_loss
 
@@ -210,7 +272,11 @@ def test_validation_scores_match_sklearn_even_when_a_class_is_missing():
     labels = torch.tensor([0, 1, 1, 0, 0])  # class 2 is predicted but never true
     loss, accuracy, balanced = evaluate(Fixed(), logits, labels, batch_size=2)
     assert accuracy == pytest.approx(3 / 5)
-    assert balanced == pytest.approx(balanced_accuracy_score(labels, logits.argmax(1))) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert (
+        balanced
+        == pytest.approx(balanced_accuracy_score(labels, logits.argmax(1)))
+        == pytest.approx((2 / 3 + 1 / 2) / 2)
+    )
     assert loss > 0
 
 
@@ -232,7 +298,8 @@ def test_the_checkpoint_fingerprint_covers_the_train_stages_code_and_nothing_els
     (tmp_path / "stages").mkdir()
     (tmp_path / "src").mkdir()
     (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  train:\n    deps: [stages/train.py, src, data/augment]\n  evaluate:\n    deps: [stages/evaluate.py]\n")
+        "stages:\n  train:\n    deps: [stages/train.py, src, data/augment]\n  evaluate:\n    deps: [stages/evaluate.py]\n"
+    )
     for name in ("stages/train.py", "stages/evaluate.py", "src/loop.py"):
         (tmp_path / name).write_text("x = 1\n")
     before = code_digest(tmp_path)

@@ -53,19 +53,29 @@ def test_same_params_same_metrics_and_a_finished_training_is_never_redone(traine
 
 # How a run is stopped: the machine or the OOM killer takes the whole process group; only
 # the `dvc` process dies (its stage runs on, orphaned); Ctrl-C in the terminal.
-STOPS = {"SIGKILL group": (signal.SIGKILL, True), "SIGKILL dvc alone": (signal.SIGKILL, False),
-         "Ctrl-C": (signal.SIGINT, True)}
+STOPS = {
+    "SIGKILL group": (signal.SIGKILL, True),
+    "SIGKILL dvc alone": (signal.SIGKILL, False),
+    "Ctrl-C": (signal.SIGINT, True),
+}
 # Where: an upstream stage at work, training between epochs, and saving after the last.
-POINTS = {"before training": ("augment", "augment: "), "during training": ("train", "epoch 1:"),
-          "after training": ("train", "train: saving the model")}
+POINTS = {
+    "before training": ("augment", "augment: "),
+    "during training": ("train", "epoch 1:"),
+    "after training": ("train", "train: saving the model"),
+}
 
 
 # Every way to stop during training, where resuming is exact to the epoch; around it, the
 # ways that differ there: an orphaned upstream stage finishing alone, a kill while saving.
 # (Ctrl-C upstream or while saving, and an orphaned save, are left out: each case costs a
 # pipeline run, and make test keeps under 20 minutes.)
-CASES = [("SIGKILL group", "before training"), ("SIGKILL dvc alone", "before training"),
-         *((stop, "during training") for stop in STOPS), ("SIGKILL group", "after training")]
+CASES = [
+    ("SIGKILL group", "before training"),
+    ("SIGKILL dvc alone", "before training"),
+    *((stop, "during training") for stop in STOPS),
+    ("SIGKILL group", "after training"),
+]
 
 
 @pytest.mark.parametrize("stop, point", CASES)
@@ -98,9 +108,16 @@ def stop_at(project, cmd: list[str], line_start: str, sig: int, whole_group: boo
     env.update(PYTHONUNBUFFERED="1", PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}")
     # Ctrl-C as a terminal sends it: a suite started in the background (`make test &`, nohup)
     # hands its children SIGINT ignored, and an ignored signal stays ignored across exec.
-    proc = subprocess.Popen(cmd, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # A hung stage must fail this test, not hang the suite: its group is killed after 5 minutes.
     deadline = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))
     deadline.start()
@@ -139,11 +156,22 @@ def test_two_process_ddp_with_gloo_completes_and_two_nodes_end_the_same(project)
     # split across another number of threads round differently.
     project.set_params({"train": {"nproc": 1}})
     shutil.rmtree(project.root / "checkpoints")
-    env = {"PET_NNODES": "2", "PET_RDZV_BACKEND": "c10d", "PET_RDZV_ENDPOINT": f"localhost:{free_port()}",
-           "PET_RDZV_ID": "imgpipe-test", "OMP_NUM_THREADS": "1"}
+    env = {
+        "PET_NNODES": "2",
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_RDZV_ENDPOINT": f"localhost:{free_port()}",
+        "PET_RDZV_ID": "imgpipe-test",
+        "OMP_NUM_THREADS": "1",
+    }
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "IMGPIPE_"))}
-    other = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project.root, env={**full_env, **env},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=project.root,
+        env={**full_env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out = project.run("dvc", "repro", env=env, timeout=600)
         other_out, _ = other.communicate(timeout=120)
@@ -161,8 +189,9 @@ def small_disk(folder, size: int):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     folder.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:

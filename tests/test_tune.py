@@ -4,7 +4,6 @@ real 3-trial study whose trials are DVC experiments nested under one MLflow run.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,11 @@ import yaml
 
 from helpers import make_project
 from imgpipe.errors import ImgpipeError, ParamsError
-from imgpipe.params.tune import TuneConfig
+from imgpipe.tracking.store import hide_password
+from imgpipe.train import tune_trial
 from imgpipe.tune.config import check_space, load_tune_config, read_metric
 from imgpipe.tune.space import apply, overrides
-from imgpipe.tracking.store import hide_password
 from imgpipe.tune.storage import study_storage
-from imgpipe.train import tune_trial
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "train.optimizer": ["adam", "sgd"]}
 
@@ -34,30 +32,44 @@ def write_params(tmp_path: Path, tune: dict) -> Path:
 
 def test_overrides_set_a_mapping_where_params_hold_a_string():
     params = {"train": {"lr": 0.1, "freeze": "none", "simple_cnn": {"filters": 8}}}
-    values = {"train.lr": 0.002, "train.freeze.unfreeze_last": 2, "train.simple_cnn.filters": 16,
-              "train.optimizer": "sgd"}
-    assert overrides(params, values) == ["train.lr=0.002", "train.freeze={unfreeze_last: 2}",
-                                         "train.simple_cnn.filters=16", "train.optimizer='sgd'"]
+    values = {
+        "train.lr": 0.002,
+        "train.freeze.unfreeze_last": 2,
+        "train.simple_cnn.filters": 16,
+        "train.optimizer": "sgd",
+    }
+    assert overrides(params, values) == [
+        "train.lr=0.002",
+        "train.freeze={unfreeze_last: 2}",
+        "train.simple_cnn.filters=16",
+        "train.optimizer='sgd'",
+    ]
     assert apply(params, values)["train"]["freeze"] == {"unfreeze_last": 2}
     assert params["train"]["freeze"] == "none"  # the caller's params are left alone
 
 
 def test_space_the_pipeline_would_refuse_is_named_before_any_trial(tmp_path):
     path = write_params(tmp_path, {"space": {"train.optimizer": ["adam", "lion"]}})
-    with pytest.raises(ParamsError, match=r"tune.space: a trial with train.optimizer='lion' would be refused: "
-                                          r"train.optimizer"):
+    with pytest.raises(
+        ParamsError,
+        match=r"tune.space: a trial with train.optimizer='lion' would be refused: "
+        r"train.optimizer",
+    ):
         check_space(path, load_tune_config(path))
     path = write_params(tmp_path, {"space": {"train.freeze.unfreeze_last": {"int": [0, 4]}}})
     check_space(path, load_tune_config(path))  # 0 = the head only
 
 
-@pytest.mark.parametrize("tune, key", [
-    ({"metric": "test.accuracy", "space": SPACE}, "tune.metric"),
-    ({"space": {"mlflow.experiment_name": ["a"]}}, "tune.space.mlflow.experiment_name"),
-    ({"space": {"train.lr": {"log_uniform": [0, 1]}}}, "tune.space.train.lr"),
-    ({"space": {"train.lr": {"uniform": [0.1, 0.01]}}}, "tune.space.train.lr"),
-    ({"space": {}}, "tune.space"),
-])
+@pytest.mark.parametrize(
+    "tune, key",
+    [
+        ({"metric": "test.accuracy", "space": SPACE}, "tune.metric"),
+        ({"space": {"mlflow.experiment_name": ["a"]}}, "tune.space.mlflow.experiment_name"),
+        ({"space": {"train.lr": {"log_uniform": [0, 1]}}}, "tune.space.train.lr"),
+        ({"space": {"train.lr": {"uniform": [0.1, 0.01]}}}, "tune.space.train.lr"),
+        ({"space": {}}, "tune.space"),
+    ],
+)
 def test_bad_study_names_the_key(tmp_path, tune, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_tune_config(write_params(tmp_path, tune))
@@ -112,8 +124,13 @@ def prunable_study(storage: str, warmup: int = 0) -> tuple[object, object]:
 
 
 def trial_env(storage: str, trial) -> dict[str, str]:
-    return {tune_trial.ENV_STORAGE: storage, tune_trial.ENV_STUDY: "s", tune_trial.ENV_TRIAL_ID: str(trial._trial_id),
-            tune_trial.ENV_TRIAL_NUMBER: str(trial.number), tune_trial.ENV_REPORT: "val_balanced_accuracy"}
+    return {
+        tune_trial.ENV_STORAGE: storage,
+        tune_trial.ENV_STUDY: "s",
+        tune_trial.ENV_TRIAL_ID: str(trial._trial_id),
+        tune_trial.ENV_TRIAL_NUMBER: str(trial.number),
+        tune_trial.ENV_REPORT: "val_balanced_accuracy",
+    }
 
 
 def test_a_trial_behind_the_median_is_pruned(tmp_path, monkeypatch):
@@ -218,8 +235,9 @@ def test_the_train_stage_stops_when_its_trial_is_pruned(studied, tmp_path):
     proj.run("git", "checkout", "--", "params.yaml")
     assert out.returncode == 2 and "pruned this trial after epoch 1" in out.stderr, out.stderr
     mlflow.set_tracking_uri(f"sqlite:///{proj.root / 'mlflow.db'}")
-    run = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                             filter_string="tags.`imgpipe.tune.pruned_at_epoch` = '1'")
+    run = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string="tags.`imgpipe.tune.pruned_at_epoch` = '1'"
+    )
     assert len(run) == 1 and run[0].data.tags["imgpipe.tune.trial"] == str(trial.number)
 
 

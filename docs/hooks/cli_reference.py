@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imgpipe.cli import build_parser
 from md_text import escape
+
+from imgpipe.cli import build_parser
 
 
 def cli_page() -> str:

@@ -32,8 +32,9 @@ def on_files(files: Files, config) -> Files:
 
 
 def reference_pages(root: Path) -> dict[str, str]:
-    done = subprocess.run([sys.executable, str(HERE / "generate_reference.py"), str(root)],
-                          capture_output=True, text=True, cwd=root)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "generate_reference.py"), str(root)], capture_output=True, text=True, cwd=root
+    )
     if done.returncode != 0:
         raise PluginError(f"generating the reference pages failed:\n{done.stderr}")
     return json.loads(done.stdout)

@@ -19,13 +19,13 @@ from io import StringIO
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from md_text import escape
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from imgpipe.params.base import read_params
 from imgpipe.params.sections import OPTIONAL, SECTIONS
-from md_text import escape
 
 # Comments that talk to tools, not to people.
 TOOL_COMMENTS = ("type:", "noqa", "pragma")
@@ -55,8 +55,9 @@ def params_page(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section_lines(name: str, schema: type[BaseModel], shipped: Any, beside: dict[str, str],
-                  optional: bool) -> list[str]:
+def section_lines(
+    name: str, schema: type[BaseModel], shipped: Any, beside: dict[str, str], optional: bool
+) -> list[str]:
     module_doc = inspect.getdoc(sys.modules[schema.__module__]) or ""
     about = module_doc.split("\n\n")[0].replace("\n", " ")
     lines = [f"## {name} {{#{name}}}", "", escape(about, table_cell=False), ""]
@@ -64,8 +65,13 @@ def section_lines(name: str, schema: type[BaseModel], shipped: Any, beside: dict
         lines += ["The section is optional.", ""]
     lines += ["| key | type | default | description | in params.yaml |", "|---|---|---|---|---|"]
     for key, annotation, info, description in walk(schema, name):
-        cells = [f"`{key}`", escape(type_text(annotation, info)), escape(default_text(info)),
-                 escape(description or beside.get(key, "")), escape(code(value_text(lookup(shipped, key.split(".")[1:]))))]
+        cells = [
+            f"`{key}`",
+            escape(type_text(annotation, info)),
+            escape(default_text(info)),
+            escape(description or beside.get(key, "")),
+            escape(code(value_text(lookup(shipped, key.split(".")[1:])))),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 

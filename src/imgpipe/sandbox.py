@@ -20,7 +20,17 @@ import yaml
 from imgpipe.errors import ImgpipeError
 
 # What a clone holds that the pipeline needs; data, models and stores are made by running it.
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "src",
+    "raw",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+]
 
 
 def checkout_root() -> Path:
@@ -28,8 +38,10 @@ def checkout_root() -> Path:
     folders below it); an installed, non-editable imgpipe has no project around it to copy."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "dvc.yaml").is_file():
-        raise ImgpipeError(f"imgpipe.sandbox copies a checkout of imgpipe, but {root} has no dvc.yaml: "
-                           "install imgpipe from a clone with `pip install -e .` to use it.")
+        raise ImgpipeError(
+            f"imgpipe.sandbox copies a checkout of imgpipe, but {root} has no dvc.yaml: "
+            "install imgpipe from a clone with `pip install -e .` to use it."
+        )
     return root
 
 
@@ -43,8 +55,14 @@ def deep_update(base: dict, changes: dict) -> dict:
     return base
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
-        leaves_daemons: bool = False, timeout: float | None = 900) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str],
+    cwd: Path,
+    check: bool = True,
+    env: dict | None = None,
+    leaves_daemons: bool = False,
+    timeout: float | None = 900,
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` with a clean environment and this venv first on PATH; its output comes back.
 
     ``leaves_daemons``: the command starts processes that outlive it (``dvc queue start``'s
@@ -59,14 +77,17 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
     full_env.update(env or {})
     if leaves_daemons:
         with tempfile.TemporaryFile("w+") as out:
-            done = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env,
-                                  timeout=timeout)
+            done = subprocess.run(
+                cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env, timeout=timeout
+            )
             out.seek(0)
             proc = subprocess.CompletedProcess(cmd, done.returncode, out.read(), "")
     else:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -83,8 +104,14 @@ class Project:
     def set_params(self, changes: dict) -> None:
         (self.root / "params.yaml").write_text(yaml.safe_dump(deep_update(self.params, changes), sort_keys=False))
 
-    def run(self, *cmd: str, check: bool = True, env: dict | None = None,
-            leaves_daemons: bool = False, timeout: float | None = 900) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *cmd: str,
+        check: bool = True,
+        env: dict | None = None,
+        leaves_daemons: bool = False,
+        timeout: float | None = 900,
+    ) -> subprocess.CompletedProcess:
         return run(list(cmd), self.root, check=check, env=env, leaves_daemons=leaves_daemons, timeout=timeout)
 
     def commit(self, message: str) -> None:
