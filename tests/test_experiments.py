@@ -330,6 +330,7 @@ def test_mlflow_ui_shows_the_pipeline_run_and_its_five_stages_in_a_real_browser(
 @pytest.mark.parametrize("name", ["report.html", "report.md"])
 def test_report_summarises_the_latest_run_with_its_plots(team, server, name):
     import base64
+    import re
 
     proj, env = team
     _, runs = runs_by_name(server)
@@ -343,7 +344,7 @@ def test_report_summarises_the_latest_run_with_its_plots(team, server, name):
     assert "data/augment" in text  # the data it saw, with its DVC hash
     assert "Pipeline" in text and all(f"{stage}" in text for stage in ("ingest", "balance", "augment", "evaluate"))
     if name.endswith(".html"):
-        images = [part.split("'")[0] for part in text.split("src='data:image/png;base64,")[1:]]
+        images = re.findall(r"""src=["']data:image/png;base64,([^"']+)""", text)
         assert len(images) >= 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     else:
         assert "![Confusion matrix (test)](report_files/confusion_matrix.png)" in text
